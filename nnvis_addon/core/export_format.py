@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,6 +31,12 @@ INLINE_MAX_ELEMENTS = 16
 MAX_DOCUMENT_BYTES = 512 * 1024 * 1024
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64")
 _FINITE_CHECK_CHUNK = 1 << 24
+# No array may claim more bytes than this (its non-zero dimensions multiplied), whatever its
+# buffer holds: keeps numpy from being asked for impossible shapes.
+MAX_ARRAY_BYTES = 1 << 48
+_NPY_MAGIC = b"\x93NUMPY"
+_VERSION_RE = re.compile(r"([0-9]{1,9})\.([0-9]{1,9})")
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 SCHEMA_PATH = Path(__file__).with_name("schema") / "nnvis-format-1.schema.json"
 
 
@@ -48,9 +55,9 @@ class ExportFormatError(NnvisError):
         self.detail = message
         where = [f"{Path(self.file).name}"]
         if layer is not None:
-            where.append(f"layer {layer!r}")
+            where.append(f"layer {minischema.short_repr(layer, 100)}")
         if field is not None:
-            where.append(f"field {field}")
+            where.append(f"field {field if len(field) <= 200 else field[:197] + '...'}")
         super().__init__(f"{': '.join(where)}: {message}")
 
 
@@ -167,31 +174,72 @@ def read_export(path: os.PathLike | str, *, check_finite: bool = True) -> Networ
     return _Reader(doc_path, document, check_finite).read()
 
 
+class _JsonRejected(Exception):
+    """Raised from inside the JSON parser's hooks; turned into an ExportFormatError."""
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        seen = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _JsonRejected(f"duplicate key {_short(key)} in one JSON object")
+            seen.add(key)
+    return document
+
+
+def _reject_constant(name: str) -> Any:
+    raise _JsonRejected(f"{name} is not valid JSON (write null for a missing number)")
+
+
 def _load_json(doc_path: Path) -> dict:
     try:
         size = doc_path.stat().st_size
-    except OSError as exc:
-        raise ExportFormatError(f"cannot open: {exc.strerror or exc}", file=doc_path) from None
-    if not doc_path.is_file():
+        is_file = doc_path.is_file()
+    except (OSError, ValueError) as exc:
+        raise ExportFormatError(f"cannot open: {getattr(exc, 'strerror', None) or exc}",
+                                file=doc_path) from None
+    if not is_file:
         raise ExportFormatError("is not a file", file=doc_path)
     if size > MAX_DOCUMENT_BYTES:
         raise ExportFormatError(f"structure document is {size} bytes; the limit is {MAX_DOCUMENT_BYTES}",
                                 file=doc_path)
-    raw = doc_path.read_bytes()
+    try:
+        raw = doc_path.read_bytes()
+    except OSError as exc:
+        raise ExportFormatError(f"cannot read: {exc.strerror or exc}", file=doc_path) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ExportFormatError(f"is not valid UTF-8 (byte {exc.start})", file=doc_path) from None
+    del raw
     try:
-        document = json.loads(text)
+        document = json.loads(text, object_pairs_hook=_object_without_duplicates,
+                              parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise ExportFormatError(f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                                 file=doc_path) from None
+    except _JsonRejected as exc:
+        raise ExportFormatError(f"is not valid JSON: {exc}", file=doc_path) from None
     except RecursionError:
         raise ExportFormatError("is not valid JSON: nested too deeply", file=doc_path) from None
+    except ValueError as exc:  # e.g. an integer literal with more digits than Python converts
+        raise ExportFormatError(f"is not valid JSON: {_short(str(exc), 120)}", file=doc_path) from None
     if not isinstance(document, dict):
-        raise ExportFormatError("top level must be a JSON object", file=doc_path)
+        raise ExportFormatError(f"top level must be a JSON object, got a JSON {_json_kind(document)}",
+                                file=doc_path)
     return document
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A bounded repr: safe for huge strings and deeply nested values from a hostile document."""
+    return minischema.short_repr(value, limit)
 
 
 def _major_version(document: dict, doc_path: Path) -> int:
@@ -199,10 +247,14 @@ def _major_version(document: dict, doc_path: Path) -> int:
         raise ExportFormatError(f"not an nnvis export (field 'format' must be {FORMAT_NAME!r})",
                                 file=doc_path, field="format")
     version = document.get("version")
-    if not isinstance(version, str) or not version.partition(".")[0].isdigit():
-        raise ExportFormatError(f"format version must be a string like '1.0', got {version!r}",
+    match = _VERSION_RE.fullmatch(version) if isinstance(version, str) else None
+    if match is None:
+        got = f"a JSON {_json_kind(version)}" if not isinstance(version, str) else _short(version)
+        if "version" not in document:
+            got = "nothing"
+        raise ExportFormatError(f"format version must be a string like '1.0', got {got}",
                                 file=doc_path, field="version")
-    return int(version.partition(".")[0])
+    return int(match.group(1))
 
 
 class _Reader:
@@ -233,6 +285,7 @@ class _Reader:
         self.arrays = self._make_arrays(doc["arrays"], buffers)
         layers = self._layers(doc["layers"])
         model = doc["model"]
+        self._check_text(model["name"], "model name", field="model.name")
         input_shape = tuple(model["input_shape"])
         samples = self._samples(doc["samples"], input_shape)
         epochs = self._epochs(doc["epochs"], layers, len(samples))
@@ -260,35 +313,88 @@ class _Reader:
 
     # -- buffers and arrays --------------------------------------------------------------------
 
+    def _check_text(self, value: str, what: str, layer: str | None = None,
+                    field: str | None = None) -> None:
+        """Names end up as Blender data-block names and file paths: they must be real Unicode."""
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise self.error(f"{what} {_short(value)} is not valid Unicode text (a lone surrogate "
+                             f"escape?)", layer=layer, field=field) from None
+
+    def _check_uri(self, uri: str, where: str) -> None:
+        shown = _short(uri)
+        self._check_text(uri, "sidecar path", field=where)
+        if any(ord(c) < 32 or ord(c) == 127 for c in uri):
+            raise self.error(f"sidecar path {shown} contains a control character (NUL?)", field=where)
+        if "\\" in uri:
+            raise self.error(f"sidecar path {shown} must be relative to the export's folder, with '/' "
+                             f"separators", field=where)
+        if uri.startswith("/") or os.path.isabs(uri) or re.match(r"[A-Za-z]:", uri):
+            raise self.error(f"sidecar path {shown} must be relative to the export's folder "
+                             f"(it is absolute)", field=where)
+        if _URL_RE.match(uri) and "://" in uri:
+            raise self.error(f"sidecar path {shown} must be a file name relative to the export's "
+                             f"folder, not a URL", field=where)
+        if ".." in uri.split("/"):
+            raise self.error(f"sidecar path {shown} must not leave the export's folder ('..')",
+                             field=where)
+
     def _open_buffers(self, specs: list[dict]) -> list[np.ndarray]:
-        folder_real = Path(os.path.realpath(self.folder))
+        try:
+            folder_real = Path(os.path.realpath(self.folder))
+        except (OSError, ValueError) as exc:
+            raise self.error(f"cannot resolve the export's folder: {exc}") from None
         buffers = []
         for index, spec in enumerate(specs):
             where = f"buffers[{index}].uri"
             uri = spec["uri"]
-            if "\\" in uri or uri.startswith("/") or (len(uri) > 1 and uri[1] == ":") \
-                    or os.path.isabs(uri):
-                raise self.error(f"sidecar path {uri!r} must be relative to the export's folder",
-                                 field=where)
-            if ".." in Path(uri).parts or "\x00" in uri:
-                raise self.error(f"sidecar path {uri!r} must not leave the export's folder ('..')",
-                                 field=where)
-            real = Path(os.path.realpath(self.folder / uri))
-            if folder_real != real and folder_real not in real.parents:
-                raise self.error(f"sidecar path {uri!r} resolves outside the export's folder "
+            self._check_uri(uri, where)
+            shown = _short(uri)
+            try:
+                real = Path(os.path.realpath(self.folder / uri))
+                inside = folder_real == real or folder_real in real.parents
+                exists = real.exists()
+                is_file = real.is_file()
+            except (OSError, ValueError) as exc:
+                raise self.error(f"sidecar path {shown} cannot be resolved: {exc}",
+                                 field=where) from None
+            if not inside:
+                raise self.error(f"sidecar path {shown} resolves outside the export's folder "
                                  f"(a symbolic link?)", field=where)
-            if not real.is_file():
-                raise self.error(f"sidecar file {uri!r} is missing", field=where)
-            actual = real.stat().st_size
+            if not exists:
+                raise self.error(f"sidecar file {shown} is missing", field=where)
+            if not is_file:
+                raise self.error(f"sidecar {shown} is not a regular file", field=where)
+            try:
+                actual = real.stat().st_size
+            except OSError as exc:
+                raise self.error(f"cannot open sidecar file {shown}: {exc.strerror or exc}",
+                                 field=where) from None
             declared = spec["byte_length"]
             if actual != declared:
                 kind = "truncated" if actual < declared else "longer than declared"
-                raise self.error(f"sidecar file {uri!r} is {kind}: {actual} bytes on disk, "
+                raise self.error(f"sidecar file {shown} is {kind}: {actual} bytes on disk, "
                                  f"{declared} declared", field=f"buffers[{index}].byte_length")
             if actual == 0:
-                buffers.append(np.zeros(0, dtype=np.uint8))
+                buffer = np.zeros(0, dtype=np.uint8)
+                buffer.setflags(write=False)
             else:
-                buffers.append(np.memmap(real, dtype=np.uint8, mode="r"))
+                try:
+                    buffer = np.memmap(real, dtype=np.uint8, mode="r")
+                except (OSError, ValueError) as exc:
+                    raise self.error(f"cannot map sidecar file {shown}: "
+                                     f"{getattr(exc, 'strerror', None) or exc}", field=where) from None
+                if buffer.size != declared:
+                    raise self.error(f"sidecar file {shown} changed size while being read",
+                                     field=f"buffers[{index}].byte_length")
+            # Sidecars hold raw little-endian numbers and are only ever memory-mapped, never
+            # np.load()-ed (which could unpickle). A .npy file here is a mistake worth naming.
+            if bytes(buffer[:len(_NPY_MAGIC)]) == _NPY_MAGIC:
+                raise self.error(f"sidecar file {shown} is a NumPy .npy file; sidecars hold raw "
+                                 f"little-endian array data (nnvis never loads .npy or pickle data)",
+                                 field=where)
+            buffers.append(buffer)
         return buffers
 
     def _make_arrays(self, specs: list[dict], buffers: list[np.ndarray]) -> list[np.ndarray]:
@@ -298,6 +404,9 @@ class _Reader:
             dtype = np.dtype(spec["dtype"]).newbyteorder("<")
             shape = tuple(spec["shape"])
             count = math.prod(shape)
+            if math.prod(d for d in shape if d) * dtype.itemsize > MAX_ARRAY_BYTES:
+                raise self.error(f"shape {_short(list(shape), 120)} is absurdly large "
+                                 f"(over {MAX_ARRAY_BYTES} bytes)", field=where + ".shape")
             if "data" in spec:
                 if "buffer" in spec or "byte_offset" in spec:
                     raise self.error("an array is either inline ('data') or in a buffer, not both",
@@ -306,11 +415,7 @@ class _Reader:
                 if len(data) != count:
                     raise self.error(f"inline data has {len(data)} values, shape {list(shape)} "
                                      f"needs {count}", field=where + ".data")
-                values = np.array([math.nan if v is None else v for v in data], dtype=np.float64)
-                if dtype.kind != "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
-                    raise self.error(f"inline data for dtype {spec['dtype']} must be integers",
-                                     field=where + ".data")
-                array = values.astype(dtype).reshape(shape)
+                array = self._inline_values(data, dtype, spec["dtype"], where + ".data").reshape(shape)
                 array.setflags(write=False)
             else:
                 if "buffer" not in spec:
@@ -329,10 +434,39 @@ class _Reader:
                     raise self.error(f"array of {nbytes} bytes at offset {offset} runs past the end "
                                      f"of buffer {buffer_index} ({buffer.size} bytes)",
                                      field=where + ".byte_offset")
-                array = np.ndarray(shape, dtype=dtype, buffer=buffer, offset=offset) if count else \
-                    np.zeros(shape, dtype=dtype)
+                if count:
+                    array = np.ndarray(shape, dtype=dtype, buffer=buffer, offset=offset)
+                else:
+                    array = np.zeros(shape, dtype=dtype)
+                    array.setflags(write=False)
             arrays.append(array)
         return arrays
+
+    def _inline_values(self, data: list, dtype: np.dtype, dtype_name: str, field: str) -> np.ndarray:
+        """Inline JSON numbers as a 1-D array of ``dtype``, exactly (int64 does not pass float64)."""
+        if dtype.kind in "iu":
+            info = np.iinfo(dtype)
+            values = []
+            for position, value in enumerate(data):
+                if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+                    value = int(value)
+                if not isinstance(value, int):
+                    raise self.error(f"inline data for dtype {dtype_name} must be integers, value "
+                                     f"{position} is {_short(value)}", field=field)
+                if not info.min <= value <= info.max:
+                    raise self.error(f"inline value {position} ({_short(value)}) is out of range "
+                                     f"for dtype {dtype_name}", field=field)
+                values.append(value)
+            return np.array(values, dtype=dtype)
+        floats = []
+        for position, value in enumerate(data):
+            try:
+                floats.append(math.nan if value is None else float(value))
+            except OverflowError:
+                raise self.error(f"inline value {position} ({_short(value)}) is too large for a "
+                                 f"floating-point number", field=field) from None
+        with np.errstate(over="ignore", invalid="ignore"):
+            return np.array(floats, dtype=np.float64).astype(dtype)
 
     def _array(self, ref: int, field: str, layer: str | None = None) -> np.ndarray:
         if ref >= len(self.arrays):
@@ -359,6 +493,7 @@ class _Reader:
         all_names = {spec["name"] for spec in specs}
         for index, spec in enumerate(specs):
             name = spec["name"]
+            self._check_text(name, "layer name", field=f"layers[{index}].name")
             if name in names:
                 raise self.error("duplicate layer name", layer=name, field=f"layers[{index}].name")
             for inbound in spec["inbound"]:
@@ -366,10 +501,10 @@ class _Reader:
                     raise self.error("layer lists itself as inbound (a cycle)", layer=name,
                                      field=f"layers[{index}].inbound")
                 if inbound not in all_names:
-                    raise self.error(f"inbound layer {inbound!r} does not exist", layer=name,
+                    raise self.error(f"inbound layer {_short(inbound)} does not exist", layer=name,
                                      field=f"layers[{index}].inbound")
                 if inbound not in names:
-                    raise self.error(f"inbound layer {inbound!r} comes later: layers must be in "
+                    raise self.error(f"inbound layer {_short(inbound)} comes later: layers must be in "
                                      f"topological order (is there a cycle?)", layer=name,
                                      field=f"layers[{index}].inbound")
             weights = tuple(WeightSpec(w["name"], tuple(w["shape"])) for w in spec.get("weights", []))
@@ -393,7 +528,7 @@ class _Reader:
             units = config.get("units", layer.output_shape[-1])
             if len(kernel.shape) != 2 or kernel.shape[1] != units or layer.output_shape[-1] != units:
                 raise self.error(f"Dense kernel shape {list(kernel.shape)} and output shape "
-                                 f"{list(layer.output_shape)} disagree with units={units}",
+                                 f"{list(layer.output_shape)} disagree with units={_short(units)}",
                                  layer=layer.name, field=field + ".weights")
             if len(layer.inbound) == 1:
                 source = earlier[names[layer.inbound[0]]]
@@ -407,7 +542,7 @@ class _Reader:
             if len(kernel.shape) != rank or kernel.shape[-1] != filters or \
                     layer.output_shape[-1] != filters:
                 raise self.error(f"{layer.type} kernel shape {list(kernel.shape)} and output shape "
-                                 f"{list(layer.output_shape)} disagree with filters={filters}",
+                                 f"{list(layer.output_shape)} disagree with filters={_short(filters)}",
                                  layer=layer.name, field=field + ".weights")
 
     def _samples(self, specs: list[dict], input_shape: tuple[int, ...]) -> list[Sample]:
@@ -423,6 +558,7 @@ class _Reader:
             scores = None
             if "scores" in prediction:
                 scores = self._array(prediction["scores"], where + ".prediction.scores")
+                self._check_finite(scores, where + ".prediction.scores")
             samples.append(Sample(name=spec.get("name", f"sample {index}"), input=array,
                                   label=spec.get("label"), predicted_class=prediction.get("class"),
                                   scores=scores))
@@ -459,7 +595,7 @@ class _Reader:
                 activations[layer.name] = array
             unknown = sorted(set(given) - {layer.name for layer in layers})
             if unknown:
-                raise self.error(f"activations for unknown layer {unknown[0]!r}",
+                raise self.error(f"activations for unknown layer {_short(unknown[0])}",
                                  layer=unknown[0], field=f"{where}.activations")
             epochs.append(Epoch(epoch=spec["epoch"], metrics=dict(spec.get("metrics", {})),
                                 predictions=predictions, weights=weights, activations=activations))
@@ -527,9 +663,12 @@ class ExportWriter:
         target = np.dtype(dtype_name).newbyteorder("<")
         data = np.ascontiguousarray(array, dtype=target)
         spec: dict[str, Any] = {"dtype": dtype_name, "shape": [int(d) for d in data.shape]}
-        if data.size <= INLINE_MAX_ELEMENTS:
-            spec["data"] = [None if isinstance(v, float) and not math.isfinite(v) else v
-                            for v in data.reshape(-1).tolist()]
+        # JSON has no Inf: an array holding NaN/Inf goes to the sidecar so it reads back exactly
+        # (inline, both would come back as NaN via null).
+        inline = data.size <= INLINE_MAX_ELEMENTS and (data.dtype.kind != "f" or
+                                                       bool(np.all(np.isfinite(data))))
+        if inline:
+            spec["data"] = data.reshape(-1).tolist()
         else:
             padding = (-self._offset) % BUFFER_ALIGNMENT
             if padding:

@@ -8,6 +8,7 @@ checks it agrees with the ``jsonschema`` package on the same documents.
 from __future__ import annotations
 
 import re
+import reprlib
 from typing import Any
 
 SUPPORTED_KEYWORDS = frozenset({
@@ -126,6 +127,27 @@ def _json_type(value: Any) -> str:
     return type(value).__name__
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+def _bounded_repr() -> reprlib.Repr:
+    bounded = reprlib.Repr()
+    bounded.maxlevel = 3
+    bounded.maxlist = bounded.maxtuple = bounded.maxdict = bounded.maxset = 6
+    bounded.maxstring = bounded.maxother = bounded.maxlong = 80
+    return bounded
+
+
+_REPR = _bounded_repr()
+
+
+def short_repr(value: Any, limit: int = 60) -> str:
+    """repr() of a value from an untrusted document, bounded in size and nesting depth.
+
+    A plain repr() of a string of hundreds of megabytes, or of a list nested a thousand levels
+    deep, costs memory or raises RecursionError; this never does."""
+    try:
+        text = _REPR.repr(value)
+    except (ValueError, RecursionError):  # e.g. an int too long for str()
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+_short = short_repr
