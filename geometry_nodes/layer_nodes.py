@@ -1,0 +1,198 @@
+"""The "NNVis Layer" geometry-nodes group: one modifier per layer object.
+
+The layer's mesh holds one vertex per cell (H x W x C; a Dense layer is C neurons of 1 x 1)
+with integer attributes ``channel``, ``row``, ``col`` and one float attribute per recorded
+(sample, epoch): ``nnvis_act_s{sample}_e{epoch_index}``. Everything that changes the picture is
+a group input, so the panel and animation never rebuild meshes:
+
+* layout: each channel's map is a grid of cells; maps sit in a linear row or a grid of maps,
+  blended by ``Grid Layout`` (0 = linear, 1 = grid) so layout changes can animate;
+* ``Collapse`` (0..1) slides every map onto the first one, stacked tightly along the layer axis;
+* ``Sample`` and ``Epoch`` pick the activation attribute; a fractional epoch interpolates
+  linearly between the two neighbouring recorded epochs unless ``Step Epochs`` is on;
+* the activation is normalised by (``Value Min``, ``Value Max``) or by the network-wide range
+  (``Normalize Globally``) and stored as ``activation`` and ``activation_norm`` on the instances,
+  which the cell material reads.
+
+Layer-local axes: the network runs along +X; in a layer, "right" is -Y and "down" is -Z, so a
+camera in front-left of the network sees maps unmirrored.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .builder import FieldMath, TreeBuilder, find_current, new_tree
+
+GROUP_NAME = "NNVis Layer"
+VERSION = 1
+ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
+
+
+def activation_attribute_name(sample: int, epoch_index: int) -> str:
+    return f"{ACTIVATION_ATTRIBUTE_PREFIX}s{sample}_e{epoch_index}"
+
+
+# name, kind, default, min, max, subtype, description
+INPUTS = (
+    ("Map Height", "INT", 1, 1, None, None, "Rows of each channel's map (H)"),
+    ("Map Width", "INT", 1, 1, None, None, "Columns of each channel's map (W)"),
+    ("Channels", "INT", 1, 1, None, None, "Number of maps (C); neurons for a Dense layer"),
+    ("Grid Layout", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "0: maps in a linear row, 1: maps in a grid"),
+    ("Grid Columns", "INT", 0, 0, None, None, "Maps per grid row; 0 picks a near-square grid"),
+    ("Cell Size", "FLOAT", 0.1, 0.0001, None, "DISTANCE", "Distance between neighbouring cells"),
+    ("Cell Gap", "FLOAT", 0.12, 0.0, 0.95, "FACTOR", "Gap between cells, as a fraction of the cell"),
+    ("Channel Gap", "FLOAT", 0.2, 0.0, None, "DISTANCE", "Space between maps"),
+    ("Tile Depth", "FLOAT", 0.25, 0.001, None, "FACTOR", "Tile thickness along the layer axis, in cells"),
+    ("Collapse", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "0: every map shown; 1: maps stacked tightly"),
+    ("Stack Spacing", "FLOAT", 0.35, 0.0, None, "FACTOR", "Collapsed maps' spacing along the layer axis, in cells"),
+    ("Sample", "INT", 0, 0, None, None, "Input sample whose activations are shown"),
+    ("Epoch", "FLOAT", 0.0, 0.0, None, None, "Recorded epoch index; fractions interpolate"),
+    ("Epoch Count", "INT", 1, 1, None, None, "Number of recorded epochs"),
+    ("Step Epochs", "BOOLEAN", False, None, None, None, "Hold each epoch instead of interpolating"),
+    ("Value Min", "FLOAT", 0.0, None, None, None, "Activation shown at the bottom of the colour ramp"),
+    ("Value Max", "FLOAT", 1.0, None, None, None, "Activation shown at the top of the colour ramp"),
+    ("Normalize Globally", "BOOLEAN", False, None, None, None, "Use the network-wide range instead"),
+    ("Global Min", "FLOAT", 0.0, None, None, None, "Network-wide minimum activation"),
+    ("Global Max", "FLOAT", 1.0, None, None, None, "Network-wide maximum activation"),
+    ("Cell Material", "MATERIAL", None, None, None, None, "Material of the cells"),
+    ("Label", "STRING", "", None, None, None, "Text shown above the layer"),
+    ("Label Size", "FLOAT", 0.3, 0.0, None, "DISTANCE", "Height of the label's letters"),
+    ("Show Label", "BOOLEAN", True, None, None, None, "Draw the label"),
+    ("Label Material", "MATERIAL", None, None, None, None, "Material of the label"),
+)
+
+
+def ensure_layer_group():
+    """The shared layer group, built on first use and reused by every import."""
+    return find_current(GROUP_NAME, VERSION) or build_layer_group()
+
+
+def build_layer_group():
+    tree = new_tree(GROUP_NAME, "GeometryNodeTree", VERSION)
+    tree.is_modifier = True
+    tree.description = "nnvis: cells of one network layer, coloured by activation"
+    b = TreeBuilder(tree)
+    m = FieldMath(b)
+    b.add_socket("Geometry", "GEOMETRY")
+    for name, kind, default, lo, hi, subtype, description in INPUTS:
+        b.add_socket(name, kind, default=default, min_value=lo, max_value=hi, subtype=subtype,
+                     description=description)
+    b.add_socket("Geometry", "GEOMETRY", output=True)
+
+    gi = b.node("NodeGroupInput")
+    inp = gi.outputs
+
+    # -- layout of the maps (single values) --------------------------------------------------
+    pitch = inp["Cell Size"]
+    height = inp["Map Height"]
+    width = inp["Map Width"]
+    channels = inp["Channels"]
+    gap = inp["Channel Gap"]
+    map_w = m.mul(width, pitch)
+    map_h = m.mul(height, pitch)
+    step_u = m.add(map_w, gap)
+    step_v = m.add(map_h, gap)
+    auto_cols = m.op("CEIL", m.op("SQRT", channels))
+    cols = m.switch("FLOAT", b.node("FunctionNodeCompare", {0: inp["Grid Columns"], 1: 0.5},
+                                    data_type="FLOAT", operation="GREATER_THAN").outputs[0],
+                    auto_cols, m.op("MINIMUM", inp["Grid Columns"], channels))
+    rows = m.op("CEIL", m.div(channels, cols))
+    t = inp["Grid Layout"]
+    total_w = m.sub(m.lerp(m.mul(channels, step_u), m.mul(cols, step_u), t), gap)
+    total_h = m.sub(m.lerp(step_v, m.mul(rows, step_v), t), gap)
+    collapse = inp["Collapse"]
+
+    # -- per-cell position (fields) ------------------------------------------------------------
+    def int_attribute(name):
+        return b.node("GeometryNodeInputNamedAttribute", {"Name": name}, data_type="INT").outputs[0]
+
+    channel = int_attribute("channel")
+    row = int_attribute("row")
+    col = int_attribute("col")
+    grid_u = m.mul(m.op("MODULO", channel, cols), step_u)
+    grid_v = m.mul(m.op("FLOOR", m.div(channel, cols)), step_v)
+    map_u = m.lerp(m.mul(channel, step_u), grid_u, t)
+    map_v = m.mul(grid_v, t)
+    # Collapsed, every map moves onto the first map's place (centred), offset along the axis.
+    centred_u = m.sub(m.mul(total_w, 0.5), m.mul(map_w, 0.5))
+    centred_v = m.sub(m.mul(total_h, 0.5), m.mul(map_h, 0.5))
+    map_u = m.lerp(map_u, centred_u, collapse)
+    map_v = m.lerp(map_v, centred_v, collapse)
+    cell_u = m.op("MULTIPLY_ADD", m.add(col, 0.5), pitch, map_u)
+    cell_v = m.op("MULTIPLY_ADD", m.add(row, 0.5), pitch, map_v)
+    stack_x = m.mul(m.mul(m.mul(channel, collapse), inp["Stack Spacing"]), pitch)
+    position = m.combine(stack_x, m.sub(m.mul(total_w, 0.5), cell_u), m.sub(m.mul(total_h, 0.5), cell_v))
+    placed = b.node("GeometryNodeSetPosition", {"Geometry": inp["Geometry"], "Position": position})
+
+    # -- activation at (sample, epoch) -----------------------------------------------------------
+    last_epoch = m.sub(inp["Epoch Count"], 1)
+    epoch = m.op("MINIMUM", m.op("MAXIMUM", inp["Epoch"], 0.0), last_epoch)
+    epoch_lo = m.op("FLOOR", epoch)
+    epoch_hi = m.op("MINIMUM", m.add(epoch_lo, 1.0), last_epoch)
+    blend = m.mul(m.sub(epoch, epoch_lo),
+                  m.switch("FLOAT", inp["Step Epochs"], 1.0, 0.0))
+
+    def as_text(value):
+        return b.node("FunctionNodeValueToString", {"Value": value, "Decimals": 0}).outputs[0]
+
+    sample_text = as_text(inp["Sample"])
+
+    def activation_at(epoch_index):
+        parts = [b.node("FunctionNodeInputString", string=ACTIVATION_ATTRIBUTE_PREFIX + "s").outputs[0],
+                 sample_text, b.node("FunctionNodeInputString", string="_e").outputs[0],
+                 as_text(epoch_index)]
+        join = b.node("GeometryNodeStringJoin", {"Delimiter": ""})
+        b.link_multi_input(parts, join.inputs["Strings"])
+        return b.node("GeometryNodeInputNamedAttribute", {"Name": join.outputs[0]},
+                      data_type="FLOAT").outputs[0]
+
+    activation = m.lerp(activation_at(epoch_lo), activation_at(epoch_hi), blend)
+    # A NaN/Inf activation (allowed in exports) shows as 0: compare is false for NaN.
+    finite = b.node("FunctionNodeCompare", {0: m.op("ABSOLUTE", activation), 1: 3.0e38},
+                    data_type="FLOAT", operation="LESS_THAN").outputs[0]
+    activation = m.switch("FLOAT", finite, 0.0, activation)
+    use_global = inp["Normalize Globally"]
+    value_min = m.switch("FLOAT", use_global, inp["Value Min"], inp["Global Min"])
+    value_max = m.switch("FLOAT", use_global, inp["Value Max"], inp["Global Max"])
+    normalised = b.node("ShaderNodeMapRange", {"Value": activation, "From Min": value_min,
+                                               "From Max": value_max, "To Min": 0.0, "To Max": 1.0},
+                        clamp=True).outputs[0]
+    stored = b.node("GeometryNodeStoreNamedAttribute",
+                    {"Geometry": placed.outputs[0], "Name": "activation", "Value": activation},
+                    data_type="FLOAT", domain="POINT")
+    stored = b.node("GeometryNodeStoreNamedAttribute",
+                    {"Geometry": stored.outputs[0], "Name": "activation_norm", "Value": normalised},
+                    data_type="FLOAT", domain="POINT")
+
+    # -- cells as instanced tiles ---------------------------------------------------------------
+    tile = m.mul(pitch, m.sub(1.0, inp["Cell Gap"]))
+    tile_size = m.combine(m.mul(pitch, inp["Tile Depth"]), tile, tile)
+    cube = b.node("GeometryNodeMeshCube", {"Size": tile_size})
+    cube = b.node("GeometryNodeSetMaterial", {"Geometry": cube.outputs[0],
+                                              "Material": inp["Cell Material"]})
+    cells = b.node("GeometryNodeInstanceOnPoints", {"Points": stored.outputs[0],
+                                                    "Instance": cube.outputs[0]})
+
+    # -- label above the layer ---------------------------------------------------------------------
+    text = b.node("GeometryNodeStringToCurves", {"String": inp["Label"], "Size": inp["Label Size"]},
+                  align_x="CENTER", align_y="BOTTOM_BASELINE")
+    label = b.node("GeometryNodeRealizeInstances", {"Geometry": text.outputs[0]})
+    label = b.node("GeometryNodeFillCurve", {"Curve": label.outputs[0]})
+    label = b.node("GeometryNodeSetMaterial", {"Geometry": label.outputs[0],
+                                               "Material": inp["Label Material"]})
+    label_z = m.add(m.mul(total_h, 0.5), m.mul(inp["Label Size"], 0.8))
+    label = b.node("GeometryNodeTransform", {
+        "Geometry": label.outputs[0],
+        "Translation": m.combine(0.0, 0.0, label_z),
+        "Rotation": (math.radians(90.0), 0.0, math.radians(-90.0)),
+    })
+    label = b.node("GeometryNodeSwitch", {0: inp["Show Label"], "True": label.outputs[0]},
+                   input_type="GEOMETRY")
+
+    joined = b.node("GeometryNodeJoinGeometry")
+    b.link(cells.outputs[0], joined.inputs[0])
+    b.link(label.outputs[0], joined.inputs[0])
+    go = b.node("NodeGroupOutput")
+    b.link(joined.outputs[0], go.inputs[0])
+    return tree

@@ -1,0 +1,83 @@
+"""Shader materials, built from Python like the geometry-nodes groups.
+
+* "NNVis Activation": colours a cell by its ``activation_norm`` instance attribute through a
+  viridis colour ramp, with emission that grows with the activation so strong cells glow on a
+  dark background.
+* "NNVis Label": flat, slightly emissive white for layer labels.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from .builder import BUILDER_VERSION_KEY, TreeBuilder
+
+ACTIVATION_MATERIAL = "NNVis Activation"
+LABEL_MATERIAL = "NNVis Label"
+VERSION = 1
+
+# Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
+VIRIDIS_SRGB = (
+    (0.267, 0.005, 0.329), (0.278, 0.175, 0.483), (0.230, 0.322, 0.546),
+    (0.173, 0.449, 0.558), (0.128, 0.567, 0.551), (0.153, 0.680, 0.504),
+    (0.369, 0.788, 0.383), (0.678, 0.864, 0.190), (0.993, 0.906, 0.144),
+)
+
+
+def srgb_to_linear(c: float) -> float:
+    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+
+def _find_current(name: str):
+    material = bpy.data.materials.get(name)
+    if material is not None and material.get(BUILDER_VERSION_KEY) == VERSION and material.library is None:
+        return material
+    return None
+
+
+def _new_material(name: str) -> tuple[bpy.types.Material, TreeBuilder]:
+    material = bpy.data.materials.new(name)
+    material[BUILDER_VERSION_KEY] = VERSION
+    material.use_nodes = True
+    tree = material.node_tree
+    tree.nodes.clear()
+    return material, TreeBuilder(tree)
+
+
+def ensure_activation_material() -> bpy.types.Material:
+    material = _find_current(ACTIVATION_MATERIAL)
+    if material is not None:
+        return material
+    material, b = _new_material(ACTIVATION_MATERIAL)
+    attribute = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
+                       attribute_name="activation_norm")
+    ramp = b.node("ShaderNodeValToRGB", {"Fac": attribute.outputs["Fac"]})
+    elements = ramp.color_ramp.elements
+    while len(elements) < len(VIRIDIS_SRGB):
+        elements.new(0.5)
+    for index, (element, rgb) in enumerate(zip(elements, VIRIDIS_SRGB)):
+        element.position = index / (len(VIRIDIS_SRGB) - 1)
+        element.color = (*(srgb_to_linear(c) for c in rgb), 1.0)
+    glow = b.node("ShaderNodeMapRange", {"Value": attribute.outputs["Fac"], "To Min": 0.15,
+                                         "To Max": 2.5})
+    shader = b.node("ShaderNodeBsdfPrincipled", {
+        "Base Color": ramp.outputs["Color"], "Roughness": 0.45,
+        "Emission Color": ramp.outputs["Color"], "Emission Strength": glow.outputs[0],
+    })
+    output = b.node("ShaderNodeOutputMaterial")
+    b.link(shader.outputs[0], output.inputs["Surface"])
+    return material
+
+
+def ensure_label_material() -> bpy.types.Material:
+    material = _find_current(LABEL_MATERIAL)
+    if material is not None:
+        return material
+    material, b = _new_material(LABEL_MATERIAL)
+    shader = b.node("ShaderNodeBsdfPrincipled", {
+        "Base Color": (0.85, 0.87, 0.9, 1.0), "Roughness": 0.6,
+        "Emission Color": (1.0, 1.0, 1.0, 1.0), "Emission Strength": 0.8,
+    })
+    output = b.node("ShaderNodeOutputMaterial")
+    b.link(shader.outputs[0], output.inputs["Surface"])
+    return material

@@ -1,0 +1,265 @@
+"""Build a network scene from an export: the plain function behind File > Import.
+
+Scene structure (one network):
+
+* a collection ``NNVis <model>`` holding everything below;
+* a root empty ``<model>`` whose custom properties are the network controls (``nnvis_sample``,
+  ``nnvis_epoch``, ``nnvis_layer_spacing``, ``nnvis_cell_size``, ``nnvis_normalize_globally``,
+  ``nnvis_step_epochs``); every layer's modifier inputs are driven by them through single-variable
+  drivers, which Blender evaluates without Python, so a saved .blend renders without nnvis;
+* one object per layer, parented to the root, with a mesh of one vertex per cell and an
+  "NNVis Layer" geometry-nodes modifier (see geometry_nodes/layer_nodes.py);
+* a camera, a light and a world so a render right after import is already a picture.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import bpy
+import numpy as np
+from mathutils import Vector
+
+from ...geometry_nodes import layer_nodes, materials
+from ..core.export_format import NetworkExport, read_export
+from ..core.layout import LayoutOptions, NetworkPlan, cell_attributes, plan_network
+from . import compat
+from .transaction import DataTransaction
+
+MODIFIER_NAME = "NNVis Layer"
+ROOT_MARKER = "nnvis_network"
+LAYER_MARKER = "nnvis_layer"
+NORMALIZE_MODES = ("layer", "global")
+
+Progress = Callable[[float, str], None]
+
+# Root custom property -> (layer group input, default, min, max, description)
+NETWORK_CONTROLS = {
+    "nnvis_sample": ("Sample", 0, 0, None, "Input sample shown by every layer"),
+    "nnvis_epoch": ("Epoch", 0.0, 0.0, None, "Recorded epoch index; fractions interpolate"),
+    "nnvis_cell_size": ("Cell Size", 0.1, 0.001, None, "Distance between neighbouring cells"),
+    "nnvis_normalize_globally": ("Normalize Globally", False, None, None,
+                                 "Colour every layer by the network-wide activation range"),
+    "nnvis_step_epochs": ("Step Epochs", False, None, None,
+                          "Hold each recorded epoch instead of interpolating"),
+}
+
+
+@dataclass
+class ImportOptions:
+    sample: int = 0
+    epoch: int | None = None          # recorded epoch index; None = the last one
+    layer_spacing: float = 2.5
+    map_layout: str = "grid"
+    cell_size: float = 0.1
+    normalize: str = "layer"
+    stage: bool = True                # camera, light and world
+
+    def validate(self, export: NetworkExport) -> None:
+        if not 0 <= self.sample < export.num_samples:
+            raise ValueError(f"sample {self.sample} does not exist: the export has "
+                             f"{export.num_samples} samples (0..{export.num_samples - 1})")
+        epochs = len(export.epochs)
+        if self.epoch is not None and not -epochs <= self.epoch < epochs:
+            raise ValueError(f"epoch index {self.epoch} does not exist: the export has {epochs} "
+                             f"recorded epochs (0..{epochs - 1})")
+        if self.normalize not in NORMALIZE_MODES:
+            raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+
+
+def import_network(filepath: str | os.PathLike, options: ImportOptions | None = None, *,
+                   scene: bpy.types.Scene | None = None,
+                   progress: Progress | None = None) -> bpy.types.Object:
+    """Read an export and build its scene; return the network's root object.
+
+    Raises ``ExportFormatError`` for a bad file and ``ValueError`` for bad options; either way
+    nothing is left behind in ``bpy.data``.
+    """
+    options = options or ImportOptions()
+    scene = scene or bpy.context.scene
+    report = progress or (lambda fraction, message: None)
+    report(0.0, "reading export")
+    export = read_export(filepath)
+    options.validate(export)
+    plan = plan_network(export, LayoutOptions(map_layout=options.map_layout,
+                                              layer_spacing=options.layer_spacing,
+                                              cell_size=options.cell_size))
+    with DataTransaction():
+        return _build(export, plan, options, scene, report)
+
+
+def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
+           scene: bpy.types.Scene, report: Progress) -> bpy.types.Object:
+    group = layer_nodes.ensure_layer_group()
+    cell_material = materials.ensure_activation_material()
+    label_material = materials.ensure_label_material()
+
+    collection = bpy.data.collections.new(f"NNVis {export.name}")
+    scene.collection.children.link(collection)
+    root = bpy.data.objects.new(export.name, None)
+    root.empty_display_type = "ARROWS"
+    root.empty_display_size = 0.5
+    collection.objects.link(root)
+    _init_root(root, export, plan, options)
+
+    total_cells = sum(p.grid.cells for p in plan.layers) or 1
+    done = 0
+    for layer_plan in plan.layers:
+        report(0.05 + 0.85 * done / total_cells, f"building layer {layer_plan.layer.name}")
+        obj = _build_layer(export, layer_plan, plan, group, cell_material, label_material)
+        collection.objects.link(obj)
+        obj.parent = root
+        _drive_layer(obj, root, layer_plan.layer.index)
+        done += layer_plan.grid.cells
+
+    if options.stage:
+        report(0.92, "placing camera and light")
+        _stage(scene, collection, plan, export.name)
+    report(1.0, "done")
+    return root
+
+
+def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOptions) -> None:
+    epoch = len(export.epochs) - 1 if options.epoch is None else options.epoch % len(export.epochs)
+    values = {
+        "nnvis_sample": options.sample,
+        "nnvis_epoch": float(epoch),
+        "nnvis_cell_size": options.cell_size,
+        "nnvis_normalize_globally": options.normalize == "global",
+        "nnvis_step_epochs": False,
+    }
+    for key, (_, _, lo, hi, description) in NETWORK_CONTROLS.items():
+        root[key] = values[key]
+        ui = root.id_properties_ui(key)
+        kwargs = {"description": description}
+        if lo is not None:
+            kwargs["min"] = lo
+        if hi is not None:
+            kwargs["max"] = hi
+        if key == "nnvis_sample":
+            kwargs["max"] = export.num_samples - 1
+        if key == "nnvis_epoch":
+            kwargs["max"] = float(len(export.epochs) - 1)
+        ui.update(**kwargs)
+    root["nnvis_layer_spacing"] = options.layer_spacing
+    root.id_properties_ui("nnvis_layer_spacing").update(
+        min=0.0, description="Distance between consecutive layers")
+    root[ROOT_MARKER] = 1
+    root["nnvis_source"] = str(export.path)
+    root["nnvis_model"] = export.name
+    root["nnvis_epoch_numbers"] = [int(e) for e in export.epoch_numbers]
+    root["nnvis_global_range"] = [plan.global_min, plan.global_max]
+
+
+def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, cell_material,
+                 label_material) -> bpy.types.Object:
+    layer = layer_plan.layer
+    grid = layer_plan.grid
+    mesh = bpy.data.meshes.new(f"{export.name}.{layer.name}")
+    mesh.vertices.add(grid.cells)
+    for name, values in zip(("channel", "row", "col"), cell_attributes(grid)):
+        mesh.attributes.new(name, "INT", "POINT").data.foreach_set("value", values)
+    for epoch_index, epoch in enumerate(export.epochs):
+        per_sample = epoch.activations[layer.name].reshape(export.num_samples, -1)
+        for sample in range(export.num_samples):
+            name = layer_nodes.activation_attribute_name(sample, epoch_index)
+            values = np.ascontiguousarray(per_sample[sample], dtype=np.float32)
+            mesh.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", values)
+
+    obj = bpy.data.objects.new(f"{export.name}.{layer.name}", mesh)
+    obj.location = (layer_plan.x, 0.0, 0.0)
+    obj[LAYER_MARKER] = layer.name
+    obj["nnvis_layer_type"] = layer.type
+    obj["nnvis_layer_index"] = layer.index
+    obj["nnvis_output_shape"] = list(layer.output_shape)
+    modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
+    modifier.node_group = group
+    inputs = {
+        "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
+        "Grid Layout": layer_plan.grid_layout, "Channel Gap": layer_plan.channel_gap,
+        "Tile Depth": layer_plan.tile_depth, "Cell Size": plan.options.cell_size,
+        "Epoch Count": len(export.epochs),
+        "Value Min": layer_plan.value_min, "Value Max": layer_plan.value_max,
+        "Global Min": plan.global_min, "Global Max": plan.global_max,
+        "Cell Material": cell_material, "Label Material": label_material,
+        "Label": layer_plan.label, "Label Size": max(0.12, 1.6 * plan.options.cell_size),
+    }
+    for name, value in inputs.items():
+        compat.set_modifier_input(modifier, name, value)
+    return obj
+
+
+def _add_driver(target, data_path: str, source, source_path: str, expression: str = "var",
+                index: int = -1):
+    fcurve = target.driver_add(data_path, index)
+    driver = fcurve.driver
+    driver.type = "SCRIPTED"
+    variable = driver.variables.new()
+    variable.name = "var"
+    variable.type = "SINGLE_PROP"
+    variable.targets[0].id_type = "OBJECT"
+    variable.targets[0].id = source
+    variable.targets[0].data_path = source_path
+    driver.expression = expression
+    return fcurve
+
+
+def _drive_layer(obj, root, index: int) -> None:
+    modifier = obj.modifiers[MODIFIER_NAME]
+    for key, (input_name, *_rest) in NETWORK_CONTROLS.items():
+        _add_driver(obj, compat.modifier_input_path(modifier, input_name), root, f'["{key}"]')
+    # Simple expressions (arithmetic on variables) are evaluated by Blender itself, not Python.
+    _add_driver(obj, "location", root, '["nnvis_layer_spacing"]', f"var * {index}",
+                index=0)
+
+
+def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> None:
+    lo = Vector(plan.bounds_min)
+    hi = Vector(plan.bounds_max)
+    hi.z += 2.5 * plan.options.cell_size * 2  # labels
+    centre = (lo + hi) / 2
+    radius = (hi - lo).length / 2
+
+    camera_data = bpy.data.cameras.new(f"{name} camera")
+    camera_data.lens = 40.0
+    camera_data.clip_end = max(1000.0, radius * 20)
+    camera = bpy.data.objects.new(f"{name} camera", camera_data)
+    collection.objects.link(camera)
+    direction = Vector((-0.62, -0.68, 0.40)).normalized()
+    fov = min(camera_data.angle_x, camera_data.angle_y * 16 / 9)
+    distance = radius / math.sin(fov / 2) * 0.78
+    camera.location = centre + direction * distance
+    camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
+    camera["nnvis_camera"] = 1
+    if scene.camera is None:
+        scene.camera = camera
+
+    light_data = bpy.data.lights.new(f"{name} key light", "SUN")
+    light_data.energy = 2.0
+    light_data.angle = math.radians(8)
+    light = bpy.data.objects.new(f"{name} key light", light_data)
+    light.rotation_euler = (math.radians(50), math.radians(10), math.radians(-35))
+    collection.objects.link(light)
+
+    if scene.world is None or not scene.world.get("nnvis_world"):
+        world = bpy.data.worlds.new("NNVis World")
+        world["nnvis_world"] = 1
+        world.use_nodes = True
+        background = world.node_tree.nodes.get("Background")
+        background.inputs["Color"].default_value = (0.008, 0.010, 0.016, 1.0)
+        background.inputs["Strength"].default_value = 1.0
+        scene.world = world
+
+
+def iter_networks(scene: bpy.types.Scene | None = None):
+    """Root objects of the networks in ``scene`` (or in the whole file)."""
+    objects = scene.objects if scene is not None else bpy.data.objects
+    return [obj for obj in objects if obj.get(ROOT_MARKER)]
+
+
+def network_layers(root: bpy.types.Object) -> list[bpy.types.Object]:
+    layers = [child for child in root.children if child.get(LAYER_MARKER) is not None]
+    return sorted(layers, key=lambda obj: obj["nnvis_layer_index"])

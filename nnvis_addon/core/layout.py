@@ -1,0 +1,181 @@
+"""Layout maths for a network scene (numpy only).
+
+Every layer becomes a grid of cells: a channels-last output (H, W, C) is C maps of H x W cells;
+a vector (N,) is N neurons, i.e. N maps of 1 x 1; a sequence (L, C) is C maps of 1 x L. Cells
+are ordered like Keras flattens them, index = (row * W + col) * C + channel, so a layer's
+activations ``array.reshape(S, -1)`` line up with its cells.
+
+The same formulas run in the "NNVis Layer" geometry-nodes group (geometry_nodes/layer_nodes.py);
+the tests check the two agree.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .export_format import Layer, NetworkExport
+
+MAP_LAYOUTS = ("linear", "grid")
+
+
+@dataclass(frozen=True)
+class CellGrid:
+    height: int
+    width: int
+    channels: int
+
+    @property
+    def cells(self) -> int:
+        return self.height * self.width * self.channels
+
+
+def cell_grid(output_shape: tuple[int, ...]) -> CellGrid:
+    """How a layer's output is drawn: (H, W, C) maps; higher ranks fold leading axes into H."""
+    if len(output_shape) == 1:
+        return CellGrid(1, 1, output_shape[0])
+    if len(output_shape) == 2:
+        return CellGrid(1, output_shape[0], output_shape[1])
+    return CellGrid(math.prod(output_shape[:-2]), output_shape[-2], output_shape[-1])
+
+
+def cell_attributes(grid: CellGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(channel, row, col) int32 arrays in Keras flatten order."""
+    index = np.arange(grid.cells, dtype=np.int64)
+    channel = index % grid.channels
+    pixel = index // grid.channels
+    return (channel.astype(np.int32), (pixel // grid.width).astype(np.int32),
+            (pixel % grid.width).astype(np.int32))
+
+
+def grid_columns(channels: int, requested: int = 0) -> int:
+    return min(requested, channels) if requested > 0 else math.ceil(math.sqrt(channels))
+
+
+def layer_extent(grid: CellGrid, *, grid_layout: float, cell_size: float, channel_gap: float,
+                 requested_columns: int = 0) -> tuple[float, float]:
+    """(width, height) of a layer's cell area, exactly as the geometry nodes compute it."""
+    step_u = grid.width * cell_size + channel_gap
+    step_v = grid.height * cell_size + channel_gap
+    cols = grid_columns(grid.channels, requested_columns)
+    rows = math.ceil(grid.channels / cols)
+    width = grid.channels * step_u + (cols * step_u - grid.channels * step_u) * grid_layout - channel_gap
+    height = step_v + (rows * step_v - step_v) * grid_layout - channel_gap
+    return width, height
+
+
+def cell_centres(grid: CellGrid, *, grid_layout: float, cell_size: float, channel_gap: float,
+                 requested_columns: int = 0) -> np.ndarray:
+    """(cells, 3) layer-local cell centres; right is -Y, down is -Z (see layer_nodes.py)."""
+    channel, row, col = (a.astype(np.float64) for a in cell_attributes(grid))
+    step_u = grid.width * cell_size + channel_gap
+    step_v = grid.height * cell_size + channel_gap
+    cols = grid_columns(grid.channels, requested_columns)
+    width, height = layer_extent(grid, grid_layout=grid_layout, cell_size=cell_size,
+                                 channel_gap=channel_gap, requested_columns=requested_columns)
+    map_u = channel * step_u + ((channel % cols) * step_u - channel * step_u) * grid_layout
+    map_v = np.floor(channel / cols) * step_v * grid_layout
+    u = (col + 0.5) * cell_size + map_u
+    v = (row + 0.5) * cell_size + map_v
+    return np.stack([np.zeros_like(u), width / 2 - u, height / 2 - v], axis=1)
+
+
+def activation_range(arrays: list[np.ndarray]) -> tuple[float, float]:
+    """(min, max) over the finite values of ``arrays``; a usable range even if all are equal."""
+    lo, hi = math.inf, -math.inf
+    for array in arrays:
+        values = np.asarray(array, dtype=np.float32).reshape(-1)
+        finite = values[np.isfinite(values)]
+        if finite.size:
+            lo = min(lo, float(finite.min()))
+            hi = max(hi, float(finite.max()))
+    if not math.isfinite(lo):
+        return 0.0, 1.0
+    if hi - lo < 1e-12:
+        return lo, lo + 1.0
+    return lo, hi
+
+
+@dataclass
+class LayoutOptions:
+    map_layout: str = "grid"          # feature maps: "linear" or "grid"
+    layer_spacing: float = 2.5        # distance between consecutive layers along +X
+    cell_size: float = 0.1
+    channel_gap: float = 0.25         # between feature maps
+    neuron_gap: float = 0.05          # between neurons of a vector layer
+    vector_grid_above: int = 64       # vectors with more neurons are laid out in a grid
+    tile_depth: float = 0.3           # feature-map tiles, in cells
+    neuron_depth: float = 0.8         # neuron cubes, in cells
+
+    def __post_init__(self):
+        if self.map_layout not in MAP_LAYOUTS:
+            raise ValueError(f"map_layout must be one of {MAP_LAYOUTS}, got {self.map_layout!r}")
+        if not (self.layer_spacing > 0 and self.cell_size > 0):
+            raise ValueError("layer_spacing and cell_size must be positive")
+
+
+@dataclass
+class LayerPlan:
+    layer: Layer
+    grid: CellGrid
+    x: float
+    grid_layout: float
+    channel_gap: float
+    tile_depth: float
+    value_min: float
+    value_max: float
+    label: str
+
+    @property
+    def is_vector(self) -> bool:
+        return self.grid.height == 1 and self.grid.width == 1
+
+    def extent(self, cell_size: float) -> tuple[float, float]:
+        return layer_extent(self.grid, grid_layout=self.grid_layout, cell_size=cell_size,
+                            channel_gap=self.channel_gap)
+
+
+@dataclass
+class NetworkPlan:
+    options: LayoutOptions
+    layers: list[LayerPlan]
+    global_min: float
+    global_max: float
+    bounds_min: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
+    bounds_max: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
+
+
+def layer_label(layer: Layer) -> str:
+    shape = "x".join(str(d) for d in layer.output_shape)
+    return f"{layer.name}\n{layer.type} {shape}"
+
+
+def plan_network(export: NetworkExport, options: LayoutOptions | None = None) -> NetworkPlan:
+    options = options or LayoutOptions()
+    plans = []
+    ranges = []
+    for index, layer in enumerate(export.layers):
+        grid = cell_grid(layer.output_shape)
+        vector = grid.height == 1 and grid.width == 1
+        if vector:
+            grid_layout = 1.0 if grid.channels > options.vector_grid_above else 0.0
+            gap = options.neuron_gap
+            depth = options.neuron_depth
+        else:
+            grid_layout = 1.0 if options.map_layout == "grid" else 0.0
+            gap = options.channel_gap
+            depth = options.tile_depth
+        lo, hi = activation_range([epoch.activations[layer.name] for epoch in export.epochs])
+        ranges.append((lo, hi))
+        plans.append(LayerPlan(layer=layer, grid=grid, x=index * options.layer_spacing,
+                               grid_layout=grid_layout, channel_gap=gap, tile_depth=depth,
+                               value_min=lo, value_max=hi, label=layer_label(layer)))
+    global_min = min(lo for lo, _ in ranges)
+    global_max = max(hi for _, hi in ranges)
+    half_w = max(p.extent(options.cell_size)[0] for p in plans) / 2
+    half_h = max(p.extent(options.cell_size)[1] for p in plans) / 2
+    return NetworkPlan(options=options, layers=plans, global_min=global_min, global_max=global_max,
+                       bounds_min=(plans[0].x - options.cell_size, -half_w, -half_h),
+                       bounds_max=(plans[-1].x + options.cell_size, half_w, half_h))
