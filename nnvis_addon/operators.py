@@ -1,0 +1,98 @@
+"""Operators: thin wrappers around the plain functions in ``blender/``."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy_extras.io_utils import ImportHelper
+
+from .blender import scene
+from .core.export_format import DOCUMENT_SUFFIX, NnvisError
+
+
+class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
+    """Import a neural-network export (.nnvis.json) as feature maps and neurons"""
+
+    bl_idname = "import_scene.nnvis"
+    bl_label = "Import Neural Network (nnvis)"
+    bl_options = {"REGISTER", "UNDO", "PRESET"}
+
+    filename_ext = DOCUMENT_SUFFIX
+    filter_glob: StringProperty(default="*" + DOCUMENT_SUFFIX, options={"HIDDEN"})
+    filepath: StringProperty(subtype="FILE_PATH", options={"SKIP_SAVE"})
+    sample: IntProperty(name="Sample", default=0, min=0,
+                        description="Input sample whose activations are shown first")
+    epoch: IntProperty(name="Epoch", default=-1, min=-1,
+                       description="Recorded epoch index shown first; -1 is the last one")
+    layer_spacing: FloatProperty(name="Layer Spacing", default=2.5, min=0.05, soft_max=20.0,
+                                 subtype="DISTANCE", description="Distance between layers")
+    cell_size: FloatProperty(name="Cell Size", default=0.1, min=0.001, soft_max=1.0,
+                             subtype="DISTANCE", description="Distance between neighbouring cells")
+    map_layout: EnumProperty(
+        name="Feature Maps",
+        items=(("grid", "Grid", "Each layer's feature maps in a grid"),
+               ("linear", "Linear", "Each layer's feature maps in a row")),
+        default="grid")
+    normalize: EnumProperty(
+        name="Colour Range",
+        items=(("layer", "Per Layer", "Normalise activations per layer"),
+               ("global", "Global", "One activation range for the whole network")),
+        default="layer")
+    stage: BoolProperty(name="Camera and Lights", default=True,
+                        description="Add a framed camera, a light and a dark world")
+
+    def invoke(self, context, event):
+        if self.filepath:  # dropped on the window: ask for the options only
+            return context.window_manager.invoke_props_dialog(self)
+        return super().invoke(context, event)
+
+    def execute(self, context):
+        if not (self.filepath.endswith(DOCUMENT_SUFFIX) or os.path.isdir(self.filepath)):
+            self.report({"ERROR"}, f"Not an nnvis export (expected *{DOCUMENT_SUFFIX}): {self.filepath}")
+            return {"CANCELLED"}
+        options = scene.ImportOptions(
+            sample=self.sample, epoch=None if self.epoch < 0 else self.epoch,
+            layer_spacing=self.layer_spacing, cell_size=self.cell_size, map_layout=self.map_layout,
+            normalize=self.normalize, stage=self.stage)
+        wm = context.window_manager
+        wm.progress_begin(0, 100)
+
+        def progress(fraction, message):
+            wm.progress_update(int(fraction * 100))
+            if context.workspace is not None:
+                context.workspace.status_text_set(f"nnvis: {message}")
+
+        try:
+            root = scene.import_network(self.filepath, options, scene=context.scene,
+                                        progress=progress)
+        except (NnvisError, ValueError, OSError) as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        finally:
+            wm.progress_end()
+            if context.workspace is not None:
+                context.workspace.status_text_set(None)
+        for obj in context.view_layer.objects.selected:
+            obj.select_set(False)
+        if root.name in context.view_layer.objects:
+            root.select_set(True)
+            context.view_layer.objects.active = root
+        self.report({"INFO"}, f"Imported network {root['nnvis_model']!r} "
+                              f"({len(scene.network_layers(root))} layers)")
+        return {"FINISHED"}
+
+
+class NNVIS_FH_import_network(bpy.types.FileHandler):
+    bl_idname = "NNVIS_FH_import_network"
+    bl_label = "Neural Network (nnvis)"
+    bl_import_operator = NNVIS_OT_import_network.bl_idname
+    bl_file_extensions = ".json"
+
+    @classmethod
+    def poll_drop(cls, context):
+        return context.area is not None and context.area.type in {"VIEW_3D", "OUTLINER"}
+
+
+CLASSES = (NNVIS_OT_import_network, NNVIS_FH_import_network)

@@ -1,0 +1,26 @@
+"""Everything nnvis registers with Blender, and its clean removal."""
+
+from __future__ import annotations
+
+import bpy
+
+from . import operators
+
+CLASSES = operators.CLASSES
+
+
+def _menu_import(self, context):
+    self.layout.operator(operators.NNVIS_OT_import_network.bl_idname,
+                         text="Neural Network (nnvis) (.nnvis.json)")
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.TOPBAR_MT_file_import.append(_menu_import)
+
+
+def unregister():
+    bpy.types.TOPBAR_MT_file_import.remove(_menu_import)
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)
