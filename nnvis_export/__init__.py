@@ -1,0 +1,39 @@
+"""nnvis exporter: write trained Keras 3 / TensorFlow CNNs in nnvis export format v1.
+
+The Blender add-on never imports this package. Everything that needs TensorFlow lives in
+:mod:`nnvis_export.keras_export` and is imported lazily, so ``summarize`` (and
+``nnvis-export --summary``) work without loading TensorFlow.
+
+>>> from nnvis_export import EpochRecorder
+>>> recorder = EpochRecorder(x_test[:4], "out/", labels=y_test[:4])
+>>> model.fit(x, y, epochs=10, callbacks=[recorder])
+>>> recorder.export_path
+PosixPath('out/my_model.nnvis.json')
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ExportError
+from .summary import summarize
+
+__version__ = "0.1.0"
+
+_KERAS_NAMES = {
+    "EpochRecorder", "export_model", "export_checkpoints", "list_checkpoints",
+    "load_model", "load_samples", "model_graph",
+}
+
+__all__ = sorted(_KERAS_NAMES | {"ExportError", "summarize", "__version__"})
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .keras_export import (EpochRecorder, export_checkpoints, export_model, list_checkpoints,
+                               load_model, load_samples, model_graph)
+
+
+def __getattr__(name: str):
+    if name in _KERAS_NAMES:
+        from . import keras_export
+        return getattr(keras_export, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

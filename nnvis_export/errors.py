@@ -1,0 +1,9 @@
+"""Errors the exporter raises on purpose (the CLI turns them into a message and exit code 2)."""
+
+from __future__ import annotations
+
+from nnvis_addon.core.export_format import NnvisError
+
+
+class ExportError(NnvisError):
+    """The exporter cannot do what was asked: a wrong input, an unsupported model, a bad file."""

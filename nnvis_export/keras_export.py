@@ -1,0 +1,900 @@
+"""Keras 3 / TensorFlow exporter for nnvis export format v1.
+
+Everything the format needs goes through :class:`nnvis_addon.core.export_format.ExportWriter`;
+every export is read back with :func:`~nnvis_addon.core.export_format.read_export` before it is
+reported as written. This module only knows Keras: the graph walk, the activation model, the
+samples, the checkpoints.
+
+Epoch numbers: epoch 0 is the network before training; epoch ``k`` is the network after ``k``
+epochs of training (Keras's ``on_epoch_end(k - 1)``, ``ModelCheckpoint``'s ``{epoch}`` = k).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+import keras
+
+from nnvis_addon.core.export_format import (DOCUMENT_SUFFIX, ExportFormatError, ExportWriter,
+                                            read_export)
+
+from . import __version__
+from .errors import ExportError
+
+ACTIVATION_DTYPES = ("float16", "float32")
+WEIGHT_DTYPE = "float32"
+GENERATOR = f"nnvis_export {__version__}"
+
+#: Layer configuration keys that matter for drawing; only the ones a layer has are exported.
+CONFIG_KEYS = ("filters", "units", "kernel_size", "strides", "padding", "pool_size", "activation",
+               "use_bias", "axis", "rate", "data_format")
+
+#: Variable names kept as they are; any other variable is named after its path's last part.
+SHORT_WEIGHT_NAMES = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance",
+                      "depthwise_kernel", "pointwise_kernel")
+
+MAX_RANK = 4  # output shapes without the batch axis, as the format's schema allows
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
+
+
+def _log(verbose: bool, message: str) -> None:
+    if verbose:
+        print(f"nnvis: {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The functional graph
+
+
+@dataclass
+class GraphLayer:
+    """One layer of the model's graph, in topological order."""
+
+    name: str
+    layer: Any                 # the Keras layer (an InputLayer for the input)
+    type: str                  # Keras class name
+    inbound: list[str]         # names of the layers feeding this one
+    tensor: Any                # the symbolic output (KerasTensor)
+    is_input: bool
+
+
+def _history(tensor) -> tuple[Any, Any]:
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        raise ExportError(f"{tensor!r} is not a symbolic Keras tensor of a functional graph")
+    operation, node_index = history[0], history[1]
+    return operation, operation._inbound_nodes[node_index]
+
+
+def _model_io(model) -> tuple[list, list]:
+    try:
+        inputs, outputs = list(model.inputs), list(model.outputs)
+    except (AttributeError, ValueError) as exc:
+        raise ExportError(f"model {model.name!r} has no functional graph ({exc}); build it with an "
+                          f"Input (or call it on data) before exporting") from None
+    if not inputs or not outputs:
+        raise ExportError(f"model {model.name!r} is not built; give it an Input or call it on data")
+    return inputs, outputs
+
+
+def model_graph(model) -> list[GraphLayer]:
+    """The layers of a Functional or Sequential Keras model in topological order.
+
+    The graph is walked back from ``model.outputs`` through each tensor's Keras history, so it
+    follows this model's own graph even when a layer was also used elsewhere. Sequential models
+    get their implicit InputLayer as the first record.
+    """
+    inputs, outputs = _model_io(model)
+    if len(inputs) != 1:
+        raise ExportError(f"model {model.name!r} has {len(inputs)} inputs; nnvis format v1 "
+                          f"records models with exactly one input")
+    nodes: dict[int, Any] = {}
+    node_of_layer: dict[str, int] = {}
+    parents: dict[int, list[int]] = {}
+    stack = [_history(t)[1] for t in outputs]
+    while stack:
+        node = stack.pop()
+        if id(node) in nodes:
+            continue
+        name = node.operation.name
+        if name in node_of_layer:
+            raise ExportError(f"layer {name!r} is used more than once in model {model.name!r} "
+                              f"(a shared layer); nnvis format v1 records one output per layer")
+        nodes[id(node)] = node
+        node_of_layer[name] = id(node)
+        parent_nodes = list(node.parent_nodes)
+        parents[id(node)] = [id(p) for p in parent_nodes]
+        stack.extend(parent_nodes)
+
+    # Kahn's algorithm, preferring Keras's own layer order among the layers that are ready.
+    keras_order = getattr(model, "operations", None) or getattr(model, "_layers", None) \
+        or model.layers
+    priority = {id(op): i for i, op in enumerate(keras_order)}
+    children: dict[int, list[int]] = {key: [] for key in nodes}
+    missing = {key: len(set(ps)) for key, ps in parents.items()}
+    for key, ps in parents.items():
+        for p in set(ps):
+            children[p].append(key)
+    fallback = len(priority)
+    ready = [(priority.get(id(nodes[k].operation), fallback), nodes[k].operation.name, k)
+             for k, n in missing.items() if n == 0]
+    heapq.heapify(ready)
+    ordered = []
+    while ready:
+        _, _, key = heapq.heappop(ready)
+        ordered.append(key)
+        for child in children[key]:
+            missing[child] -= 1
+            if missing[child] == 0:
+                op = nodes[child].operation
+                heapq.heappush(ready, (priority.get(id(op), fallback), op.name, child))
+    if len(ordered) != len(nodes):  # pragma: no cover - Keras graphs are acyclic
+        raise ExportError(f"model {model.name!r} has a cycle")
+
+    input_node = _history(inputs[0])[1]
+    graph = []
+    for key in ordered:
+        node = nodes[key]
+        op = node.operation
+        outs = list(node.output_tensors)
+        if len(outs) != 1:
+            raise ExportError(f"layer {op.name!r} has {len(outs)} outputs; nnvis format v1 records "
+                              f"layers with one output")
+        is_input = node is input_node
+        if not is_input and not node.parent_nodes:
+            raise ExportError(f"layer {op.name!r} has no inputs and is not the model input")
+        inbound = list(dict.fromkeys(nodes[p].operation.name for p in parents[key]))
+        graph.append(GraphLayer(name=op.name, layer=op,
+                                type="InputLayer" if is_input else type(op).__name__,
+                                inbound=inbound, tensor=outs[0], is_input=is_input))
+    if not graph[0].is_input:  # pragma: no cover - the input has no parents, it comes first
+        raise ExportError(f"model {model.name!r}: the input is not first in the graph")
+    return graph
+
+
+def _config_subset(layer) -> dict:
+    try:
+        config = layer.get_config()
+    except Exception:  # noqa: BLE001 - some layers (TFSMLayer, custom) have no usable config
+        return {}
+    subset = {}
+    for key in CONFIG_KEYS:
+        if key in config:
+            value = _jsonable(config[key])
+            if value is not None or key == "axis":
+                subset[key] = value
+    return subset
+
+
+def _jsonable(value):
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (tuple, list)):
+        items = [_jsonable(v) for v in value]
+        return items
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, dict):  # a serialized object such as a custom activation
+        name = value.get("config", {}).get("name") if isinstance(value.get("config"), dict) else None
+        return str(name or value.get("class_name") or value)
+    return str(value)
+
+
+def _weight_names(layer, variables) -> list[str]:
+    names = []
+    for v in variables:
+        name = str(getattr(v, "name", "") or "").split(":")[0]
+        if name not in SHORT_WEIGHT_NAMES:
+            name = str(getattr(v, "path", name)).split("/")[-1].split(":")[0] or name
+        names.append(name or "weight")
+    if len(set(names)) == len(names):
+        return names
+    # Nested models: "dense/kernel", "dense_1/kernel" (the path below this layer).
+    prefix = f"{layer.name}/"
+    names = []
+    for v in variables:
+        path = str(getattr(v, "path", v.name)).split(":")[0]
+        names.append(path.split(prefix, 1)[1] if prefix in path else path)
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        count = seen.get(name, 0)
+        seen[name] = count + 1
+        unique.append(name if count == 0 else f"{name}_{count}")
+    return unique
+
+
+def _check_data_format(graph: list[GraphLayer]) -> None:
+    for g in graph:
+        try:
+            data_format = g.layer.get_config().get("data_format")
+        except Exception:  # noqa: BLE001
+            continue
+        if data_format == "channels_first":
+            raise ExportError(f"layer {g.name!r} uses data_format='channels_first'; nnvis format v1 "
+                              f"stores channels-last activations (rebuild the model channels-last)")
+
+
+# --------------------------------------------------------------------------------------------
+# Activations: one multi-output model, one predict call
+
+
+class ActivationProbe:
+    """A ``keras.Model`` from the model's input to every layer's output, sharing its weights."""
+
+    def __init__(self, model, graph: list[GraphLayer]):
+        self.graph = graph
+        self.computed = [g for g in graph if not g.is_input]
+        if not self.computed:
+            raise ExportError(f"model {model.name!r} has no layers besides its input")
+        self.model = keras.Model(inputs=graph[0].tensor, outputs=[g.tensor for g in self.computed],
+                                 name=f"{model.name}_nnvis_activations")
+
+    def run(self, samples: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+        """Every non-input layer's activations for ``samples``, shape (S, *output_shape)."""
+        outputs = self.model.predict(samples, batch_size=batch_size, verbose=0)
+        if not isinstance(outputs, (list, tuple)):
+            outputs = [outputs]
+        return {g.name: np.asarray(out) for g, out in zip(self.computed, outputs)}
+
+
+# --------------------------------------------------------------------------------------------
+# Samples, labels, names
+
+
+def _input_spec(model) -> tuple[tuple[int | None, ...], str]:
+    inputs, _ = _model_io(model)
+    if len(inputs) != 1:
+        raise ExportError(f"model {model.name!r} has {len(inputs)} inputs; nnvis format v1 "
+                          f"records models with exactly one input")
+    shape = tuple(None if d is None else int(d) for d in inputs[0].shape[1:])
+    dtype = str(getattr(inputs[0], "dtype", "float32"))
+    return shape, dtype
+
+
+def _shape_text(shape: Sequence[int | None]) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(shape) == 1
+                                                                           else "") + ")"
+
+
+def prepare_samples(samples, input_shape: Sequence[int | None], dtype: str = "float32") -> np.ndarray:
+    """``samples`` as an array of shape (S, *input_shape) in the model's input dtype.
+
+    Accepts one sample (shape == input_shape) or a batch, and a batch of single-channel images
+    without their channel axis when the model takes (H, W, 1).
+    """
+    array = np.asarray(samples)
+    if array.dtype.kind not in "biuf":
+        raise ExportError(f"samples must be a numeric array, got dtype {array.dtype}")
+    input_shape = tuple(input_shape)
+    rank = len(input_shape)
+
+    def fits(shape) -> bool:
+        return len(shape) == rank and all(w is None or w == d for w, d in zip(input_shape, shape))
+
+    if array.ndim == rank and fits(array.shape):
+        array = array[np.newaxis]
+    elif array.ndim == rank and input_shape[-1] == 1 and fits(array.shape[1:] + (1,)):
+        array = array[..., np.newaxis]
+    if array.ndim != rank + 1 or not fits(array.shape[1:]):
+        raise ExportError(f"samples have shape {_shape_text(array.shape)}, so one sample is "
+                          f"{_shape_text(array.shape[1:])}; the model expects samples of shape "
+                          f"{_shape_text(input_shape)} (a batch: (S, {_shape_text(input_shape)[1:]})")
+    if array.shape[0] == 0:
+        raise ExportError("no samples given: at least one is needed")
+    if any(d == 0 for d in array.shape[1:]):
+        raise ExportError(f"samples of shape {_shape_text(array.shape[1:])} are empty")
+    target = dtype if dtype in ("float16", "float32", "float64", "int8", "uint8", "int16", "int32",
+                                "int64") else "float32"
+    return np.ascontiguousarray(array, dtype=target)
+
+
+def prepare_labels(labels, count: int) -> list[int | None]:
+    if labels is None:
+        return [None] * count
+    array = np.asarray(labels)
+    if array.ndim == 2 and array.shape[0] == count and array.shape[1] > 1:  # one-hot
+        array = np.argmax(array, axis=1)
+    array = array.reshape(-1) if array.ndim == 2 and array.shape[1] == 1 else array
+    if array.ndim != 1 or array.shape[0] != count:
+        raise ExportError(f"labels have shape {_shape_text(array.shape)}; expected one label per "
+                          f"sample ({count},)")
+    if array.dtype.kind == "f":
+        if not np.all(np.isfinite(array) & (array == np.round(array))):
+            raise ExportError("labels must be class numbers (integers)")
+    elif array.dtype.kind not in "biu":
+        raise ExportError(f"labels must be class numbers (integers), got dtype {array.dtype}")
+    return [int(v) for v in array]
+
+
+def _file_name(name: str) -> str:
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
+    return cleaned[:200]
+
+
+# --------------------------------------------------------------------------------------------
+# One export, written epoch by epoch
+
+
+def _frameworks() -> dict[str, str]:
+    found = {"keras": keras.__version__, "backend": keras.backend.backend(),
+             "numpy": np.__version__}
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        found["tensorflow"] = tf.__version__
+    return found
+
+
+def _is_classifier_output(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 1
+
+
+def _classes(scores: np.ndarray, output_layer) -> list[int]:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[1] == 1:
+        activation = _config_subset(output_layer).get("activation")
+        threshold = 0.5 if activation == "sigmoid" else 0.0
+        return [int(v) for v in (scores[:, 0] >= threshold)]
+    return [int(v) for v in np.argmax(np.nan_to_num(scores, nan=-np.inf), axis=1)]
+
+
+def _metrics(logs: Mapping | None) -> dict[str, float | None]:
+    metrics: dict[str, float | None] = {}
+    for key, value in (logs or {}).items():
+        try:
+            number = float(np.asarray(value).reshape(()))
+        except (TypeError, ValueError):
+            continue
+        metrics[str(key)] = number if math.isfinite(number) else None
+    return metrics
+
+
+class ExportSession:
+    """Writes one export: samples once, then each recorded epoch's weights and activations.
+
+    Arrays go to the sidecar as soon as an epoch is recorded; only the small structure document
+    (array references, metrics, predictions) and the latest epoch's output scores stay in memory.
+    """
+
+    def __init__(self, model, samples, out_dir: os.PathLike | str, *, labels=None,
+                 name: str | None = None, activation_dtype: str = "float16",
+                 class_names: Sequence[str] | None = None,
+                 sample_names: Sequence[str] | None = None, batch_size: int = 32,
+                 verbose: bool = True):
+        if activation_dtype not in ACTIVATION_DTYPES:
+            raise ExportError(f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, "
+                              f"got {activation_dtype!r}")
+        self.model = model
+        self.graph = model_graph(model)
+        _check_data_format(self.graph)
+        input_shape, input_dtype = _input_spec(model)
+        self.samples = prepare_samples(samples, input_shape, input_dtype)
+        count = self.samples.shape[0]
+        self.labels = prepare_labels(labels, count)
+        if sample_names is not None and len(sample_names) != count:
+            raise ExportError(f"{len(sample_names)} sample names for {count} samples")
+        self.sample_names = [str(n) for n in sample_names] if sample_names is not None else \
+            [f"sample {i}" for i in range(count)]
+        self.class_names = [str(c) for c in class_names] if class_names is not None else None
+        self.out_dir = Path(out_dir)
+        self.model_name = (name or model.name or "model")[:256]
+        self.file_name = _file_name(self.model_name)
+        self.activation_dtype = activation_dtype
+        self.batch_size = int(batch_size)
+        self.verbose = verbose
+        self.probe = ActivationProbe(model, self.graph)
+        output_node = _history(_model_io(model)[1][0])[1]
+        self.output_layer = output_node.operation.name
+        self.writer: ExportWriter | None = None
+        self.layers: list[dict] = []
+        self.weighted: dict[str, list] = {}
+        self.epochs: list[dict] = []
+        self.input_refs: list[int] = []
+        self.samples_ref: int | None = None
+        self.last_scores: np.ndarray | None = None
+        self.bytes_written = 0
+        self.started = time.perf_counter()
+
+    # -- recording ---------------------------------------------------------------------------
+
+    def _add(self, array: np.ndarray, dtype: str) -> int:
+        ref = self.writer.add_array(array, dtype=dtype)
+        self.bytes_written += int(np.asarray(array).size) * np.dtype(dtype).itemsize
+        return ref
+
+    def _start(self, activations: dict[str, np.ndarray]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = ExportWriter(self.out_dir, self.file_name)
+        for i in range(self.samples.shape[0]):
+            self.input_refs.append(self._add(self.samples[i], self.samples.dtype.name))
+        self.samples_ref = self._add(self.samples, self.samples.dtype.name)
+        for g in self.graph:
+            shape = tuple(self.samples.shape[1:]) if g.is_input else \
+                tuple(int(d) for d in activations[g.name].shape[1:])
+            if not 1 <= len(shape) <= MAX_RANK or min(shape) < 1:
+                raise ExportError(f"layer {g.name!r} has output shape {_shape_text(shape)} per "
+                                  f"sample; nnvis format v1 records 1 to {MAX_RANK} axes of size "
+                                  f">= 1 (without the batch axis)")
+            record: dict[str, Any] = {"name": g.name, "type": g.type,
+                                      "output_shape": list(shape), "inbound": g.inbound}
+            config = {} if g.is_input else _config_subset(g.layer)
+            if config:
+                record["config"] = config
+            variables = [] if g.is_input else list(g.layer.weights)
+            if variables:
+                names = _weight_names(g.layer, variables)
+                record["weights"] = [{"name": n, "shape": [int(d) for d in v.shape]}
+                                     for n, v in zip(names, variables)]
+                self.weighted[g.name] = variables
+            try:
+                params = 0 if g.is_input else int(g.layer.count_params())
+            except Exception:  # noqa: BLE001 - unbuilt or exotic layers
+                params = sum(math.prod(v.shape) for v in variables)
+            record["params"] = params
+            self.layers.append(record)
+
+    def record(self, epoch: int, metrics: Mapping | None = None) -> None:
+        """Compute and write the model's current state as epoch number ``epoch``."""
+        epoch = int(epoch)
+        if epoch < 0:
+            raise ExportError(f"epoch numbers start at 0, got {epoch}")
+        if self.epochs and epoch <= self.epochs[-1]["epoch"]:
+            raise ExportError(f"epoch {epoch} recorded after epoch {self.epochs[-1]['epoch']}: "
+                              f"epoch numbers must increase")
+        t0 = time.perf_counter()
+        activations = self.probe.run(self.samples, self.batch_size)
+        t_predict = time.perf_counter() - t0
+        first = self.writer is None
+        if first:
+            self._start(activations)
+        refs: dict[str, int] = {}
+        for record, g in zip(self.layers, self.graph):
+            if g.is_input:
+                refs[g.name] = self.samples_ref
+                continue
+            array = activations.pop(g.name)
+            if list(array.shape[1:]) != record["output_shape"] or array.shape[0] != len(self.labels):
+                raise ExportError(f"layer {g.name!r} changed its output shape to "
+                                  f"{_shape_text(array.shape[1:])} at epoch {epoch}")
+            if self.activation_dtype == "float16" and array.dtype.kind == "f" and array.size:
+                peak = float(np.nanmax(np.abs(array), initial=0.0))
+                if peak > FLOAT16_MAX:
+                    _log(self.verbose, f"warning: layer {g.name!r} at epoch {epoch} has values up "
+                                       f"to {peak:.3g}, beyond float16 (they become inf); export "
+                                       f"with activation dtype float32")
+            if g.name == self.output_layer and _is_classifier_output(tuple(array.shape[1:])):
+                self.last_scores = np.array(array, dtype=np.float32)
+            refs[g.name] = self._add(array, self.activation_dtype)
+            del array
+        weights: dict[str, list[int]] = {}
+        for record in self.layers:
+            variables = self.weighted.get(record["name"])
+            if not variables:
+                continue
+            arrays = [np.asarray(v.numpy(), dtype=np.float32) for v in variables]
+            for spec, array in zip(record["weights"], arrays):
+                if list(array.shape) != spec["shape"]:
+                    raise ExportError(f"layer {record['name']!r} weight {spec['name']!r} changed "
+                                      f"shape to {list(array.shape)} at epoch {epoch}")
+            weights[record["name"]] = [self._add(a, WEIGHT_DTYPE) for a in arrays]
+        entry: dict[str, Any] = {"epoch": epoch}
+        metrics = _metrics(metrics)
+        if metrics:
+            entry["metrics"] = metrics
+        if self.last_scores is not None:
+            entry["predictions"] = _classes(self.last_scores, self._layer(self.output_layer))
+        entry["weights"] = weights
+        entry["activations"] = refs
+        self.epochs.append(entry)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if v is not None)
+        _log(self.verbose, f"epoch {epoch}: {len(self.layers)} layers x {len(self.labels)} samples "
+                           f"({len(weights)} with weights), predict {t_predict:.2f} s, "
+                           f"{self.bytes_written / 1e6:.2f} MB written"
+                           + (f"; {shown}" if shown else ""))
+
+    def _layer(self, name: str):
+        return next(g.layer for g in self.graph if g.name == name)
+
+    def renumber_first(self, epoch: int) -> None:
+        """Give the first recorded epoch another number (training resumed at ``epoch``)."""
+        if self.epochs and (len(self.epochs) == 1 or epoch < self.epochs[1]["epoch"]):
+            self.epochs[0]["epoch"] = int(epoch)
+
+    # -- finishing ---------------------------------------------------------------------------
+
+    def finish(self) -> Path:
+        """Write the structure document, read the export back to validate it, return its path."""
+        if self.writer is None:
+            raise ExportError("nothing to write: no epoch was recorded")
+        try:
+            score_refs = []
+            if self.last_scores is not None:
+                score_refs = [self._add(self.last_scores[i], "float32")
+                              for i in range(self.last_scores.shape[0])]
+                classes = self.epochs[-1]["predictions"]
+            samples = []
+            for i, ref in enumerate(self.input_refs):
+                sample: dict[str, Any] = {"name": self.sample_names[i], "input": ref,
+                                          "label": self.labels[i]}
+                if score_refs:
+                    sample["prediction"] = {"class": classes[i], "scores": score_refs[i]}
+                samples.append(sample)
+            model: dict[str, Any] = {"name": self.model_name, "frameworks": _frameworks(),
+                                     "input_shape": list(self.samples.shape[1:])}
+            if self.class_names is not None:
+                model["class_names"] = self.class_names
+            path = self.writer.finish(model=model, layers=self.layers, samples=samples,
+                                      epochs=self.epochs, generator=GENERATOR)
+        except BaseException:
+            self.abort()
+            raise
+        try:
+            export = read_export(path)
+        except ExportFormatError as exc:
+            raise ExportError(f"the export just written does not read back: {exc}") from exc
+        json_size = path.stat().st_size
+        bin_size = (path.parent / f"{self.file_name}.bin").stat().st_size
+        _log(self.verbose, f"wrote {path} ({len(export.layers)} layers, {export.num_samples} "
+                           f"samples, {len(export.epochs)} epochs; {json_size / 1e3:.1f} kB "
+                           f"structure + {bin_size / 1e6:.2f} MB arrays) in "
+                           f"{time.perf_counter() - self.started:.1f} s")
+        self.writer = None
+        return path
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Records the network before training and after every epoch; writes one export at the end.
+
+    ``samples``: the inputs to record (S, *input_shape), e.g. a few test images.
+    ``labels``: their classes (or one-hot rows), optional. The export lands in ``out_dir`` as
+    ``<name>.nnvis.json`` + ``<name>.bin`` (``name`` defaults to the model's name); its path is
+    ``export_path`` after training. Arrays are written after each epoch, not kept in memory.
+    """
+
+    def __init__(self, samples, out_dir: os.PathLike | str, labels=None, name: str | None = None,
+                 activation_dtype: str = "float16", *, class_names: Sequence[str] | None = None,
+                 sample_names: Sequence[str] | None = None, batch_size: int = 32,
+                 verbose: bool = True):
+        super().__init__()
+        if activation_dtype not in ACTIVATION_DTYPES:
+            raise ExportError(f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, "
+                              f"got {activation_dtype!r}")
+        self.samples = np.asarray(samples)
+        self.out_dir = Path(out_dir)
+        self.labels = labels
+        self.name = name
+        self.activation_dtype = activation_dtype
+        self.class_names = class_names
+        self.sample_names = sample_names
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.export_path: Path | None = None
+        self._session: ExportSession | None = None
+        self._renumber = False
+
+    def on_train_begin(self, logs=None):
+        if self._session is not None:
+            self._session.abort()
+        self._session = ExportSession(
+            self.model, self.samples, self.out_dir, labels=self.labels, name=self.name,
+            activation_dtype=self.activation_dtype, class_names=self.class_names,
+            sample_names=self.sample_names, batch_size=self.batch_size, verbose=self.verbose)
+        self._session.record(0)
+        self._renumber = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._renumber and self._session is not None:
+            self._session.renumber_first(epoch)  # fit(initial_epoch=...) resumes training
+        self._renumber = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._session is not None:
+            self._session.record(epoch + 1, logs)
+
+    def on_train_end(self, logs=None):
+        if self._session is None:
+            return
+        session, self._session = self._session, None
+        self.export_path = session.finish()
+
+
+def export_model(model, samples, out_dir: os.PathLike | str, labels=None, name: str | None = None,
+                 activation_dtype: str = "float16", *, epoch: int = 0,
+                 metrics: Mapping[str, float] | None = None,
+                 class_names: Sequence[str] | None = None,
+                 sample_names: Sequence[str] | None = None, batch_size: int = 32,
+                 verbose: bool = True) -> Path:
+    """Export a (trained) model as one epoch record; return the structure document's path."""
+    session = ExportSession(model, samples, out_dir, labels=labels, name=name,
+                            activation_dtype=activation_dtype, class_names=class_names,
+                            sample_names=sample_names, batch_size=batch_size, verbose=verbose)
+    try:
+        session.record(epoch, metrics)
+    except BaseException:
+        session.abort()
+        raise
+    return session.finish()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    epoch: int
+    path: Path          # the file, or a TF checkpoint's prefix (without .index)
+    kind: str           # "keras" (weights.h5/.keras/.h5) or "tf" (tf.train.Checkpoint)
+
+
+_EPOCH_WORD = re.compile(r"epoch[_\-. ]?0*(\d+)", re.IGNORECASE)
+_NUMBER = re.compile(r"\d+")
+
+
+def _epoch_from_name(stem: str) -> int | None:
+    match = _EPOCH_WORD.search(stem)
+    if match:
+        return int(match.group(1))
+    numbers = _NUMBER.findall(stem)
+    return int(numbers[0]) if numbers else None
+
+
+def list_checkpoints(folder: os.PathLike | str) -> list[Checkpoint]:
+    """Per-epoch weights in ``folder``, sorted by epoch.
+
+    Keras weight files (``*.weights.h5``, ``*.keras``, ``*.h5``): the epoch is the number after
+    "epoch" in the name, else the first number (``epoch_003.weights.h5``, ``weights.03.weights.h5``
+    and ``weights.03-0.41.weights.h5`` are all epoch 3). TensorFlow checkpoints
+    (``ckpt-N.index`` + data files): epoch N.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"checkpoint folder {str(folder)!r} does not exist or is not a folder")
+    found: list[Checkpoint] = []
+    for path in sorted(folder.iterdir()):
+        name = path.name
+        if not path.is_file():
+            continue
+        if name.endswith(".index"):
+            prefix = path.with_suffix("")
+            match = re.search(r"-(\d+)$", prefix.name)
+            epoch = int(match.group(1)) if match else _epoch_from_name(prefix.name)
+            kind = "tf"
+            target = prefix
+        elif name.endswith(".weights.h5") or name.endswith(MODEL_SUFFIXES):
+            stem = name[:-len(".weights.h5")] if name.endswith(".weights.h5") else path.stem
+            epoch = _epoch_from_name(stem)
+            kind = "keras"
+            target = path
+        else:
+            continue
+        if epoch is None:
+            raise ExportError(f"checkpoint {name!r} has no epoch number in its name "
+                              f"(expected e.g. epoch_003.weights.h5 or ckpt-3.index)")
+        found.append(Checkpoint(epoch, target, kind))
+    if not found:
+        raise ExportError(f"no checkpoints in {str(folder)!r} (expected *.weights.h5 files or "
+                          f"TensorFlow ckpt-N.index files)")
+    found.sort(key=lambda c: c.epoch)
+    for a, b in zip(found, found[1:]):
+        if a.epoch == b.epoch:
+            raise ExportError(f"checkpoints {a.path.name!r} and {b.path.name!r} both are epoch "
+                              f"{a.epoch}")
+    return found
+
+
+def _restore_tf_checkpoint(model, prefix: Path) -> None:
+    import tensorflow as tf
+
+    try:
+        names = [n for n, _ in tf.train.list_variables(str(prefix))]
+    except Exception as exc:  # noqa: BLE001 - tf raises many kinds for a broken checkpoint
+        raise ExportError(f"cannot read TensorFlow checkpoint {prefix.name!r}: {exc}") from None
+    roots = list(dict.fromkeys(n.split("/")[0] for n in names if "/" in n
+                               and not n.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH",
+                                                     "save_counter"))))
+    roots.sort(key=lambda r: (r not in ("model", "net", "network"), r))
+    for root in roots:
+        status = tf.train.Checkpoint(**{root: model}).read(str(prefix))
+        try:
+            status.assert_existing_objects_matched()
+        except AssertionError:
+            status.expect_partial()
+            continue
+        status.expect_partial()  # the optimizer's slots may be in there too
+        return
+    raise ExportError(f"TensorFlow checkpoint {prefix.name!r} does not hold this model's weights "
+                      f"(tried tf.train.Checkpoint keys {roots})")
+
+
+def _load_checkpoint(model, checkpoint: Checkpoint) -> None:
+    if checkpoint.kind == "tf":
+        _restore_tf_checkpoint(model, checkpoint.path)
+        return
+    try:
+        model.load_weights(str(checkpoint.path))
+    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, KeyError, OSError...
+        raise ExportError(f"cannot load weights {checkpoint.path.name!r} into model "
+                          f"{model.name!r}: {exc}") from None
+
+
+def export_checkpoints(model, checkpoint_dir: os.PathLike | str, samples, out_dir: os.PathLike | str,
+                       labels=None, name: str | None = None, activation_dtype: str = "float16", *,
+                       metrics: Mapping[int, Mapping[str, float]] | None = None,
+                       class_names: Sequence[str] | None = None,
+                       sample_names: Sequence[str] | None = None, batch_size: int = 32,
+                       verbose: bool = True) -> Path:
+    """One export with an epoch per checkpoint in ``checkpoint_dir``.
+
+    ``model``: a model file (.keras/.h5, or a SavedModel folder) or a ``keras.Model``; each
+    checkpoint's weights are loaded into it in turn. ``metrics``: optional {epoch: {name: value}}.
+    """
+    if not isinstance(model, keras.Model):
+        model = load_model(model)
+    checkpoints = list_checkpoints(checkpoint_dir)
+    _log(verbose, f"{len(checkpoints)} checkpoints: epochs "
+                  f"{', '.join(str(c.epoch) for c in checkpoints)}")
+    session = ExportSession(model, samples, out_dir, labels=labels, name=name,
+                            activation_dtype=activation_dtype, class_names=class_names,
+                            sample_names=sample_names, batch_size=batch_size, verbose=verbose)
+    try:
+        for checkpoint in checkpoints:
+            _load_checkpoint(model, checkpoint)
+            session.record(checkpoint.epoch, (metrics or {}).get(checkpoint.epoch))
+    except BaseException:
+        session.abort()
+        raise
+    return session.finish()
+
+
+# --------------------------------------------------------------------------------------------
+# Loading models and samples (the CLI's inputs)
+
+
+def load_model(path: os.PathLike | str):
+    """Load a ``.keras``/``.h5`` model (``safe_mode=True``) or wrap a SavedModel folder."""
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"model {str(path)!r} does not exist")
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file():
+            return _load_saved_model(path)
+        raise ExportError(f"{str(path)!r} is a folder without saved_model.pb; expected a .keras or "
+                          f".h5 file or a SavedModel folder")
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise ExportError(f"model {path.name!r}: expected a .keras or .h5 file or a SavedModel "
+                          f"folder")
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad file
+        raise ExportError(f"cannot load model {path.name!r}: {exc}") from None
+
+
+def _load_saved_model(path: Path):
+    """A SavedModel's serving function as a one-layer Keras model (its inner layers are opaque)."""
+    import tensorflow as tf
+
+    try:
+        loaded = tf.saved_model.load(str(path))
+    except Exception as exc:  # noqa: BLE001
+        raise ExportError(f"cannot load SavedModel {path.name!r}: {exc}") from None
+    signatures = dict(getattr(loaded, "signatures", {}) or {})
+    endpoint = "serving_default" if "serving_default" in signatures else \
+        (next(iter(signatures)) if len(signatures) == 1 else None)
+    if endpoint is None:
+        raise ExportError(f"SavedModel {path.name!r} has no serving_default signature; export it "
+                          f"from Keras with model.export() or save it as .keras")
+    _, kwargs = signatures[endpoint].structured_input_signature
+    if len(kwargs) != 1:
+        raise ExportError(f"SavedModel {path.name!r} signature {endpoint!r} takes {len(kwargs)} "
+                          f"inputs; nnvis format v1 records models with exactly one input")
+    input_name, spec = next(iter(kwargs.items()))
+    if spec.shape.rank is None or spec.shape.rank < 2:
+        raise ExportError(f"SavedModel {path.name!r}: input {input_name!r} has shape {spec.shape}, "
+                          f"expected a batch of samples")
+    outputs = signatures[endpoint].structured_outputs
+    if isinstance(outputs, dict) and len(outputs) != 1:
+        raise ExportError(f"SavedModel {path.name!r} signature {endpoint!r} has {len(outputs)} "
+                          f"outputs; only single-output SavedModels are supported")
+    inputs = keras.Input(shape=tuple(spec.shape[1:]), dtype=spec.dtype.name, name=input_name)
+    layer = keras.layers.TFSMLayer(str(path), call_endpoint=endpoint,
+                                   name=_file_name(path.name) + "_savedmodel")
+    result = layer(inputs)
+    if isinstance(result, dict):
+        result = next(iter(result.values()))
+    print(f"nnvis: note: {path.name} is a SavedModel; its layers are not visible to Keras, so the "
+          f"export shows it as one {type(layer).__name__} layer (save the model as .keras to see "
+          f"every layer)", file=sys.stderr)
+    return keras.Model(inputs, result, name=_file_name(path.name))
+
+
+def _image_paths(paths: Iterable[Path]) -> list[Path]:
+    found = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir()
+                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            found.append(path)
+    return found
+
+
+def load_samples(paths: Sequence[os.PathLike | str], input_shape: Sequence[int | None],
+                 rescale: float = 1.0) -> tuple[np.ndarray, list[str]]:
+    """Samples from one ``.npy`` file (``allow_pickle=False``) or from image files/folders.
+
+    Images are loaded with ``keras.utils.load_img``, resized to the model input's height and width,
+    grayscale when the model takes one channel, and multiplied by ``rescale`` (pixel values are
+    0..255). Returns the array and a name per sample.
+    """
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        if not path.exists():
+            raise ExportError(f"samples {str(path)!r} do not exist")
+    if len(paths) == 1 and paths[0].suffix.lower() == ".npy":
+        try:
+            array = np.load(paths[0], allow_pickle=False)
+        except ValueError as exc:
+            raise ExportError(f"cannot read {paths[0].name!r} as a numeric .npy array "
+                              f"(pickled object arrays are refused): {exc}") from None
+        except OSError as exc:
+            raise ExportError(f"cannot read {paths[0].name!r}: {exc}") from None
+        if array.ndim == len(input_shape):
+            count = 1 if tuple(array.shape) == tuple(input_shape) else array.shape[0]
+        else:
+            count = array.shape[0] if array.ndim else 0
+        return array, [f"{paths[0].stem}[{i}]" for i in range(count)]
+    if any(p.suffix.lower() == ".npy" for p in paths):
+        raise ExportError("give either one .npy file or image files, not several .npy files")
+    images = _image_paths(paths)
+    bad = [p.name for p in images if p.suffix.lower() not in IMAGE_SUFFIXES]
+    if bad:
+        raise ExportError(f"{bad[0]!r} is neither a .npy array nor an image "
+                          f"({', '.join(IMAGE_SUFFIXES)})")
+    if not images:
+        raise ExportError("no image files found in the given samples")
+    if len(input_shape) != 3 or input_shape[-1] not in (1, 3, 4):
+        raise ExportError(f"the model takes inputs of shape {_shape_text(input_shape)}; images "
+                          f"need a model input of shape (height, width, 1 or 3 or 4 channels)")
+    height, width, channels = input_shape
+    mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
+    target = (height, width) if height is not None and width is not None else None
+    arrays = []
+    for path in images:
+        try:
+            image = keras.utils.load_img(path, color_mode=mode, target_size=target)
+        except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for a bad file
+            raise ExportError(f"cannot read image {path.name!r}: {exc}") from None
+        arrays.append(keras.utils.img_to_array(image, dtype="float32") * np.float32(rescale))
+    shapes = {a.shape for a in arrays}
+    if len(shapes) != 1:
+        raise ExportError(f"the images have different sizes {sorted(shapes)}; the model input has "
+                          f"no fixed size, so resize them first")
+    return np.stack(arrays), [p.name for p in images]
+
+
+def model_input_shape(model) -> tuple[int | None, ...]:
+    return _input_spec(model)[0]
+
+
+def export_document_path(out_dir: os.PathLike | str, name: str) -> Path:
+    return Path(out_dir) / f"{_file_name(name)}{DOCUMENT_SUFFIX}"
