@@ -225,11 +225,26 @@ def _load_json(doc_path: Path) -> dict:
     except RecursionError:
         raise ExportFormatError("is not valid JSON: nested too deeply", file=doc_path) from None
     except ValueError as exc:  # e.g. an integer literal with more digits than Python converts
-        raise ExportFormatError(f"is not valid JSON: {_short(str(exc), 120)}", file=doc_path) from None
+        detail = str(exc)
+        raise ExportFormatError(f"is not valid JSON: {detail if len(detail) < 200 else detail[:197] + '...'}",
+                                file=doc_path) from None
     if not isinstance(document, dict):
         raise ExportFormatError(f"top level must be a JSON object, got a JSON {_json_kind(document)}",
                                 file=doc_path)
     return document
+
+
+def _pointer_to_field(pointer: str) -> str | None:
+    """"/layers/1/output_shape/2" -> "layers[1].output_shape[2]", the style of the other errors."""
+    field = ""
+    for part in pointer.strip("/").split("/"):
+        if not part:
+            continue
+        if part.isascii() and part.isdigit():
+            field += f"[{part}]"
+        else:
+            field += f".{part}" if field else part
+    return field or None
 
 
 def _json_kind(value: Any) -> str:
@@ -279,7 +294,7 @@ class _Reader:
             minischema.validate(doc, load_schema())
         except minischema.SchemaViolation as exc:
             raise self.error(exc.message, layer=self._layer_for_path(exc.path),
-                             field=exc.path) from None
+                             field=_pointer_to_field(exc.path)) from None
 
         buffers = self._open_buffers(doc["buffers"])
         self.arrays = self._make_arrays(doc["arrays"], buffers)
@@ -397,43 +412,70 @@ class _Reader:
             buffers.append(buffer)
         return buffers
 
+    def _array_users(self, index: int) -> tuple[str | None, str | None]:
+        """(layer, field) of the first place the (schema-valid) document refers to array ``index``."""
+        doc = self.document
+        for e, epoch in enumerate(doc["epochs"]):
+            for name, ref in epoch["activations"].items():
+                if ref == index:
+                    return name, f"epochs[{e}].activations.{name}"
+            for name, refs in epoch["weights"].items():
+                for position, ref in enumerate(refs):
+                    if ref == index:
+                        return name, f"epochs[{e}].weights.{name}[{position}]"
+        for s, sample in enumerate(doc["samples"]):
+            if sample["input"] == index:
+                return None, f"samples[{s}].input"
+            if (sample.get("prediction") or {}).get("scores") == index:
+                return None, f"samples[{s}].prediction.scores"
+        return None, None
+
+    def _array_error(self, index: int, message: str, field: str) -> ExportFormatError:
+        """An error in ``arrays[index]``, naming the layer and place that use the array."""
+        layer, user = self._array_users(index)
+        if user is not None:
+            message = f"{message} (the array of {user})"
+        return self.error(message, layer=layer, field=field)
+
     def _make_arrays(self, specs: list[dict], buffers: list[np.ndarray]) -> list[np.ndarray]:
         arrays = []
         for index, spec in enumerate(specs):
             where = f"arrays[{index}]"
+            fail = self._array_error
             dtype = np.dtype(spec["dtype"]).newbyteorder("<")
             shape = tuple(spec["shape"])
             count = math.prod(shape)
             if math.prod(d for d in shape if d) * dtype.itemsize > MAX_ARRAY_BYTES:
-                raise self.error(f"shape {_short(list(shape), 120)} is absurdly large "
-                                 f"(over {MAX_ARRAY_BYTES} bytes)", field=where + ".shape")
+                raise fail(index, f"shape {_short(list(shape), 120)} is absurdly large "
+                                  f"(over {MAX_ARRAY_BYTES} bytes)", where + ".shape")
             if "data" in spec:
                 if "buffer" in spec or "byte_offset" in spec:
-                    raise self.error("an array is either inline ('data') or in a buffer, not both",
-                                     field=where)
+                    raise fail(index, "an array is either inline ('data') or in a buffer, not both",
+                               where)
                 data = spec["data"]
                 if len(data) != count:
-                    raise self.error(f"inline data has {len(data)} values, shape {list(shape)} "
-                                     f"needs {count}", field=where + ".data")
-                array = self._inline_values(data, dtype, spec["dtype"], where + ".data").reshape(shape)
+                    raise fail(index, f"inline data has {len(data)} values, shape {list(shape)} "
+                                      f"needs {count}", where + ".data")
+                array = self._inline_values(index, data, dtype, spec["dtype"], where + ".data")
+                array = array.reshape(shape)
                 array.setflags(write=False)
             else:
                 if "buffer" not in spec:
-                    raise self.error("array needs 'data' or 'buffer'", field=where)
+                    raise fail(index, "array needs 'data' or 'buffer'", where)
                 buffer_index = spec["buffer"]
                 if buffer_index >= len(buffers):
-                    raise self.error(f"buffer {buffer_index} does not exist ({len(buffers)} buffers)",
-                                     field=where + ".buffer")
+                    raise fail(index, f"buffer {buffer_index} does not exist ({len(buffers)} "
+                                      f"buffers)", where + ".buffer")
                 buffer = buffers[buffer_index]
                 offset = spec.get("byte_offset", 0)
                 nbytes = count * dtype.itemsize
                 if offset % dtype.itemsize:
-                    raise self.error(f"byte_offset {offset} is not a multiple of the {spec['dtype']} "
-                                     f"item size", field=where + ".byte_offset")
+                    raise fail(index, f"byte_offset {offset} is not a multiple of the "
+                                      f"{spec['dtype']} item size", where + ".byte_offset")
                 if offset + nbytes > buffer.size:
-                    raise self.error(f"array of {nbytes} bytes at offset {offset} runs past the end "
-                                     f"of buffer {buffer_index} ({buffer.size} bytes)",
-                                     field=where + ".byte_offset")
+                    raise fail(index, f"array of {nbytes} bytes at offset {offset} runs past the "
+                                      f"end of buffer {buffer_index} ({buffer.size} bytes)",
+                               where + ".byte_offset")
                 if count:
                     array = np.ndarray(shape, dtype=dtype, buffer=buffer, offset=offset)
                 else:
@@ -442,7 +484,8 @@ class _Reader:
             arrays.append(array)
         return arrays
 
-    def _inline_values(self, data: list, dtype: np.dtype, dtype_name: str, field: str) -> np.ndarray:
+    def _inline_values(self, index: int, data: list, dtype: np.dtype, dtype_name: str,
+                       field: str) -> np.ndarray:
         """Inline JSON numbers as a 1-D array of ``dtype``, exactly (int64 does not pass float64)."""
         if dtype.kind in "iu":
             info = np.iinfo(dtype)
@@ -451,11 +494,12 @@ class _Reader:
                 if isinstance(value, float) and math.isfinite(value) and value.is_integer():
                     value = int(value)
                 if not isinstance(value, int):
-                    raise self.error(f"inline data for dtype {dtype_name} must be integers, value "
-                                     f"{position} is {_short(value)}", field=field)
+                    raise self._array_error(index, f"inline data for dtype {dtype_name} must be "
+                                                   f"integers, value {position} is {_short(value)}",
+                                            field)
                 if not info.min <= value <= info.max:
-                    raise self.error(f"inline value {position} ({_short(value)}) is out of range "
-                                     f"for dtype {dtype_name}", field=field)
+                    raise self._array_error(index, f"inline value {position} ({_short(value)}) is "
+                                                   f"out of range for dtype {dtype_name}", field)
                 values.append(value)
             return np.array(values, dtype=dtype)
         floats = []
@@ -463,8 +507,8 @@ class _Reader:
             try:
                 floats.append(math.nan if value is None else float(value))
             except OverflowError:
-                raise self.error(f"inline value {position} ({_short(value)}) is too large for a "
-                                 f"floating-point number", field=field) from None
+                raise self._array_error(index, f"inline value {position} ({_short(value)}) is too "
+                                               f"large for a floating-point number", field) from None
         with np.errstate(over="ignore", invalid="ignore"):
             return np.array(floats, dtype=np.float64).astype(dtype)
 
