@@ -472,12 +472,8 @@ def dotdot_sidecar(folder: Path) -> Case:
 
 @case
 def absolute_sidecar(folder: Path) -> Case:
-    built = _base(folder)
-    document = load_document(built.path)
-    document["buffers"][0]["uri"] = str(built.sidecar.resolve())
-    write_document(built.path, document)
-    return Case("absolute_sidecar", built.path, "sidecar path absolute (the right file)",
-                "(it is absolute)")
+    path = _edit(folder, _set(["buffers", 0, "uri"], "/etc/passwd"))
+    return Case("absolute_sidecar", path, "sidecar path '/etc/passwd'", "(it is absolute)")
 
 
 @case
