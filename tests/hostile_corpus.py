@@ -158,7 +158,7 @@ def utf8_bom(folder: Path) -> Case:
 def top_level_array(folder: Path) -> Case:
     path = _raw(folder, lambda raw: b"[" + raw + b"]")
     return Case("top_level_array", path, "a JSON array (holding the document) instead of an object",
-                "top level must be a JSON object, got a JSON array")
+                "top level must be a JSON object, got a JSON array", schema_violation=True)
 
 
 @case
