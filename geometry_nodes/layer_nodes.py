@@ -41,6 +41,7 @@ INPUTS = (
     ("Grid Layout", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "0: maps in a linear row, 1: maps in a grid"),
     ("Grid Columns", "INT", 0, 0, None, None, "Maps per grid row; 0 picks a near-square grid"),
     ("Cell Size", "FLOAT", 0.1, 0.0001, None, "DISTANCE", "Distance between neighbouring cells"),
+    ("Cell Scale", "FLOAT", 1.0, 0.001, None, None, "This layer's cells relative to Cell Size"),
     ("Cell Gap", "FLOAT", 0.12, 0.0, 0.95, "FACTOR", "Gap between cells, as a fraction of the cell"),
     ("Channel Gap", "FLOAT", 0.2, 0.0, None, "DISTANCE", "Space between maps"),
     ("Tile Depth", "FLOAT", 0.25, 0.001, None, "FACTOR", "Tile thickness along the layer axis, in cells"),
@@ -84,7 +85,7 @@ def build_layer_group():
     inp = gi.outputs
 
     # -- layout of the maps (single values) --------------------------------------------------
-    pitch = inp["Cell Size"]
+    pitch = m.mul(inp["Cell Size"], inp["Cell Scale"])
     height = inp["Map Height"]
     width = inp["Map Width"]
     channels = inp["Channels"]

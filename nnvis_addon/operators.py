@@ -26,7 +26,7 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
                         description="Input sample whose activations are shown first")
     epoch: IntProperty(name="Epoch", default=-1, min=-1,
                        description="Recorded epoch index shown first; -1 is the last one")
-    layer_spacing: FloatProperty(name="Layer Spacing", default=2.5, min=0.05, soft_max=20.0,
+    layer_spacing: FloatProperty(name="Layer Spacing", default=3.0, min=0.05, soft_max=20.0,
                                  subtype="DISTANCE", description="Distance between layers")
     cell_size: FloatProperty(name="Cell Size", default=0.1, min=0.001, soft_max=1.0,
                              subtype="DISTANCE", description="Distance between neighbouring cells")

@@ -25,7 +25,8 @@ from mathutils import Vector
 
 from ...geometry_nodes import layer_nodes, materials
 from ..core.export_format import NetworkExport, read_export
-from ..core.layout import LayoutOptions, NetworkPlan, cell_attributes, plan_network
+from ..core.layout import (LayoutOptions, NetworkPlan, cell_attributes, fit_camera, label_size,
+                           layer_corners, plan_network)
 from . import compat
 from .transaction import DataTransaction
 
@@ -52,7 +53,7 @@ NETWORK_CONTROLS = {
 class ImportOptions:
     sample: int = 0
     epoch: int | None = None          # recorded epoch index; None = the last one
-    layer_spacing: float = 2.5
+    layer_spacing: float = 3.0
     map_layout: str = "grid"
     cell_size: float = 0.1
     normalize: str = "layer"
@@ -180,12 +181,12 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
     inputs = {
         "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
         "Grid Layout": layer_plan.grid_layout, "Channel Gap": layer_plan.channel_gap,
-        "Tile Depth": layer_plan.tile_depth, "Cell Size": plan.options.cell_size,
+        "Tile Depth": layer_plan.tile_depth, "Cell Scale": layer_plan.cell_scale, "Cell Size": plan.options.cell_size,
         "Epoch Count": len(export.epochs),
         "Value Min": layer_plan.value_min, "Value Max": layer_plan.value_max,
         "Global Min": plan.global_min, "Global Max": plan.global_max,
         "Cell Material": cell_material, "Label Material": label_material,
-        "Label": layer_plan.label, "Label Size": max(0.12, 1.6 * plan.options.cell_size),
+        "Label": layer_plan.label, "Label Size": label_size(plan.options.cell_size),
     }
     for name, value in inputs.items():
         compat.set_modifier_input(modifier, name, value)
@@ -217,22 +218,11 @@ def _drive_layer(obj, root, index: int) -> None:
 
 
 def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> None:
-    lo = Vector(plan.bounds_min)
-    hi = Vector(plan.bounds_max)
-    hi.z += 2.5 * plan.options.cell_size * 2  # labels
-    centre = (lo + hi) / 2
-    radius = (hi - lo).length / 2
-
     camera_data = bpy.data.cameras.new(f"{name} camera")
-    camera_data.lens = 40.0
-    camera_data.clip_end = max(1000.0, radius * 20)
+    camera_data.lens = 50.0
     camera = bpy.data.objects.new(f"{name} camera", camera_data)
     collection.objects.link(camera)
-    direction = Vector((-0.62, -0.68, 0.40)).normalized()
-    fov = min(camera_data.angle_x, camera_data.angle_y * 16 / 9)
-    distance = radius / math.sin(fov / 2) * 0.78
-    camera.location = centre + direction * distance
-    camera.rotation_euler = (-direction).to_track_quat("-Z", "Y").to_euler()
+    frame_camera(camera, plan, scene)
     camera["nnvis_camera"] = 1
     if scene.camera is None:
         scene.camera = camera
@@ -252,6 +242,25 @@ def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> 
         background.inputs["Color"].default_value = (0.008, 0.010, 0.016, 1.0)
         background.inputs["Strength"].default_value = 1.0
         scene.world = world
+
+
+VIEW_DIRECTION = (-0.55, -0.76, 0.36)  # from the network towards the camera: front-left, above
+
+
+def frame_camera(camera, plan: NetworkPlan, scene: bpy.types.Scene) -> None:
+    """Point ``camera`` at the whole network (cells and labels) for the scene's aspect ratio."""
+    aspect = scene.render.resolution_x / max(1, scene.render.resolution_y)
+    data = camera.data
+    data.sensor_fit = "AUTO"
+    fov_wide = data.angle
+    fov_x, fov_y = (fov_wide, 2 * math.atan(math.tan(fov_wide / 2) / aspect)) if aspect >= 1 else \
+        (2 * math.atan(math.tan(fov_wide / 2) * aspect), fov_wide)
+    label_height = 2.6 * label_size(plan.options.cell_size)  # two lines
+    location, forward = fit_camera(layer_corners(plan, label_height), VIEW_DIRECTION, fov_x, fov_y)
+    camera.location = Vector(location)
+    camera.rotation_euler = Vector(forward).to_track_quat("-Z", "Y").to_euler()
+    data.clip_start = 0.05
+    data.clip_end = max(200.0, float(np.linalg.norm(location)) * 4)
 
 
 def iter_networks(scene: bpy.types.Scene | None = None):

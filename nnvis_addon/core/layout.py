@@ -101,13 +101,14 @@ def activation_range(arrays: list[np.ndarray]) -> tuple[float, float]:
 @dataclass
 class LayoutOptions:
     map_layout: str = "grid"          # feature maps: "linear" or "grid"
-    layer_spacing: float = 2.5        # distance between consecutive layers along +X
+    layer_spacing: float = 3.0        # distance between consecutive layers along +X
     cell_size: float = 0.1
     channel_gap: float = 0.25         # between feature maps
     neuron_gap: float = 0.05          # between neurons of a vector layer
     vector_grid_above: int = 64       # vectors with more neurons are laid out in a grid
     tile_depth: float = 0.3           # feature-map tiles, in cells
     neuron_depth: float = 0.8         # neuron cubes, in cells
+    neuron_scale: float = 2.0         # neurons are drawn this much larger than feature-map cells
 
     def __post_init__(self):
         if self.map_layout not in MAP_LAYOUTS:
@@ -124,6 +125,7 @@ class LayerPlan:
     grid_layout: float
     channel_gap: float
     tile_depth: float
+    cell_scale: float
     value_min: float
     value_max: float
     label: str
@@ -133,8 +135,8 @@ class LayerPlan:
         return self.grid.height == 1 and self.grid.width == 1
 
     def extent(self, cell_size: float) -> tuple[float, float]:
-        return layer_extent(self.grid, grid_layout=self.grid_layout, cell_size=cell_size,
-                            channel_gap=self.channel_gap)
+        return layer_extent(self.grid, grid_layout=self.grid_layout,
+                            cell_size=cell_size * self.cell_scale, channel_gap=self.channel_gap)
 
 
 @dataclass
@@ -145,6 +147,11 @@ class NetworkPlan:
     global_max: float
     bounds_min: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
     bounds_max: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
+
+
+def label_size(cell_size: float) -> float:
+    """Letter height of layer labels."""
+    return max(0.15, 2.8 * cell_size)
 
 
 def layer_label(layer: Layer) -> str:
@@ -163,14 +170,16 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
             grid_layout = 1.0 if grid.channels > options.vector_grid_above else 0.0
             gap = options.neuron_gap
             depth = options.neuron_depth
+            scale = options.neuron_scale
         else:
             grid_layout = 1.0 if options.map_layout == "grid" else 0.0
             gap = options.channel_gap
             depth = options.tile_depth
+            scale = 1.0
         lo, hi = activation_range([epoch.activations[layer.name] for epoch in export.epochs])
         ranges.append((lo, hi))
         plans.append(LayerPlan(layer=layer, grid=grid, x=index * options.layer_spacing,
-                               grid_layout=grid_layout, channel_gap=gap, tile_depth=depth,
+                               grid_layout=grid_layout, channel_gap=gap, tile_depth=depth, cell_scale=scale,
                                value_min=lo, value_max=hi, label=layer_label(layer)))
     global_min = min(lo for lo, _ in ranges)
     global_max = max(hi for _, hi in ranges)
@@ -179,3 +188,41 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
     return NetworkPlan(options=options, layers=plans, global_min=global_min, global_max=global_max,
                        bounds_min=(plans[0].x - options.cell_size, -half_w, -half_h),
                        bounds_max=(plans[-1].x + options.cell_size, half_w, half_h))
+
+
+def layer_corners(plan: NetworkPlan, label_height: float) -> np.ndarray:
+    """Corners of every layer's box (cells plus the label above), for framing a camera."""
+    corners = []
+    for layer in plan.layers:
+        depth = plan.options.cell_size * layer.cell_scale
+        width, height = layer.extent(plan.options.cell_size)
+        for x in (layer.x - depth, layer.x + depth):
+            for y in (-width / 2, width / 2):
+                for z in (-height / 2, height / 2 + label_height):
+                    corners.append((x, y, z))
+    return np.asarray(corners, dtype=np.float64)
+
+
+def fit_camera(points: np.ndarray, view_direction, fov_x: float, fov_y: float,
+               margin: float = 0.06) -> tuple[np.ndarray, np.ndarray]:
+    """(location, forward) of a perspective camera looking along -view_direction that shows every
+    point with ``margin`` (fraction of the frame) to spare, centred on the points' projection."""
+    back = np.asarray(view_direction, dtype=np.float64)
+    back /= np.linalg.norm(back)
+    forward = -back
+    right = np.cross(forward, (0.0, 0.0, 1.0))
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    tan_x = math.tan(fov_x / 2) * (1 - 2 * margin)
+    tan_y = math.tan(fov_y / 2) * (1 - 2 * margin)
+    target = (points.min(axis=0) + points.max(axis=0)) / 2
+    for _ in range(4):  # distance, then re-centre the projection; converges in a few steps
+        q = points - target
+        x, y, z = q @ right, q @ up, q @ forward
+        distance = max(np.max(np.abs(x) / tan_x - z), np.max(np.abs(y) / tan_y - z))
+        depth = distance + z
+        sx, sy = x / depth, y / depth
+        shift_x = (sx.max() + sx.min()) / 2 * distance
+        shift_y = (sy.max() + sy.min()) / 2 * distance
+        target = target + right * shift_x + up * shift_y
+    return target + back * distance, forward

@@ -1,0 +1,116 @@
+"""Helpers for tests that run the real bpy: install the built zip, read evaluated geometry, render
+and compare images with a tolerance."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTENSION_MODULE = "bl_ext.user_default.nnvis"
+DATA_COLLECTIONS = ("objects", "meshes", "hair_curves", "curves", "materials", "node_groups",
+                    "collections", "cameras", "lights", "worlds", "actions", "images")
+
+
+def build_zip(output_dir: Path) -> Path:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_extension.py"),
+                             "--output-dir", str(output_dir)],
+                            capture_output=True, text=True, check=True)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def install_zip(zip_path: Path) -> None:
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(zip_path), repo="user_default", enable_on_install=True)
+    assert result == {"FINISHED"}, result
+    assert EXTENSION_MODULE in sys.modules
+
+
+def reset_scene() -> None:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    for name in ("node_groups", "materials", "worlds", "hair_curves", "meshes"):
+        blocks = getattr(bpy.data, name)
+        for block in list(blocks):
+            blocks.remove(block)
+
+
+def data_counts() -> dict[str, int]:
+    return {name: len(getattr(bpy.data, name)) for name in DATA_COLLECTIONS}
+
+
+def evaluated_instances(obj) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Instance positions (object space) and float instance attributes of an evaluated object."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    geometry = bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
+    cloud = geometry.instances_pointcloud()
+    if cloud is None:
+        return np.zeros((0, 3), np.float32), {}
+    count = len(cloud.points)
+    positions = np.zeros(count * 3, np.float32)
+    cloud.attributes["position"].data.foreach_get("vector", positions)
+    attributes = {}
+    for attribute in cloud.attributes:
+        if attribute.data_type == "FLOAT" and attribute.domain == "POINT":
+            values = np.zeros(count, np.float32)
+            attribute.data.foreach_get("value", values)
+            attributes[attribute.name] = values
+    return positions.reshape(count, 3), attributes
+
+
+def configure_test_render(scene, size: int, samples: int, path: Path) -> None:
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = samples
+    scene.cycles.seed = 0
+    scene.cycles.use_denoising = False
+    scene.cycles.use_adaptive_sampling = False
+    scene.render.resolution_x = size
+    scene.render.resolution_y = size
+    scene.render.resolution_percentage = 100
+    scene.render.use_compositing = False
+    scene.render.use_sequencer = False
+    scene.view_settings.view_transform = "Standard"
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.image_settings.color_mode = "RGBA"
+    scene.render.filepath = str(path)
+
+
+def load_pixels(path: Path) -> np.ndarray:
+    """(H, W, 4) float pixels of an image file, decoded by Blender."""
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        width, height = image.size
+        pixels = np.zeros(width * height * 4, np.float32)
+        image.pixels.foreach_get(pixels)
+        return pixels.reshape(height, width, 4)
+    finally:
+        bpy.data.images.remove(image)
+
+
+def save_pixels(pixels: np.ndarray, path: Path) -> None:
+    height, width, _ = pixels.shape
+    image = bpy.data.images.new(path.stem, width, height, alpha=True)
+    try:
+        image.pixels.foreach_set(np.ascontiguousarray(pixels, np.float32).reshape(-1))
+        image.filepath_raw = str(path)
+        image.file_format = "PNG"
+        image.save()
+    finally:
+        bpy.data.images.remove(image)
+
+
+def compare_images(received: np.ndarray, reference: np.ndarray, *, pixel_threshold: float = 8 / 255,
+                   max_bad_fraction: float = 0.01) -> tuple[bool, float, np.ndarray]:
+    """(ok, fraction of pixels off by more than the threshold, diff image)."""
+    if received.shape != reference.shape:
+        return False, 1.0, np.zeros_like(reference)
+    difference = np.abs(received[..., :3] - reference[..., :3]).max(axis=2)
+    bad = float(np.mean(difference > pixel_threshold))
+    diff_image = np.zeros_like(reference)
+    diff_image[..., 0] = np.clip(difference * 8, 0, 1)
+    diff_image[..., 3] = 1.0
+    return bad <= max_bad_fraction, bad, diff_image
