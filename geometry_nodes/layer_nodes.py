@@ -166,6 +166,11 @@ def build_layer_group():
                     {"Geometry": stored.outputs[0], "Name": "activation_norm", "Value": normalised},
                     data_type="FLOAT", domain="POINT")
 
+    # The per-(sample, epoch) attributes stay on the mesh; instances carry only what they draw.
+    stored = b.node("GeometryNodeRemoveAttribute", {"Geometry": stored.outputs[0],
+                                                    "Pattern Mode": "Wildcard",
+                                                    "Name": ACTIVATION_ATTRIBUTE_PREFIX + "*"})
+
     # -- cells as instanced tiles ---------------------------------------------------------------
     tile = m.mul(pitch, m.sub(1.0, inp["Cell Gap"]))
     tile_size = m.combine(m.mul(pitch, inp["Tile Depth"]), tile, tile)

@@ -38,7 +38,8 @@ def _find_current(name: str):
 def _new_material(name: str) -> tuple[bpy.types.Material, TreeBuilder]:
     material = bpy.data.materials.new(name)
     material[BUILDER_VERSION_KEY] = VERSION
-    material.use_nodes = True
+    if material.node_tree is None:  # Blender < 5.0; from 5.0 on materials always use nodes
+        material.use_nodes = True
     tree = material.node_tree
     tree.nodes.clear()
     return material, TreeBuilder(tree)

@@ -50,15 +50,17 @@ def evaluated_instances(obj) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     if cloud is None:
         return np.zeros((0, 3), np.float32), {}
     count = len(cloud.points)
-    positions = np.zeros(count * 3, np.float32)
-    cloud.attributes["position"].data.foreach_get("vector", positions)
+    # bpy 5.0.1 leaves the instance cloud's "position" uninitialised: read the transforms.
+    matrices = np.zeros(count * 16, np.float32)
+    cloud.attributes["instance_transform"].data.foreach_get("value", matrices)
+    positions = matrices.reshape(count, 4, 4)[:, 3, :3].copy()  # column-major: translation column
     attributes = {}
     for attribute in cloud.attributes:
         if attribute.data_type == "FLOAT" and attribute.domain == "POINT":
             values = np.zeros(count, np.float32)
             attribute.data.foreach_get("value", values)
             attributes[attribute.name] = values
-    return positions.reshape(count, 3), attributes
+    return positions, attributes
 
 
 def configure_test_render(scene, size: int, samples: int, path: Path) -> None:

@@ -49,6 +49,14 @@ def import_example(path, **options):
     return roots[0]
 
 
+def set_control(root, key, value):
+    """What the panel does: set the control and tag the objects whose drivers read it."""
+    root[key] = value
+    root.update_tag()
+    for obj in layer_objects(root):
+        obj.update_tag()
+
+
 def layer_objects(root):
     return sorted((c for c in root.children if c.get("nnvis_layer") is not None),
                   key=lambda o: o["nnvis_layer_index"])
@@ -123,14 +131,14 @@ def test_evaluated_activation_equals_export(empty_scene, example_export, sample,
 def test_fractional_epoch_interpolates_and_step_holds(empty_scene, example_export):
     export = read_export(example_export)
     root = import_example(example_export, sample=1, epoch=0)
-    root["nnvis_epoch"] = 1.25
+    set_control(root, "nnvis_epoch", 1.25)
     obj = layer_objects(root)[1]
     name = obj["nnvis_layer"]
     a = export.activations(name, 1)[1].reshape(-1).astype(np.float32)
     b = export.activations(name, 2)[1].reshape(-1).astype(np.float32)
     _, attributes = evaluated_instances(obj)
     np.testing.assert_allclose(attributes["activation"], a + (b - a) * 0.25, rtol=1e-5, atol=1e-6)
-    root["nnvis_step_epochs"] = True
+    set_control(root, "nnvis_step_epochs", True)
     _, attributes = evaluated_instances(obj)
     np.testing.assert_array_equal(attributes["activation"], a)
 
@@ -162,7 +170,7 @@ def test_network_controls_are_farm_safe_drivers(empty_scene, example_export):
             assert fcurve.driver.is_valid
             assert fcurve.driver.is_simple_expression, fcurve.driver.expression
     spacing = root["nnvis_layer_spacing"]
-    root["nnvis_layer_spacing"] = spacing * 2
+    set_control(root, "nnvis_layer_spacing", spacing * 2)
     bpy.context.view_layer.update()
     assert layer_objects(root)[3].matrix_world.translation.x == pytest.approx(3 * spacing * 2)
 

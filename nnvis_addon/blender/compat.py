@@ -67,3 +67,9 @@ def find_fcurve(id_data, data_path: str, index: int = 0):
         if fcurve.data_path == data_path and fcurve.array_index == index:
             return fcurve
     return None
+
+
+def enable_nodes(id_data) -> None:
+    """Materials and worlds always use nodes from 5.0 on (``use_nodes`` is deprecated there)."""
+    if id_data.node_tree is None:
+        id_data.use_nodes = True

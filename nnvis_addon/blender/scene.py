@@ -237,7 +237,7 @@ def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> 
     if scene.world is None or not scene.world.get("nnvis_world"):
         world = bpy.data.worlds.new("NNVis World")
         world["nnvis_world"] = 1
-        world.use_nodes = True
+        compat.enable_nodes(world)
         background = world.node_tree.nodes.get("Background")
         background.inputs["Color"].default_value = (0.008, 0.010, 0.016, 1.0)
         background.inputs["Strength"].default_value = 1.0
@@ -261,6 +261,19 @@ def frame_camera(camera, plan: NetworkPlan, scene: bpy.types.Scene) -> None:
     camera.rotation_euler = Vector(forward).to_track_quat("-Z", "Y").to_euler()
     data.clip_start = 0.05
     data.clip_end = max(200.0, float(np.linalg.norm(location)) * 4)
+
+
+def set_control(root: bpy.types.Object, key: str, value) -> None:
+    """Set a network control (``nnvis_epoch``, ``nnvis_sample``, ...) from a script.
+
+    Assigning the custom property alone does not tag the drivers that read it; this does.
+    """
+    if key not in root or not key.startswith("nnvis_"):
+        raise KeyError(f"{root.name!r} has no network control {key!r}")
+    root[key] = value
+    root.update_tag()
+    for layer in network_layers(root):
+        layer.update_tag()
 
 
 def iter_networks(scene: bpy.types.Scene | None = None):
