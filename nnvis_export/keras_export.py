@@ -838,11 +838,44 @@ def _image_paths(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+def _load_image(path: Path, channels: int, target: tuple[int, int] | None) -> np.ndarray:
+    """One image as float32 (H, W, channels), pixel values 0..255, resized (bilinear) to target.
+
+    Uses ``keras.utils.load_img`` (Pillow); without Pillow, TensorFlow's own PNG/JPEG/BMP/GIF
+    decoder does the same job.
+    """
+    try:
+        import PIL.Image  # noqa: F401 - keras.utils.load_img needs it
+    except ImportError:
+        return _load_image_tf(path, channels, target)
+    mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
+    try:
+        image = keras.utils.load_img(path, color_mode=mode, target_size=target,
+                                     interpolation="bilinear")
+    except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for a bad file
+        raise ExportError(f"cannot read image {path.name!r}: {exc}") from None
+    return keras.utils.img_to_array(image, dtype="float32")
+
+
+def _load_image_tf(path: Path, channels: int, target: tuple[int, int] | None) -> np.ndarray:
+    import tensorflow as tf
+
+    try:
+        image = tf.io.decode_image(path.read_bytes(), channels=channels, expand_animations=False)
+    except Exception as exc:  # noqa: BLE001 - tf raises InvalidArgumentError and others
+        raise ExportError(f"cannot read image {path.name!r}: {str(exc).splitlines()[0]}") from None
+    image = tf.cast(image, tf.float32)
+    if target is not None and tuple(image.shape[:2]) != tuple(target):
+        image = tf.image.resize(image, target, method="bilinear")
+    return image.numpy()
+
+
 def load_samples(paths: Sequence[os.PathLike | str], input_shape: Sequence[int | None],
                  rescale: float = 1.0) -> tuple[np.ndarray, list[str]]:
     """Samples from one ``.npy`` file (``allow_pickle=False``) or from image files/folders.
 
-    Images are loaded with ``keras.utils.load_img``, resized to the model input's height and width,
+    Images are loaded with ``keras.utils.load_img`` (or TensorFlow's decoder when Pillow is
+    missing), resized (bilinear) to the model input's height and width,
     grayscale when the model takes one channel, and multiplied by ``rescale`` (pixel values are
     0..255). Returns the array and a name per sample.
     """
@@ -876,15 +909,8 @@ def load_samples(paths: Sequence[os.PathLike | str], input_shape: Sequence[int |
         raise ExportError(f"the model takes inputs of shape {_shape_text(input_shape)}; images "
                           f"need a model input of shape (height, width, 1 or 3 or 4 channels)")
     height, width, channels = input_shape
-    mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
     target = (height, width) if height is not None and width is not None else None
-    arrays = []
-    for path in images:
-        try:
-            image = keras.utils.load_img(path, color_mode=mode, target_size=target)
-        except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for a bad file
-            raise ExportError(f"cannot read image {path.name!r}: {exc}") from None
-        arrays.append(keras.utils.img_to_array(image, dtype="float32") * np.float32(rescale))
+    arrays = [_load_image(path, channels, target) * np.float32(rescale) for path in images]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise ExportError(f"the images have different sizes {sorted(shapes)}; the model input has "
