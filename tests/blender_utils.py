@@ -3,6 +3,7 @@ and compare images with a tolerance."""
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -30,12 +31,9 @@ def install_zip(zip_path: Path) -> None:
     assert EXTENSION_MODULE in sys.modules
 
 
-def reset_scene() -> None:
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    for name in ("node_groups", "materials", "worlds", "hair_curves", "meshes"):
-        blocks = getattr(bpy.data, name)
-        for block in list(blocks):
-            blocks.remove(block)
+def installed_scene_module():
+    """The installed extension's scene functions (the script API users call)."""
+    return importlib.import_module(EXTENSION_MODULE + ".nnvis_addon.blender.scene")
 
 
 def data_counts() -> dict[str, int]:

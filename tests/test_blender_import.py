@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (EXTENSION_MODULE, ROOT, build_zip, compare_images, configure_test_render,
+from blender_utils import (EXTENSION_MODULE, installed_scene_module, ROOT, build_zip, compare_images, configure_test_render,
                            data_counts, evaluated_instances, install_zip, load_pixels, save_pixels)
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.layout import cell_centres, cell_grid
@@ -50,16 +50,11 @@ def import_example(path, **options):
 
 
 def set_control(root, key, value):
-    """What the panel does: set the control and tag the objects whose drivers read it."""
-    root[key] = value
-    root.update_tag()
-    for obj in layer_objects(root):
-        obj.update_tag()
+    installed_scene_module().set_control(root, key, value)
 
 
 def layer_objects(root):
-    return sorted((c for c in root.children if c.get("nnvis_layer") is not None),
-                  key=lambda o: o["nnvis_layer_index"])
+    return installed_scene_module().network_layers(root)
 
 
 def modifier(obj):
