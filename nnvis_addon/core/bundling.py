@@ -173,20 +173,26 @@ def _smoothing_matrix(points: int, smoothing: float, passes: int) -> np.ndarray:
 
 
 def _gauss_matrices(centers: np.ndarray, sigma: float, derivative: bool):
+    """Gaussian (and derivative-of-Gaussian) matrices G[i, k] = g(c_i - c_k), float32."""
     d = centers[:, None] - centers[None, :]
     g = np.exp(-0.5 * (d / sigma) ** 2)
     if not derivative:
-        return g
-    return g, (-d / (sigma * sigma)) * g
+        return g.astype(np.float32)
+    return g.astype(np.float32), ((-d / (sigma * sigma)) * g).astype(np.float32)
 
 
-def _normalise(gy: np.ndarray, gz: np.ndarray) -> None:
-    """In place: (gy, gz) /= |(gy, gz)|, with a floor so flat regions give ~0, never NaN."""
+def _normalise(gy: np.ndarray, gz: np.ndarray, length) -> None:
+    """In place: (gy, gz) *= length / |(gy, gz)|, with a floor on |(gy, gz)| (1e-4 of its
+    maximum) so flat regions give ~0, never NaN."""
     mag = np.hypot(gy, gz)
     peak = float(mag.max()) if mag.size else 0.0
-    np.maximum(mag, peak * 1e-4 + 1e-30, out=mag)
-    gy /= mag
-    gz /= mag
+    np.maximum(mag, np.float32(peak * 1e-4 + 1e-30), out=mag)
+    np.divide(length, mag, out=mag)
+    gy *= mag
+    gz *= mag
+
+
+_THREADS_MIN_POINTS = 1 << 19
 
 
 def _worker_count(threads: int | None) -> int:
@@ -243,7 +249,6 @@ def bundle_edges(start, end, weights=None, *, params: BundlingParams | None = No
         if not np.all(np.isfinite(w64)):
             raise ValueError("weights contain non-finite values")
 
-    curves = straight_curves(start, end, P)
     done = (n_edges == 0 or P < 3 or int(p.iterations) == 0 or float(p.strength) == 0.0
             or float(p.initial_bandwidth) == 0.0 or not np.any(w64 > 0))
     if not done:
@@ -252,23 +257,22 @@ def bundle_edges(start, end, weights=None, *, params: BundlingParams | None = No
         extent = float(max(hi[1] - lo[1], hi[2] - lo[2]))
         done = not extent > 0.0 or not math.isfinite(extent)
     if done:
+        curves = straight_curves(start, end, P)
         if progress is not None:
             progress(1.0)
         return curves
 
     t = _sample_parameters(P)
-    ys = np.ascontiguousarray(curves[:, :, 1].T)  # (P, E) rows: sample index j
-    zs = np.ascontiguousarray(curves[:, :, 2].T)
-    xs_rows = None
+    xs = _lerp_rows(start[:, 0], end[:, 0], t)  # (P, E) rows: sample index j; fixed
+    ys = _lerp_rows(start[:, 1], end[:, 1], t)
+    zs = _lerp_rows(start[:, 2], end[:, 2], t)
     slice_mode = bool(np.all(start[:, 0] == start[0, 0]) and np.all(end[:, 0] == end[0, 0]))
-    if not slice_mode:
-        xs_rows = np.ascontiguousarray(curves[:, :, 0].T)  # (P, E) x, fixed
-
-    _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p, slice_mode,
+    _bundle_rows(ys, zs, None if slice_mode else xs, w64, t, lo, hi, extent, p, slice_mode,
                  float(start[0, 0]), float(end[0, 0]), progress)
 
-    curves[:, 1:-1, 1] = ys[1:-1].T
-    curves[:, 1:-1, 2] = zs[1:-1].T
+    curves = np.empty((n_edges, P, 3), dtype=np.float32)
+    for axis, rows in enumerate((xs, ys, zs)):
+        curves[:, :, axis] = rows.T
     if progress is not None:
         progress(1.0)
     return curves
@@ -320,6 +324,8 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
     nvox = nx * plane
 
     workers = min(_worker_count(p.threads), max(1, interior))
+    if E * interior < _THREADS_MIN_POINTS and p.threads is None:
+        workers = 1  # thread hand-over costs more than it saves on small pairs
     pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
     # contiguous blocks of rows per worker (static: results do not depend on scheduling)
     bounds = np.linspace(0, interior, workers + 1).astype(int)
@@ -332,12 +338,14 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
     def voxel_index(row_y, row_z, out, fbuf, ibuf):
         np.multiply(row_y, inv, out=fbuf)
         np.subtract(fbuf, offy, out=fbuf)
-        np.clip(fbuf, 0, ymax, out=fbuf)
+        np.maximum(fbuf, 0, out=fbuf)
+        np.minimum(fbuf, ymax, out=fbuf)
         np.copyto(out, fbuf, casting="unsafe")
         np.multiply(out, np.int32(nz), out=out)
         np.multiply(row_z, inv, out=fbuf)
         np.subtract(fbuf, offz, out=fbuf)
-        np.clip(fbuf, 0, zmax, out=fbuf)
+        np.maximum(fbuf, 0, out=fbuf)
+        np.minimum(fbuf, zmax, out=fbuf)
         np.copyto(ibuf, fbuf, casting="unsafe")
         np.add(out, ibuf, out=out)
 
@@ -371,18 +379,15 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
                     partial += counts
         return partial
 
-    def move(block_no, gy, gz, step):
+    def move(block_no, gy, gz):
+        """Gradients gy, gz are already scaled by the step."""
         a, b = blocks[block_no]
         fbuf = scratch[block_no][0]
         for r in range(a, b):
             j = r + 1
-            src_y = gy[r] if slice_mode else gy
-            src_z = gz[r] if slice_mode else gz
-            np.take(src_y, idx[r], out=fbuf)
-            fbuf *= step
+            np.take(gy[r] if slice_mode else gy, idx[r], out=fbuf)
             ys[j] += fbuf
-            np.take(src_z, idx[r], out=fbuf)
-            fbuf *= step
+            np.take(gz[r] if slice_mode else gz, idx[r], out=fbuf)
             zs[j] += fbuf
 
     smooth = _smoothing_matrix(P, float(p.smoothing), int(p.smoothing_passes))
@@ -398,33 +403,34 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
     try:
         for it in range(iterations):
             h = max(h0 * float(p.bandwidth_decay) ** it, h_min)
-            step = np.float32(step_scale * h)
+            step = step_scale * h
             partials = run(splat)
             gx = _gauss_matrices(cx, h, derivative=False)
             gyd = _gauss_matrices(cy, h, derivative=True)
             gzd = _gauss_matrices(cz, h, derivative=True)
+            dens = fixed.copy()
             if slice_mode:
-                dens = fixed.copy()
                 dens[1:-1] += hist_rows
+                dens = dens.astype(np.float32)
                 dens = (gx[1:-1] @ dens).reshape(interior, ny, nz)  # blur along x
             else:
-                dens = fixed.copy()
                 for part in partials:  # fixed order: deterministic
                     if part is not None:
                         dens += part
+                dens = dens.astype(np.float32)
                 dens = (gx @ dens.reshape(nx, plane)).reshape(nx, ny, nz)
             gyz = np.matmul(dens, gzd[0].T)           # blur along z
             dzz = np.matmul(dens, gzd[1].T)           # derivative along z
             grad_y = np.matmul(gyd[1], gyz)           # d/dy (blur z)
             grad_z = np.matmul(gyd[0], dzz)           # blur y (d/dz)
-            _normalise(grad_y, grad_z)
+            _normalise(grad_y, grad_z, np.float32(step))
             lead = interior if slice_mode else nx
-            grad_y = np.ascontiguousarray(grad_y, dtype=np.float32).reshape(lead, plane)
-            grad_z = np.ascontiguousarray(grad_z, dtype=np.float32).reshape(lead, plane)
+            grad_y = grad_y.reshape(lead, plane)
+            grad_z = grad_z.reshape(lead, plane)
             if not slice_mode:
                 grad_y = grad_y.reshape(-1)
                 grad_z = grad_z.reshape(-1)
-            run(move, grad_y, grad_z, step)
+            run(move, grad_y, grad_z)
             if need_smooth:
                 np.matmul(smooth, ys, out=tmp)
                 ys[1:-1] = tmp
