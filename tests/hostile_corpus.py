@@ -15,7 +15,6 @@ emit while loading.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import warnings
