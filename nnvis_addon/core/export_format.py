@@ -53,7 +53,7 @@ class ExportFormatError(NnvisError):
         self.layer = layer
         self.field = field
         self.detail = message
-        where = [f"{Path(self.file).name}"]
+        where = [Path(self.file).name or self.file]
         if layer is not None:
             where.append(f"layer {minischema.short_repr(layer, 100)}")
         if field is not None:
@@ -225,9 +225,8 @@ def _load_json(doc_path: Path) -> dict:
     except RecursionError:
         raise ExportFormatError("is not valid JSON: nested too deeply", file=doc_path) from None
     except ValueError as exc:  # e.g. an integer literal with more digits than Python converts
-        detail = str(exc)
-        raise ExportFormatError(f"is not valid JSON: {detail if len(detail) < 200 else detail[:197] + '...'}",
-                                file=doc_path) from None
+        detail = str(exc) if len(str(exc)) <= 200 else str(exc)[:197] + "..."
+        raise ExportFormatError(f"is not valid JSON: {detail}", file=doc_path) from None
     if not isinstance(document, dict):
         raise ExportFormatError(f"top level must be a JSON object, got a JSON {_json_kind(document)}",
                                 file=doc_path)
