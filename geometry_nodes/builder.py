@@ -158,3 +158,32 @@ class FieldMath:
 
     def combine(self, x, y, z):
         return self.b.node("ShaderNodeCombineXYZ", {"X": x, "Y": y, "Z": z}).outputs[0]
+
+    def text(self, value):
+        """A string socket: a literal, or a number written without decimals."""
+        if isinstance(value, str):
+            return self.b.node("FunctionNodeInputString", string=value).outputs[0]
+        return self.b.node("FunctionNodeValueToString", {"Value": value, "Decimals": 0}).outputs[0]
+
+    def named_float(self, parts):
+        """Float attribute whose name is the concatenation of ``parts`` (str or string sockets)."""
+        join = self.b.node("GeometryNodeStringJoin", {"Delimiter": ""})
+        self.b.link_multi_input([self.text(p) if isinstance(p, str) else p for p in parts],
+                                join.inputs["Strings"])
+        return self.b.node("GeometryNodeInputNamedAttribute", {"Name": join.outputs[0]},
+                           data_type="FLOAT").outputs[0]
+
+    def epoch_attribute(self, prefix_parts, epoch, epoch_count, step_epochs):
+        """The attribute ``<prefix><epoch index>`` at a fractional ``epoch``: linear between the two
+        neighbouring recorded epochs (held at the lower one with ``step_epochs``); NaN/Inf read 0."""
+        last = self.sub(epoch_count, 1)
+        epoch = self.op("MINIMUM", self.op("MAXIMUM", epoch, 0.0), last)
+        lower = self.op("FLOOR", epoch)
+        upper = self.op("MINIMUM", self.add(lower, 1.0), last)
+        blend = self.mul(self.sub(epoch, lower), self.switch("FLOAT", step_epochs, 1.0, 0.0))
+        value = self.lerp(self.named_float([*prefix_parts, self.text(lower)]),
+                          self.named_float([*prefix_parts, self.text(upper)]), blend)
+        # Comparisons are false for NaN, so NaN falls to the 0 branch like +-Inf.
+        finite = self.b.node("FunctionNodeCompare", {0: self.op("ABSOLUTE", value), 1: 3.0e38},
+                             data_type="FLOAT", operation="LESS_THAN").outputs[0]
+        return self.switch("FLOAT", finite, 0.0, value)

@@ -25,7 +25,7 @@ import math
 from .builder import FieldMath, TreeBuilder, find_current, new_tree
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 1
+VERSION = 2
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
 
 
@@ -127,32 +127,8 @@ def build_layer_group():
     placed = b.node("GeometryNodeSetPosition", {"Geometry": inp["Geometry"], "Position": position})
 
     # -- activation at (sample, epoch) -----------------------------------------------------------
-    last_epoch = m.sub(inp["Epoch Count"], 1)
-    epoch = m.op("MINIMUM", m.op("MAXIMUM", inp["Epoch"], 0.0), last_epoch)
-    epoch_lo = m.op("FLOOR", epoch)
-    epoch_hi = m.op("MINIMUM", m.add(epoch_lo, 1.0), last_epoch)
-    blend = m.mul(m.sub(epoch, epoch_lo),
-                  m.switch("FLOAT", inp["Step Epochs"], 1.0, 0.0))
-
-    def as_text(value):
-        return b.node("FunctionNodeValueToString", {"Value": value, "Decimals": 0}).outputs[0]
-
-    sample_text = as_text(inp["Sample"])
-
-    def activation_at(epoch_index):
-        parts = [b.node("FunctionNodeInputString", string=ACTIVATION_ATTRIBUTE_PREFIX + "s").outputs[0],
-                 sample_text, b.node("FunctionNodeInputString", string="_e").outputs[0],
-                 as_text(epoch_index)]
-        join = b.node("GeometryNodeStringJoin", {"Delimiter": ""})
-        b.link_multi_input(parts, join.inputs["Strings"])
-        return b.node("GeometryNodeInputNamedAttribute", {"Name": join.outputs[0]},
-                      data_type="FLOAT").outputs[0]
-
-    activation = m.lerp(activation_at(epoch_lo), activation_at(epoch_hi), blend)
-    # A NaN/Inf activation (allowed in exports) shows as 0: compare is false for NaN.
-    finite = b.node("FunctionNodeCompare", {0: m.op("ABSOLUTE", activation), 1: 3.0e38},
-                    data_type="FLOAT", operation="LESS_THAN").outputs[0]
-    activation = m.switch("FLOAT", finite, 0.0, activation)
+    activation = m.epoch_attribute([ACTIVATION_ATTRIBUTE_PREFIX + "s", m.text(inp["Sample"]), "_e"],
+                                   inp["Epoch"], inp["Epoch Count"], inp["Step Epochs"])
     use_global = inp["Normalize Globally"]
     value_min = m.switch("FLOAT", use_global, inp["Value Min"], inp["Global Min"])
     value_max = m.switch("FLOAT", use_global, inp["Value Max"], inp["Global Max"])
