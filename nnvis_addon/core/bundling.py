@@ -312,7 +312,8 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
     else:
         x_lo = float(min(lo[0], hi[0]))
         x_ext = float(hi[0] - lo[0])
-        nx = int(min(max(2, math.ceil(x_ext / cell) + 1), 4 * res))
+        # cells of the y/z size, but no finer than half a sample spacing (finer is wasted)
+        nx = int(max(2, min(math.ceil(x_ext / cell), 2 * (P - 1)) + 1))
         cell_x = x_ext / (nx - 1) if x_ext > 0 else 1.0
         cx = x_lo + np.arange(nx) * cell_x
 
@@ -361,23 +362,27 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
             fixed += np.bincount(i0, weights=w64, minlength=nvox)
     hist_rows = np.empty((interior, plane), dtype=np.float64) if slice_mode else None
 
-    def splat(block_no):
-        a, b = blocks[block_no]
-        fbuf, _, ibuf = scratch[block_no]
-        partial = None
+    def splat_rows(a, b, fbuf, ibuf):
+        """Slice mode: one histogram per row. Generic mode: the sum over rows a..b-1, added
+        in row order."""
+        total = None
         for r in range(a, b):
-            j = r + 1
-            voxel_index(ys[j], zs[j], idx[r], fbuf, ibuf)
+            voxel_index(ys[r + 1], zs[r + 1], idx[r], fbuf, ibuf)
             if slice_mode:
                 hist_rows[r] = np.bincount(idx[r], weights=w64, minlength=plane)
             else:
                 idx[r] += x_rows_index[r]
                 counts = np.bincount(idx[r], weights=w64, minlength=nvox)
-                if partial is None:
-                    partial = counts
+                if total is None:
+                    total = counts
                 else:
-                    partial += counts
-        return partial
+                    total += counts
+        return total
+
+    def splat(block_no):
+        a, b = blocks[block_no]
+        fbuf, _, ibuf = scratch[block_no]
+        return splat_rows(a, b, fbuf, ibuf)
 
     def move(block_no, gy, gz):
         """Gradients gy, gz are already scaled by the step."""
@@ -404,7 +409,10 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
         for it in range(iterations):
             h = max(h0 * float(p.bandwidth_decay) ** it, h_min)
             step = step_scale * h
-            partials = run(splat)
+            if slice_mode:
+                run(splat)
+            else:  # one pass in row order: the sum does not depend on the thread count
+                splat_total = splat_rows(0, interior, scratch[0][0], scratch[0][2])
             gx = _gauss_matrices(cx, h, derivative=False)
             gyd = _gauss_matrices(cy, h, derivative=True)
             gzd = _gauss_matrices(cz, h, derivative=True)
@@ -414,9 +422,7 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
                 dens = dens.astype(np.float32)
                 dens = (gx[1:-1] @ dens).reshape(interior, ny, nz)  # blur along x
             else:
-                for part in partials:  # fixed order: deterministic
-                    if part is not None:
-                        dens += part
+                dens += splat_total
                 dens = dens.astype(np.float32)
                 dens = (gx @ dens.reshape(nx, plane)).reshape(nx, ny, nz)
             gyz = np.matmul(dens, gzd[0].T)           # blur along z
@@ -482,27 +488,41 @@ def ink(curves, grid: int = 128, bounds=None, samples_per_voxel: float = 2.0,
         return 1
     dims = np.maximum(1, np.floor((hi - lo) / side).astype(np.int64) + 1)
     occupied = np.zeros(int(np.prod(dims)), dtype=bool)
+    index_type = np.int32 if occupied.size < 2**31 else np.int64
+    # points in voxel units, one contiguous (E, P) array per axis
+    cells = [((curves[:, :, axis].astype(np.float64) - lo[axis]) / side).astype(np.float32)
+             for axis in range(3)]
     if points == 1:
         sub = 1
     else:
-        seg = np.diff(curves, axis=1)
-        longest = float(np.sqrt((seg.astype(np.float64) ** 2).sum(axis=2)).max())
-        sub = max(1, int(math.ceil(longest * samples_per_voxel / side)))
-    fractions = (np.arange(sub, dtype=np.float64) / sub)[:, None]
-    per_edge = max(1, (points - 1) * sub + 1)
-    edges_per_chunk = max(1, chunk_points // per_edge)
+        length = np.zeros((n_edges, points - 1), dtype=np.float32)
+        for c in cells:
+            d = np.diff(c, axis=1)
+            length += d * d
+        sub = max(1, int(math.ceil(math.sqrt(float(length.max())) * samples_per_voxel)))
+        del length
+    edges_per_chunk = max(1, chunk_points // max(1, points - 1))
+    limits = [np.float32(d - 1) for d in dims]
+
+    def mark(coordinates):
+        index = None
+        for axis, c in enumerate(coordinates):
+            np.clip(c, 0, limits[axis], out=c)
+            i = c.astype(index_type)
+            index = i if index is None else index * index_type(dims[axis]) + i
+        occupied[index.ravel()] = True
+
     for a in range(0, n_edges, edges_per_chunk):
-        block = curves[a:a + edges_per_chunk].astype(np.float64)
-        if points > 1:
-            s0 = block[:, :-1, None, :]
-            ds = (block[:, 1:, None, :] - s0)
-            pts = (s0 + fractions[None, None] * ds).reshape(-1, 3)
-            pts = np.concatenate([pts, block[:, -1, :]], axis=0)
-        else:
-            pts = block.reshape(-1, 3)
-        cells = np.floor((pts - lo) / side).astype(np.int64)
-        np.clip(cells, 0, dims - 1, out=cells)
-        occupied[(cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2]] = True
+        block = [c[a:a + edges_per_chunk] for c in cells]
+        mark([c[:, -1].copy() for c in block])  # last points
+        if points == 1:
+            mark([c[:, 0].copy() for c in block])
+            continue
+        starts = [c[:, :-1] for c in block]
+        deltas = [np.diff(c, axis=1) for c in block]
+        for k in range(sub):
+            f = np.float32(k / sub)
+            mark([s0 + f * d for s0, d in zip(starts, deltas)])
     return int(np.count_nonzero(occupied))
 
 
