@@ -234,22 +234,37 @@ def _check_data_format(graph: list[GraphLayer]) -> None:
 
 
 class ActivationProbe:
-    """A ``keras.Model`` from the model's input to every layer's output, sharing its weights."""
+    """A ``keras.Model`` from the model's input to every layer's output, sharing its weights.
 
-    def __init__(self, model, graph: list[GraphLayer]):
+    The activations are cast to ``dtype`` inside the model (TensorFlow's cast is multi-threaded
+    and halves what comes back for float16); the model's first output also comes back as float32
+    for the predictions.
+    """
+
+    def __init__(self, model, graph: list[GraphLayer], dtype: str = "float32"):
         self.graph = graph
+        self.dtype = dtype
         self.computed = [g for g in graph if not g.is_input]
         if not self.computed:
             raise ExportError(f"model {model.name!r} has no layers besides its input")
-        self.model = keras.Model(inputs=graph[0].tensor, outputs=[g.tensor for g in self.computed],
+        outputs = [g.tensor if str(g.tensor.dtype) == dtype else keras.ops.cast(g.tensor, dtype)
+                   for g in self.computed]
+        output_tensor = _model_io(model)[1][0]
+        outputs.append(keras.ops.cast(output_tensor, "float32"))
+        self.model = keras.Model(inputs=graph[0].tensor, outputs=outputs,
                                  name=f"{model.name}_nnvis_activations")
 
-    def run(self, samples: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
-        """Every non-input layer's activations for ``samples``, shape (S, *output_shape)."""
-        outputs = self.model.predict(samples, batch_size=batch_size, verbose=0)
-        if not isinstance(outputs, (list, tuple)):
-            outputs = [outputs]
-        return {g.name: np.asarray(out) for g, out in zip(self.computed, outputs)}
+    def run(self, samples: np.ndarray, batch_size: int = 32
+            ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Every non-input layer's activations for ``samples``, shape (S, *output_shape), and
+        the model's (first) output as float32: one call over all samples."""
+        if samples.shape[0] <= batch_size:
+            outputs = self.model.predict_on_batch(samples)
+        else:
+            outputs = self.model.predict(samples, batch_size=batch_size, verbose=0)
+        outputs = [np.asarray(out) for out in outputs]
+        activations = {g.name: out for g, out in zip(self.computed, outputs)}
+        return activations, outputs[-1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -396,7 +411,7 @@ class ExportSession:
         self.activation_dtype = activation_dtype
         self.batch_size = int(batch_size)
         self.verbose = verbose
-        self.probe = ActivationProbe(model, self.graph)
+        self.probe = ActivationProbe(model, self.graph, activation_dtype)
         output_node = _history(_model_io(model)[1][0])[1]
         self.output_layer = output_node.operation.name
         self.writer: ExportWriter | None = None
@@ -456,7 +471,7 @@ class ExportSession:
             raise ExportError(f"epoch {epoch} recorded after epoch {self.epochs[-1]['epoch']}: "
                               f"epoch numbers must increase")
         t0 = time.perf_counter()
-        activations = self.probe.run(self.samples, self.batch_size)
+        activations, scores = self.probe.run(self.samples, self.batch_size)
         t_predict = time.perf_counter() - t0
         first = self.writer is None
         if first:
@@ -470,16 +485,16 @@ class ExportSession:
             if list(array.shape[1:]) != record["output_shape"] or array.shape[0] != len(self.labels):
                 raise ExportError(f"layer {g.name!r} changed its output shape to "
                                   f"{_shape_text(array.shape[1:])} at epoch {epoch}")
-            if self.activation_dtype == "float16" and array.dtype.kind == "f" and array.size:
-                peak = float(np.nanmax(np.abs(array), initial=0.0))
-                if peak > FLOAT16_MAX:
-                    _log(self.verbose, f"warning: layer {g.name!r} at epoch {epoch} has values up "
-                                       f"to {peak:.3g}, beyond float16 (they become inf); export "
-                                       f"with activation dtype float32")
-            if g.name == self.output_layer and _is_classifier_output(tuple(array.shape[1:])):
-                self.last_scores = np.array(array, dtype=np.float32)
+            if self.activation_dtype == "float16":
+                overflow = int(np.count_nonzero(np.isinf(array)))
+                if overflow:
+                    _log(self.verbose, f"warning: layer {g.name!r} at epoch {epoch} has {overflow} "
+                                       f"infinite values (beyond float16's range of +-{FLOAT16_MAX:g}"
+                                       f"?); export with activation dtype float32")
             refs[g.name] = self._add(array, self.activation_dtype)
             del array
+        if _is_classifier_output(tuple(scores.shape[1:])):
+            self.last_scores = scores
         weights: dict[str, list[int]] = {}
         for record in self.layers:
             variables = self.weighted.get(record["name"])
