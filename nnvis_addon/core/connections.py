@@ -20,6 +20,9 @@ layout for its fast paths. Any edge list is accepted otherwise.
 
 from __future__ import annotations
 
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +131,28 @@ def dense_edges(kernel) -> Edges:
     return _full_matrix(kernel, "neuron", "neuron")
 
 
+def _aggregate(blocks: np.ndarray, square: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Over axis 0 of (positions, rows, cols): (sum of |x| or of x**2, sum of x), float64.
+    Loops over positions and cache-sized row chunks, never over edges; no full-size temps."""
+    positions, rows, cols = blocks.shape
+    magnitude = np.zeros((rows, cols), dtype=np.float64)
+    total = np.zeros((rows, cols), dtype=np.float64)
+    chunk = max(1, (1 << 16) // max(1, cols))
+    scratch = np.empty((chunk, cols), dtype=np.float64)
+    for r0 in range(0, rows, chunk):
+        r1 = min(rows, r0 + chunk)
+        mag, tot, tmp = magnitude[r0:r1], total[r0:r1], scratch[: r1 - r0]
+        for p in range(positions):
+            np.copyto(tmp, blocks[p, r0:r1], casting="unsafe")
+            tot += tmp
+            if square:
+                tmp *= tmp
+            else:
+                np.abs(tmp, out=tmp)
+            mag += tmp
+    return magnitude, total
+
+
 def _signed(strength: np.ndarray, total: np.ndarray) -> np.ndarray:
     """strength with the sign of total (total == 0 counts as +), as float32."""
     return np.where(total < 0, -strength, strength).astype(np.float32)
@@ -161,15 +186,7 @@ def spatial_to_dense_edges(kernel, input_shape, per_cell: bool = False) -> Edges
     channels = shape[-1]
     positions = features // channels
     units = kernel.shape[1]
-    blocks = kernel.reshape(positions, channels, units)
-    strength = np.zeros((channels, units), dtype=np.float64)
-    total = np.zeros((channels, units), dtype=np.float64)
-    scratch = np.empty((channels, units), dtype=np.float64)
-    for p in range(positions):  # loop over positions, not edges: one block at a time
-        np.copyto(scratch, blocks[p], casting="unsafe")
-        total += scratch
-        np.abs(scratch, out=scratch)
-        strength += scratch
+    strength, total = _aggregate(kernel.reshape(positions, channels, units), square=False)
     return _full_matrix(_signed(strength, total), "channel", "neuron")
 
 
@@ -186,15 +203,7 @@ def conv_edges(kernel) -> Edges:
         raise ValueError("a convolution kernel has shape (*spatial, in, out), got "
                          f"{kernel.shape}")
     n_in, n_out = kernel.shape[-2:]
-    blocks = kernel.reshape(-1, n_in, n_out)
-    squares = np.zeros((n_in, n_out), dtype=np.float64)
-    total = np.zeros((n_in, n_out), dtype=np.float64)
-    scratch = np.empty((n_in, n_out), dtype=np.float64)
-    for p in range(blocks.shape[0]):
-        np.copyto(scratch, blocks[p], casting="unsafe")
-        total += scratch
-        scratch *= scratch
-        squares += scratch
+    squares, total = _aggregate(kernel.reshape(-1, n_in, n_out), square=True)
     return _full_matrix(_signed(np.sqrt(squares), total), "channel", "channel")
 
 
@@ -219,39 +228,70 @@ def cell_coordinates(index, input_shape) -> tuple[np.ndarray, ...]:
 # reduction
 
 
-def _top_mask(values: np.ndarray, n: int) -> np.ndarray:
-    """Boolean mask of the n largest entries of a 1-D array; ties at the boundary go to the
-    lowest indices. Linear time (np.partition), no index arrays of the input's size."""
-    size = values.size
-    if n >= size:
-        return np.ones(size, dtype=bool)
-    mask = np.zeros(size, dtype=bool)
-    if n <= 0:
-        return mask
-    kth = size - n
-    pivot = np.partition(values, kth)[kth]
-    np.greater(values, pivot, out=mask)
-    need = n - int(np.count_nonzero(mask))
+def _top_in_subset(values: np.ndarray, eligible: np.ndarray, n: int) -> np.ndarray:
+    """Sorted indices of the n largest ``values`` among the ``eligible`` ones (more than n are
+    eligible); ties at the boundary go to the lowest indices.
+
+    A strided sample gives a threshold that very probably leaves between n and a few times n
+    candidates, so only those get partitioned; when the guess leaves fewer than n it falls back
+    to all eligible entries. The result is exact either way."""
+    candidates = None
+    if values.size > (1 << 20) and n < values.size // 8:
+        stride = max(1, values.size >> 16)
+        sample = values[::stride][eligible[::stride]]
+        rank = int(math.ceil(sample.size * n / values.size * 1.5)) + 64
+        if rank < sample.size:
+            guess = np.partition(sample, sample.size - rank)[sample.size - rank]
+            candidates = np.flatnonzero(np.logical_and(values >= guess, eligible))
+            if candidates.size < n:
+                candidates = None
+    if candidates is None:
+        candidates = np.flatnonzero(eligible)
+    sub = values[candidates]
+    kth = sub.size - n
+    pivot = np.partition(sub, kth)[kth]
+    chosen = sub > pivot
+    need = n - int(np.count_nonzero(chosen))
     if need > 0:
-        mask[np.flatnonzero(values == pivot)[:need]] = True
-    return mask
+        chosen[np.flatnonzero(sub == pivot)[:need]] = True
+    return candidates[chosen]
+
+
+_BLOCK_COLUMNS = 128
 
 
 def _per_target_dense(strength: np.ndarray, n_source: int, n_target: int, top_k: int | None):
     """Dense layout: (strongest edge per target, top-k mask or None)."""
     matrix = strength.reshape(n_source, n_target)
-    by_target = np.ascontiguousarray(matrix.T)  # (n_target, n_source), rows contiguous
-    best_source = np.argmax(by_target, axis=1)  # first maximum: lowest edge index
-    strongest = best_source.astype(np.int64) * n_target + np.arange(n_target)
+    column_max = matrix.max(axis=0)
+    hits = np.flatnonzero(matrix == column_max[None, :])  # ascending = source-major
+    _, first = np.unique(hits % n_target, return_index=True)
+    strongest = hits[first]  # per target, the lowest source holding its maximum
     if top_k is None or top_k >= n_source:
         return strongest, None
     kth = n_source - top_k
-    by_target.partition(kth, axis=1)
-    pivot = by_target[:, kth].copy()  # k-th largest strength per target
-    del by_target
+    pivot = np.empty(n_target, dtype=strength.dtype)  # k-th largest strength per target
+    tied = np.zeros(n_target, dtype=bool)             # more than k reach the pivot
+
+    def work(c0: int, c1: int) -> None:
+        block = np.ascontiguousarray(matrix[:, c0:c1].T)  # (targets, sources)
+        block.partition(kth, axis=1)
+        pivot[c0:c1] = block[:, kth]
+        tied[c0:c1] = np.count_nonzero(block >= pivot[c0:c1, None], axis=1) > top_k
+
+    spans = [(c, min(c + _BLOCK_COLUMNS, n_target)) for c in range(0, n_target, _BLOCK_COLUMNS)]
+    workers = min(2, os.cpu_count() or 1, len(spans))
+    if workers > 1 and n_source * n_target >= (1 << 22):
+        halves = [spans[: len(spans) // 2], spans[len(spans) // 2:]]
+        with ThreadPoolExecutor(max_workers=2) as pool:  # disjoint outputs: deterministic
+            for future in [pool.submit(lambda part: [work(*sp) for sp in part], h)
+                           for h in halves]:
+                future.result()
+    else:
+        for span in spans:
+            work(*span)
     keep = matrix >= pivot[None, :]
-    counts = keep.sum(axis=0)
-    for t in np.flatnonzero(counts > top_k):  # only targets with ties at their k-th value
+    for t in np.flatnonzero(tied):  # only targets with ties at their k-th value
         column = matrix[:, t]
         chosen = column > pivot[t]
         need = top_k - int(np.count_nonzero(chosen))
@@ -323,15 +363,13 @@ def reduce_edges(edges: Edges, cap: int | None = 200_000, top_k: int | None = No
     keep[strongest] = True
 
     if cap is not None and int(np.count_nonzero(keep)) > cap:
-        must = np.zeros(n_edges, dtype=bool)
-        must[strongest] = True
         room = cap - strongest.size
         if room > 0:
-            keep[strongest] = False  # candidates for the remaining room
-            candidates = np.where(keep, strength, np.float32(-1.0))
-            keep = _top_mask(candidates, room)
-            del candidates
-            keep |= must
+            keep[strongest] = False  # the candidates for the remaining room
+            chosen = _top_in_subset(strength, keep, room)
+            keep[:] = False
+            keep[chosen] = True
         else:
-            keep = must
+            keep[:] = False
+        keep[strongest] = True
     return edges.subset(np.flatnonzero(keep))
