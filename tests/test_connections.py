@@ -191,6 +191,17 @@ def test_edges_validation():
     assert e.strength.tolist() == [2.0, 0.0] and e.sign.tolist() == [-1, 1]
 
 
+def test_endpoints():
+    e = Edges([0, 1, 1], [2, 0, 1], [1.0, 1.0, 1.0], 2, 3)
+    src = np.array([[0, 0, 0], [0, 1, 0]], dtype=np.float32)
+    tgt = np.array([[1.5, 0, 0], [1.5, 0, 1], [1.5, 1, 1]], dtype=np.float32)
+    start, end = e.endpoints(src, tgt)
+    assert start.tolist() == [[0, 0, 0], [0, 1, 0], [0, 1, 0]]
+    assert end.tolist() == [[1.5, 1, 1], [1.5, 0, 0], [1.5, 0, 1]]
+    with pytest.raises(ValueError):
+        e.endpoints(tgt, src)
+
+
 # ------------------------------------------------------------------------------ reduction
 
 

@@ -98,6 +98,16 @@ class Edges:
         """+1 or -1 per edge (int8); weight 0 counts as +1."""
         return np.where(self.weight < 0, np.int8(-1), np.int8(1))
 
+    def endpoints(self, source_positions, target_positions) -> tuple[np.ndarray, np.ndarray]:
+        """(start, end) float32 (E, 3) positions of every edge, from (n_source, 3) and
+        (n_target, 3) unit positions: the input of ``bundling.bundle_edges``."""
+        src = np.asarray(source_positions, dtype=np.float32)
+        tgt = np.asarray(target_positions, dtype=np.float32)
+        if src.shape != (self.n_source, 3) or tgt.shape != (self.n_target, 3):
+            raise ValueError(f"positions must have shapes ({self.n_source}, 3) and "
+                             f"({self.n_target}, 3), got {src.shape} and {tgt.shape}")
+        return src[self.source], tgt[self.target]
+
     def subset(self, index) -> "Edges":
         """The edges at ``index`` (an index array or boolean mask), same unit counts."""
         return Edges(self.source[index], self.target[index], self.weight[index], self.n_source,
