@@ -335,6 +335,14 @@ def test_reduce_handles_empty_pool_and_bad_arguments():
         reduce_edges(pool_edges(2), threshold=-1.0)
 
 
+def test_reduce_does_not_modify_its_input():
+    kernel = np.array([[1.0], [0.0], [-3.0]], dtype=np.float32)  # one target: views are easy
+    edges = dense_edges(kernel)
+    reduced = reduce_edges(edges, cap=None, top_k=1)
+    assert edges.weight.tolist() == [1.0, 0.0, -3.0]
+    assert reduced.source.tolist() == [2]
+
+
 def test_reduce_sparse_targets_without_edges():
     edges = Edges([0, 1, 1, 2], [0, 0, 3, 3], [0.5, -0.7, 0.2, 0.1], 3, 5)
     reduced = reduce_edges(edges, cap=None, top_k=1)

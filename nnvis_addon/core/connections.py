@@ -284,7 +284,7 @@ def _per_target_dense(strength: np.ndarray, n_source: int, n_target: int, top_k:
     tied = np.zeros(n_target, dtype=bool)             # more than k reach the pivot
 
     def work(c0: int, c1: int) -> None:
-        block = np.ascontiguousarray(matrix[:, c0:c1].T)  # (targets, sources)
+        block = np.array(matrix[:, c0:c1].T, order="C")  # (targets, sources), always a copy
         block.partition(kth, axis=1)
         pivot[c0:c1] = block[:, kth]
         tied[c0:c1] = np.count_nonzero(block >= pivot[c0:c1, None], axis=1) > top_k
