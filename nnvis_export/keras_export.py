@@ -89,6 +89,25 @@ def _model_io(model) -> tuple[list, list]:
     return inputs, outputs
 
 
+def _build_sequential(model, samples) -> None:
+    """Give a Sequential model defined without an Input its graph, from the samples' shape."""
+    if not isinstance(model, keras.Sequential):
+        return
+    try:
+        if model.inputs:
+            return
+    except (AttributeError, ValueError):
+        pass
+    shape = np.shape(samples)
+    if len(shape) < 2:
+        return
+    try:
+        model.build((None, *shape[1:]))
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad shape
+        raise ExportError(f"Sequential model {model.name!r} has no Input and cannot be built for "
+                          f"samples of shape {tuple(shape[1:])}: {exc}") from None
+
+
 def model_graph(model) -> list[GraphLayer]:
     """The layers of a Functional or Sequential Keras model in topological order.
 
@@ -394,6 +413,7 @@ class ExportSession:
             raise ExportError(f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, "
                               f"got {activation_dtype!r}")
         self.model = model
+        _build_sequential(model, samples)
         self.graph = model_graph(model)
         _check_data_format(self.graph)
         input_shape, input_dtype = _input_spec(model)

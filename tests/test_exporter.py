@@ -294,6 +294,27 @@ def test_sequential_built_without_input_gets_input_record(tmp_path):
     np.testing.assert_array_equal(export.activations(export.layers[0].name), samples)
 
 
+def test_sequential_without_input_recorded_during_fit(tmp_path):
+    """A Sequential model defined without an Input gets its graph from the samples' shape."""
+    keras.utils.set_random_seed(5)
+    layers = keras.layers
+    model = keras.Sequential([layers.Conv2D(2, 3, name="conv"), layers.Flatten(name="flat"),
+                              layers.Dense(2, activation="softmax", name="out")], name="lazy")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    x = np.random.default_rng(2).random((32, 8, 8, 1), dtype=np.float32)
+    y = (x.mean(axis=(1, 2, 3)) > 0.5).astype("int64")
+    recorder = EpochRecorder(x[:3], tmp_path, labels=y[:3], activation_dtype="float32",
+                             verbose=False)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[recorder])
+    export = read_export(recorder.export_path)
+    assert [layer.type for layer in export.layers] == ["InputLayer", "Conv2D", "Flatten", "Dense"]
+    assert export.epoch_numbers == [0, 1] and "loss" in export.epochs[1].metrics
+    for got, expected in zip(export.weights("out", -1), model.get_layer("out").get_weights()):
+        np.testing.assert_array_equal(got, expected)
+    np.testing.assert_allclose(export.activations("out", -1), model.predict(x[:3], verbose=0),
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_bad_inputs_raise_clear_errors(trained, tmp_path):
     model = trained["model"]
     with pytest.raises(ExportError, match=r"model expects samples of shape \(16, 16, 1\)"):
