@@ -25,8 +25,7 @@ import numpy as np
 
 import keras
 
-from nnvis_addon.core.export_format import (DOCUMENT_SUFFIX, ExportFormatError, ExportWriter,
-                                            read_export)
+from nnvis_addon.core.export_format import ExportFormatError, ExportWriter, read_export
 
 from . import __version__
 from .errors import ExportError
@@ -442,6 +441,7 @@ class ExportSession:
         self.samples_ref: int | None = None
         self.last_scores: np.ndarray | None = None
         self.bytes_written = 0
+        self.failed = False
         self.started = time.perf_counter()
 
     # -- recording ---------------------------------------------------------------------------
@@ -483,8 +483,20 @@ class ExportSession:
             self.layers.append(record)
 
     def record(self, epoch: int, metrics: Mapping | None = None) -> None:
-        """Compute and write the model's current state as epoch number ``epoch``."""
-        epoch = int(epoch)
+        """Compute and write the model's current state as epoch number ``epoch``.
+
+        On any error the partial sidecar is removed and the session cannot be finished.
+        """
+        if self.failed:
+            raise ExportError("this export failed earlier and was removed; start a new one")
+        try:
+            self._record(int(epoch), metrics)
+        except BaseException:
+            self.failed = True
+            self.abort()
+            raise
+
+    def _record(self, epoch: int, metrics: Mapping | None) -> None:
         if epoch < 0:
             raise ExportError(f"epoch numbers start at 0, got {epoch}")
         if self.epochs and epoch <= self.epochs[-1]["epoch"]:
@@ -553,6 +565,8 @@ class ExportSession:
 
     def finish(self) -> Path:
         """Write the structure document, read the export back to validate it, return its path."""
+        if self.failed:
+            raise ExportError("this export failed earlier and was removed; start a new one")
         if self.writer is None:
             raise ExportError("nothing to write: no epoch was recorded")
         try:
@@ -955,7 +969,3 @@ def load_samples(paths: Sequence[os.PathLike | str], input_shape: Sequence[int |
 
 def model_input_shape(model) -> tuple[int | None, ...]:
     return _input_spec(model)[0]
-
-
-def export_document_path(out_dir: os.PathLike | str, name: str) -> Path:
-    return Path(out_dir) / f"{_file_name(name)}{DOCUMENT_SUFFIX}"
