@@ -18,7 +18,9 @@ apart along x, random normal weights (seed 0):
   (d) reduce_edges on a VGG16 fc6-size Dense kernel (25,088 x 4,096 = 102.8M weights), in a
       subprocess.
 
-Every row also prints the straight-edge baseline (straight_curves) for reference.
+Every row also prints the straight-edge baseline (straight_curves) for reference. nnvis timings
+are medians of --repeat runs (default 3); the load average is printed at the start and the end,
+since other jobs on a shared machine move single figures a lot.
 """
 
 from __future__ import annotations
@@ -67,10 +69,26 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+REPEAT = 3  # timings are the median of REPEAT runs (set by --repeat)
+
+
 def timed(fn, *args, **kwargs):
     t0 = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - t0
+
+
+def median_timed(fn, *args, **kwargs):
+    """(result of the last run, median seconds over REPEAT runs)."""
+    times = []
+    for _ in range(max(1, REPEAT)):
+        out, seconds = timed(fn, *args, **kwargs)
+        times.append(seconds)
+    return out, float(np.median(times))
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 # ------------------------------------------------------------------------------------ rows
@@ -83,8 +101,8 @@ def row_mnist() -> None:
     total_e = total_b = total_s = 0.0
     for k in range(len(sizes) - 1):
         start, end, weight = full_pair(sizes[k], sizes[k + 1], seed=k, x0=k * LAYER_GAP)
-        straight, ts = timed(straight_curves, start, end, 16)
-        curves, tb = timed(bundle_edges, start, end, weight)
+        straight, ts = median_timed(straight_curves, start, end, 16)
+        curves, tb = median_timed(bundle_edges, start, end, weight)
         ratio = ink_ratio(curves, straight)
         total_e += len(weight)
         total_b += tb
@@ -99,11 +117,9 @@ def child_big(n_src: int, n_tgt: int) -> dict:
     from nnvis_addon.core.bundling import bundle_edges, ink_ratio, straight_curves
     start, end, weight = full_pair(n_src, n_tgt)
     before = peak_rss_mb()
-    curves, tb = timed(bundle_edges, start, end, weight)
+    curves, tb = median_timed(bundle_edges, start, end, weight)
     peak = peak_rss_mb()
-    del curves
-    straight, ts = timed(straight_curves, start, end, 16)
-    curves = bundle_edges(start, end, weight)
+    straight, ts = median_timed(straight_curves, start, end, 16)
     ratio = ink_ratio(curves, straight)
     return dict(edges=len(weight), bundle_s=tb, straight_s=ts, peak_rss_mb=peak,
                 rss_before_mb=before, ink_ratio=ratio)
@@ -111,7 +127,7 @@ def child_big(n_src: int, n_tgt: int) -> dict:
 
 def row_big() -> None:
     print("(b) 1024 x 512 fully connected pair, defaults, own subprocess")
-    r = run_child(sys.executable, ["big", "1024", "512"])
+    r = run_child(sys.executable, ["big", "1024", "512", str(REPEAT)])
     if r is None:
         return
     print(f"    {r['edges']:,} edges  bundle {r['bundle_s']:.3f} s  straight {r['straight_s']:.3f} s"
@@ -140,8 +156,8 @@ def row_hammer(datashader_python: str | None, skip: bool) -> None:
     from nnvis_addon.core.bundling import bundle_edges, ink_ratio, straight_curves
     print("(c) 256 x 128 pair: nnvis (3D) against datashader hammer_bundle (2D, same edges)")
     start, end, weight = full_pair(256, 128)
-    straight, ts = timed(straight_curves, start, end, 16)
-    curves, tb = timed(bundle_edges, start, end, weight)
+    straight, ts = median_timed(straight_curves, start, end, 16)
+    curves, tb = median_timed(bundle_edges, start, end, weight)
     print(f"    nnvis          {len(weight):,} edges  bundle {tb:6.3f} s  straight {ts:6.3f} s"
           f"  ink ratio {ink_ratio(curves, straight):.3f}")
     if skip:
@@ -212,24 +228,32 @@ def main() -> None:
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     ap.add_argument("--datashader-python", default=os.environ.get("NNVIS_BENCH_DATASHADER_PYTHON"),
                     help="a Python with datashader installed, for row (c)")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="nnvis timings are the median of this many runs (default 3)")
     ap.add_argument("--skip-big", action="store_true")
     ap.add_argument("--skip-hammer", action="store_true")
     ap.add_argument("--skip-fc6", action="store_true")
     args = ap.parse_args()
+    global REPEAT
+    REPEAT = args.repeat
     if args.child:
         kind, *rest = args.child
+        if kind == "big":
+            REPEAT = int(rest.pop())
         result = {"big": lambda: child_big(*map(int, rest)), "hammer": child_hammer,
                   "fc6": child_fc6}[kind]()
         print(json.dumps(result))
         return
     print(f"nnvis edge-bundling benchmark: {platform.machine()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, numpy {np.__version__}")
+          f"Python {platform.python_version()}, numpy {np.__version__}, {load()}; "
+          f"nnvis times: median of {REPEAT} runs")
     row_mnist()
     if not args.skip_big:
         row_big()
     row_hammer(args.datashader_python, args.skip_hammer)
     if not args.skip_fc6:
         row_fc6()
+    print(f"done, {load()}")
 
 
 if __name__ == "__main__":

@@ -270,9 +270,18 @@ def bundle_edges(start, end, weights=None, *, params: BundlingParams | None = No
     _bundle_rows(ys, zs, None if slice_mode else xs, w64, t, lo, hi, extent, p, slice_mode,
                  float(start[0, 0]), float(end[0, 0]), progress)
 
-    curves = np.empty((n_edges, P, 3), dtype=np.float32)
-    for axis, rows in enumerate((xs, ys, zs)):
-        curves[:, :, axis] = rows.T
+    return _rows_to_curves((xs, ys, zs), progress)
+
+
+def _rows_to_curves(rows, progress) -> np.ndarray:
+    """(P, E) rows per axis -> (E, P, 3), transposed in cache-sized blocks of edges."""
+    P, E = rows[0].shape
+    curves = np.empty((E, P, 3), dtype=np.float32)
+    block = 8192
+    for a in range(0, E, block):
+        part = curves[a:a + block]
+        for axis in range(3):
+            part[:, :, axis] = rows[axis][:, a:a + block].T
     if progress is not None:
         progress(1.0)
     return curves
@@ -299,11 +308,14 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
     plane = ny * nz
     cy = y0 + (np.arange(ny) + 0.5) * cell
     cz = z0 + (np.arange(nz) + 0.5) * cell
-    inv = np.float32(1.0 / cell)
-    offy = np.float32(y0 / cell)
-    offz = np.float32(z0 / cell)
     ymax = np.float32(ny - 1)
     zmax = np.float32(nz - 1)
+    # Inside the loop y and z are kept in grid units, u = (y - y0) / cell (so a voxel index is
+    # a plain truncation); rows 0 and P-1 are restored bit-exactly at the end.
+    ends = [(ys[0].copy(), ys[-1].copy()), (zs[0].copy(), zs[-1].copy())]
+    for rows, origin in ((ys, y0), (zs, z0)):
+        for j in range(P):
+            rows[j] = (rows[j].astype(np.float64) - origin) / cell
 
     if slice_mode:
         nx = P
@@ -337,15 +349,12 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
     idx = np.empty((interior, E), dtype=np.int32)
 
     def voxel_index(row_y, row_z, out, fbuf, ibuf):
-        np.multiply(row_y, inv, out=fbuf)
-        np.subtract(fbuf, offy, out=fbuf)
-        np.maximum(fbuf, 0, out=fbuf)
+        """Flat (y, z) voxel index of grid-unit coordinates, clamped to the grid."""
+        np.maximum(row_y, 0, out=fbuf)
         np.minimum(fbuf, ymax, out=fbuf)
         np.copyto(out, fbuf, casting="unsafe")
         np.multiply(out, np.int32(nz), out=out)
-        np.multiply(row_z, inv, out=fbuf)
-        np.subtract(fbuf, offz, out=fbuf)
-        np.maximum(fbuf, 0, out=fbuf)
+        np.maximum(row_z, 0, out=fbuf)
         np.minimum(fbuf, zmax, out=fbuf)
         np.copyto(ibuf, fbuf, casting="unsafe")
         np.add(out, ibuf, out=out)
@@ -397,7 +406,9 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
 
     smooth = _smoothing_matrix(P, float(p.smoothing), int(p.smoothing_passes))
     need_smooth = p.smoothing > 0 and p.smoothing_passes > 0
-    tmp = np.empty((interior, E), dtype=np.float32) if need_smooth else None
+    # smoothing writes into a second buffer (same end rows), then the two swap
+    spare = [ys.copy(), zs.copy()] if need_smooth else None
+    result = [ys, zs]
 
     def run(fn, *args):
         if pool is None:
@@ -429,7 +440,7 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
             dzz = np.matmul(dens, gzd[1].T)           # derivative along z
             grad_y = np.matmul(gyd[1], gyz)           # d/dy (blur z)
             grad_z = np.matmul(gyd[0], dzz)           # blur y (d/dz)
-            _normalise(grad_y, grad_z, np.float32(step))
+            _normalise(grad_y, grad_z, np.float32(step / cell))  # step in grid units
             lead = interior if slice_mode else nx
             grad_y = grad_y.reshape(lead, plane)
             grad_z = grad_z.reshape(lead, plane)
@@ -438,15 +449,21 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
                 grad_z = grad_z.reshape(-1)
             run(move, grad_y, grad_z)
             if need_smooth:
-                np.matmul(smooth, ys, out=tmp)
-                ys[1:-1] = tmp
-                np.matmul(smooth, zs, out=tmp)
-                zs[1:-1] = tmp
+                np.matmul(smooth, ys, out=spare[0][1:-1])
+                np.matmul(smooth, zs, out=spare[1][1:-1])
+                ys, zs, spare = spare[0], spare[1], [ys, zs]
             if progress is not None:
                 progress((it + 1) / iterations)
     finally:
         if pool is not None:
             pool.shutdown()
+    # back to scene units, into the caller's arrays; end rows exactly as they came in
+    for out, rows, origin, (first, last) in ((result[0], ys, y0, ends[0]),
+                                             (result[1], zs, z0, ends[1])):
+        for j in range(1, P - 1):
+            out[j] = rows[j].astype(np.float64) * cell + origin
+        out[0] = first
+        out[-1] = last
 
 
 # --------------------------------------------------------------------------------------------
