@@ -25,7 +25,7 @@ import math
 from .builder import FieldMath, TreeBuilder, find_current, new_tree
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 2
+VERSION = 3
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
 
 

@@ -82,3 +82,47 @@ def ensure_label_material() -> bpy.types.Material:
     output = b.node("ShaderNodeOutputMaterial")
     b.link(shader.outputs[0], output.inputs["Surface"])
     return material
+
+
+CONNECTION_MATERIAL = "NNVis Connection"
+NEGATIVE_COLOUR = (0.05, 0.25, 1.0, 1.0)
+NEUTRAL_COLOUR = (0.45, 0.45, 0.5, 1.0)
+POSITIVE_COLOUR = (1.0, 0.18, 0.06, 1.0)
+
+
+def ensure_connection_material() -> bpy.types.Material:
+    """Diverging colour by signed weight (blue negative, red positive); weak edges transparent."""
+    material = _find_current(CONNECTION_MATERIAL)
+    if material is not None:
+        return material
+    material, b = _new_material(CONNECTION_MATERIAL)
+    if hasattr(material, "surface_render_method"):
+        material.surface_render_method = "BLENDED"
+
+    def attribute(name):
+        return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=name)
+
+    signed = b.node("ShaderNodeMapRange", {"Value": attribute("weight_norm").outputs["Fac"],
+                                           "From Min": -1.0, "From Max": 1.0})
+    ramp = b.node("ShaderNodeValToRGB", {"Fac": signed.outputs[0]})
+    elements = ramp.color_ramp.elements
+    elements.new(0.5)
+    for element, position, colour in zip(elements, (0.0, 0.5, 1.0),
+                                         (NEGATIVE_COLOUR, NEUTRAL_COLOUR, POSITIVE_COLOUR)):
+        element.position = position
+        element.color = colour
+    colour = b.node("ShaderNodeMix", {"Factor": attribute("structural").outputs["Fac"],
+                                      "A": ramp.outputs["Color"], "B": NEUTRAL_COLOUR},
+                    data_type="RGBA")
+    strength = attribute("strength_norm").outputs["Fac"]
+    glow = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.4, "To Max": 3.0})
+    emission = b.node("ShaderNodeEmission", {"Color": b.out(colour, "Result"),
+                                             "Strength": glow.outputs[0]})
+    opacity = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.12, "To Max": 0.9})
+    transparent = b.node("ShaderNodeBsdfTransparent")
+    mix = b.node("ShaderNodeMixShader", {"Fac": opacity.outputs[0]})
+    b.link(transparent.outputs[0], mix.inputs[1])
+    b.link(emission.outputs[0], mix.inputs[2])
+    output = b.node("ShaderNodeOutputMaterial")
+    b.link(mix.outputs[0], output.inputs["Surface"])
+    return material

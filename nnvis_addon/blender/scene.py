@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import bpy
@@ -27,7 +27,8 @@ from ...geometry_nodes import layer_nodes, materials
 from ..core.export_format import NetworkExport, read_export
 from ..core.layout import (LayoutOptions, NetworkPlan, cell_attributes, fit_camera, label_size,
                            layer_corners, plan_network)
-from . import compat
+from . import compat, connections
+from .connections import ConnectionOptions
 from .transaction import DataTransaction
 
 MODIFIER_NAME = "NNVis Layer"
@@ -37,15 +38,24 @@ NORMALIZE_MODES = ("layer", "global")
 
 Progress = Callable[[float, str], None]
 
-# Root custom property -> (layer group input, default, min, max, description)
+# Network controls: custom properties of the root -> (min, max, description).
 NETWORK_CONTROLS = {
-    "nnvis_sample": ("Sample", 0, 0, None, "Input sample shown by every layer"),
-    "nnvis_epoch": ("Epoch", 0.0, 0.0, None, "Recorded epoch index; fractions interpolate"),
-    "nnvis_cell_size": ("Cell Size", 0.1, 0.001, None, "Distance between neighbouring cells"),
-    "nnvis_normalize_globally": ("Normalize Globally", False, None, None,
-                                 "Colour every layer by the network-wide activation range"),
-    "nnvis_step_epochs": ("Step Epochs", False, None, None,
-                          "Hold each recorded epoch instead of interpolating"),
+    "nnvis_sample": (0, None, "Input sample shown by every layer"),
+    "nnvis_epoch": (0.0, None, "Recorded epoch index; fractions interpolate"),
+    "nnvis_step_epochs": (None, None, "Hold each recorded epoch instead of interpolating"),
+    "nnvis_layer_spacing": (0.0, None, "Distance between consecutive layers"),
+    "nnvis_cell_size": (0.001, None, "Distance between neighbouring cells"),
+    "nnvis_normalize_globally": (None, None, "Colour every layer by the network-wide range"),
+    "nnvis_edge_threshold": (0.0, 1.0, "Hide connections weaker than this fraction of the "
+                                       "strongest one in their layer pair"),
+}
+# Which modifier input each control drives, on layer and on connection objects.
+LAYER_DRIVERS = {
+    "nnvis_sample": "Sample", "nnvis_epoch": "Epoch", "nnvis_step_epochs": "Step Epochs",
+    "nnvis_cell_size": "Cell Size", "nnvis_normalize_globally": "Normalize Globally",
+}
+CONNECTION_DRIVERS = {
+    "nnvis_epoch": "Epoch", "nnvis_step_epochs": "Step Epochs", "nnvis_edge_threshold": "Threshold",
 }
 
 
@@ -58,6 +68,7 @@ class ImportOptions:
     cell_size: float = 0.1
     normalize: str = "layer"
     stage: bool = True                # camera, light and world
+    connections: ConnectionOptions = field(default_factory=ConnectionOptions)
 
     def validate(self, export: NetworkExport) -> None:
         if not 0 <= self.sample < export.num_samples:
@@ -108,13 +119,21 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
 
     total_cells = sum(p.grid.cells for p in plan.layers) or 1
     done = 0
+    layer_objects = {}
     for layer_plan in plan.layers:
-        report(0.05 + 0.85 * done / total_cells, f"building layer {layer_plan.layer.name}")
+        report(0.05 + 0.45 * done / total_cells, f"building layer {layer_plan.layer.name}")
         obj = _build_layer(export, layer_plan, plan, group, cell_material, label_material)
         collection.objects.link(obj)
         obj.parent = root
         _drive_layer(obj, root, layer_plan.layer.index)
+        layer_objects[layer_plan.layer.name] = obj
         done += layer_plan.grid.cells
+
+    if options.connections.enabled:
+        for obj in connections.build_connections(
+                export, root, layer_objects, collection, options.connections, options.cell_size,
+                lambda fraction, message: report(0.5 + 0.4 * fraction, message)):
+            _drive_inputs(obj, obj.modifiers[connections.MODIFIER_NAME], root, CONNECTION_DRIVERS)
 
     if options.stage:
         report(0.92, "placing camera and light")
@@ -128,26 +147,22 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
     values = {
         "nnvis_sample": options.sample,
         "nnvis_epoch": float(epoch),
+        "nnvis_step_epochs": False,
+        "nnvis_layer_spacing": options.layer_spacing,
         "nnvis_cell_size": options.cell_size,
         "nnvis_normalize_globally": options.normalize == "global",
-        "nnvis_step_epochs": False,
+        "nnvis_edge_threshold": 0.0,
     }
-    for key, (_, _, lo, hi, description) in NETWORK_CONTROLS.items():
+    limits = {"nnvis_sample": export.num_samples - 1, "nnvis_epoch": float(len(export.epochs) - 1)}
+    for key, (lo, hi, description) in NETWORK_CONTROLS.items():
         root[key] = values[key]
-        ui = root.id_properties_ui(key)
-        kwargs = {"description": description}
+        settings = {"description": description}
         if lo is not None:
-            kwargs["min"] = lo
+            settings["min"] = lo
+        hi = limits.get(key, hi)
         if hi is not None:
-            kwargs["max"] = hi
-        if key == "nnvis_sample":
-            kwargs["max"] = export.num_samples - 1
-        if key == "nnvis_epoch":
-            kwargs["max"] = float(len(export.epochs) - 1)
-        ui.update(**kwargs)
-    root["nnvis_layer_spacing"] = options.layer_spacing
-    root.id_properties_ui("nnvis_layer_spacing").update(
-        min=0.0, description="Distance between consecutive layers")
+            settings["max"] = hi
+        root.id_properties_ui(key).update(**settings)
     root[ROOT_MARKER] = 1
     root["nnvis_source"] = str(export.path)
     root["nnvis_model"] = export.name
@@ -208,13 +223,15 @@ def _add_driver(target, data_path: str, source, source_path: str, expression: st
     return fcurve
 
 
-def _drive_layer(obj, root, index: int) -> None:
-    modifier = obj.modifiers[MODIFIER_NAME]
-    for key, (input_name, *_rest) in NETWORK_CONTROLS.items():
+def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
+    for key, input_name in drivers.items():
         _add_driver(obj, compat.modifier_input_path(modifier, input_name), root, f'["{key}"]')
+
+
+def _drive_layer(obj, root, index: int) -> None:
+    _drive_inputs(obj, obj.modifiers[MODIFIER_NAME], root, LAYER_DRIVERS)
     # Simple expressions (arithmetic on variables) are evaluated by Blender itself, not Python.
-    _add_driver(obj, "location", root, '["nnvis_layer_spacing"]', f"var * {index}",
-                index=0)
+    _add_driver(obj, "location", root, '["nnvis_layer_spacing"]', f"var * {index}", index=0)
 
 
 def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> None:
@@ -268,12 +285,12 @@ def set_control(root: bpy.types.Object, key: str, value) -> None:
 
     Assigning the custom property alone does not tag the drivers that read it; this does.
     """
-    if key not in root or not key.startswith("nnvis_"):
-        raise KeyError(f"{root.name!r} has no network control {key!r}")
+    if key not in NETWORK_CONTROLS or key not in root:
+        raise KeyError(f"{root.name!r} has no network control {key!r} ({sorted(NETWORK_CONTROLS)})")
     root[key] = value
     root.update_tag()
-    for layer in network_layers(root):
-        layer.update_tag()
+    for child in root.children:
+        child.update_tag()
 
 
 def iter_networks(scene: bpy.types.Scene | None = None):

@@ -67,8 +67,13 @@ def layer_extent(grid: CellGrid, *, grid_layout: float, cell_size: float, channe
 
 
 def cell_centres(grid: CellGrid, *, grid_layout: float, cell_size: float, channel_gap: float,
-                 requested_columns: int = 0) -> np.ndarray:
-    """(cells, 3) layer-local cell centres; right is -Y, down is -Z (see layer_nodes.py)."""
+                 requested_columns: int = 0, collapse: float = 0.0,
+                 stack_spacing: float = 0.35) -> np.ndarray:
+    """(cells, 3) layer-local cell centres; right is -Y, down is -Z (see layer_nodes.py).
+
+    ``collapse`` slides every map onto the centre, stacked ``stack_spacing`` cells apart along
+    the layer axis, exactly like the geometry nodes.
+    """
     channel, row, col = (a.astype(np.float64) for a in cell_attributes(grid))
     step_u = grid.width * cell_size + channel_gap
     step_v = grid.height * cell_size + channel_gap
@@ -77,9 +82,14 @@ def cell_centres(grid: CellGrid, *, grid_layout: float, cell_size: float, channe
                                  channel_gap=channel_gap, requested_columns=requested_columns)
     map_u = channel * step_u + ((channel % cols) * step_u - channel * step_u) * grid_layout
     map_v = np.floor(channel / cols) * step_v * grid_layout
+    centred_u = width / 2 - grid.width * cell_size / 2
+    centred_v = height / 2 - grid.height * cell_size / 2
+    map_u = map_u + (centred_u - map_u) * collapse
+    map_v = map_v + (centred_v - map_v) * collapse
     u = (col + 0.5) * cell_size + map_u
     v = (row + 0.5) * cell_size + map_v
-    return np.stack([np.zeros_like(u), width / 2 - u, height / 2 - v], axis=1)
+    x = channel * collapse * stack_spacing * cell_size
+    return np.stack([x, width / 2 - u, height / 2 - v], axis=1)
 
 
 def activation_range(arrays: list[np.ndarray]) -> tuple[float, float]:

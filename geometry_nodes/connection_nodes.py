@@ -1,0 +1,126 @@
+"""The "NNVis Connections" geometry-nodes group: one modifier per connection (layer pair) object.
+
+The object's hair-curves data holds one curve per kept edge, all with the same number of points:
+
+* curve attributes ``source_first``/``source_last`` and ``target_first``/``target_last`` (INT):
+  the edge runs between the midpoints of those cells of the source and target layer objects, read
+  from their evaluated instances, so connections follow any layout, spacing or collapse change;
+  ``nnvis_w_e{epoch index}`` (FLOAT) the edge's weight at each recorded epoch; ``structural``
+  (FLOAT, 1 for weight-less links such as pooling);
+* point attributes ``nnvis_t`` (0..1 along the edge) and ``nnvis_offset`` (the bundling's
+  displacement from the straight line, perpendicular to the layer axis).
+
+Outputs tubes (or render-ready hair curves) whose radius follows |w|, with ``weight``,
+``weight_norm`` (-1..1) and ``strength_norm`` (0..1) stored for the material. ``Threshold``
+hides edges weaker than that fraction of the pair's strongest weight without re-bundling.
+"""
+
+from __future__ import annotations
+
+from .builder import FieldMath, TreeBuilder, find_current, new_tree
+
+GROUP_NAME = "NNVis Connections"
+VERSION = 1
+WEIGHT_ATTRIBUTE_PREFIX = "nnvis_w_e"
+
+
+def weight_attribute_name(epoch_index: int) -> str:
+    return f"{WEIGHT_ATTRIBUTE_PREFIX}{epoch_index}"
+
+
+INPUTS = (
+    ("Source", "OBJECT", None, None, None, None, "Layer object the edges start from"),
+    ("Target", "OBJECT", None, None, None, None, "Layer object the edges end at"),
+    ("Epoch", "FLOAT", 0.0, 0.0, None, None, "Recorded epoch index; fractions interpolate"),
+    ("Epoch Count", "INT", 1, 1, None, None, "Number of recorded epochs"),
+    ("Step Epochs", "BOOLEAN", False, None, None, None, "Hold each epoch instead of interpolating"),
+    ("Weight Max", "FLOAT", 1.0, 0.0, None, None, "|w| drawn at full radius and colour"),
+    ("Threshold", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "Hide edges weaker than this fraction of Weight Max"),
+    ("Radius", "FLOAT", 0.01, 0.0, None, "DISTANCE", "Radius of the strongest edge"),
+    ("Min Radius", "FLOAT", 0.15, 0.0, 1.0, "FACTOR", "Radius of the weakest edge, relative"),
+    ("As Tubes", "BOOLEAN", True, None, None, None, "Mesh tubes; off: render-ready hair curves"),
+    ("Tube Resolution", "INT", 5, 3, None, None, "Sides of each tube"),
+    ("Material", "MATERIAL", None, None, None, None, "Material of the connections"),
+)
+
+
+def ensure_connection_group():
+    return find_current(GROUP_NAME, VERSION) or build_connection_group()
+
+
+def build_connection_group():
+    tree = new_tree(GROUP_NAME, "GeometryNodeTree", VERSION)
+    tree.is_modifier = True
+    tree.description = "nnvis: weighted, bundled connections between two layers"
+    b = TreeBuilder(tree)
+    m = FieldMath(b)
+    b.add_socket("Geometry", "GEOMETRY")
+    for name, kind, default, lo, hi, subtype, description in INPUTS:
+        b.add_socket(name, kind, default=default, min_value=lo, max_value=hi, subtype=subtype,
+                     description=description)
+    b.add_socket("Geometry", "GEOMETRY", output=True)
+    inp = b.node("NodeGroupInput").outputs
+
+    def int_attribute(name):
+        return b.node("GeometryNodeInputNamedAttribute", {"Name": name}, data_type="INT").outputs[0]
+
+    position = b.node("GeometryNodeInputPosition").outputs[0]
+
+    def endpoint(layer_object, first, last):
+        info = b.node("GeometryNodeObjectInfo", {"Object": layer_object}, transform_space="RELATIVE")
+        samples = []
+        for attribute in (first, last):
+            sample = b.node("GeometryNodeSampleIndex", {"Geometry": info.outputs["Geometry"],
+                                                        "Index": int_attribute(attribute)},
+                            data_type="FLOAT_VECTOR", domain="INSTANCE")
+            b.set_input(sample, "Value", position)
+            samples.append(sample.outputs[0])
+        mid = b.node("ShaderNodeVectorMath", {0: samples[0], 1: samples[1]}, operation="ADD")
+        return b.node("ShaderNodeVectorMath", {0: mid.outputs[0], "Scale": 0.5},
+                      operation="SCALE").outputs[0]
+
+    start = endpoint(inp["Source"], "source_first", "source_last")
+    end = endpoint(inp["Target"], "target_first", "target_last")
+    t = b.node("GeometryNodeInputNamedAttribute", {"Name": "nnvis_t"}, data_type="FLOAT").outputs[0]
+    offset = b.node("GeometryNodeInputNamedAttribute", {"Name": "nnvis_offset"},
+                    data_type="FLOAT_VECTOR").outputs[0]
+    straight = b.node("ShaderNodeMix", {"Factor": t, "A": start, "B": end}, data_type="VECTOR",
+                      clamp_factor=True)
+    curved = b.node("ShaderNodeVectorMath", {0: b.out(straight, "Result"), 1: offset},
+                    operation="ADD")
+    # Hair curves default to Catmull-Rom (12 evaluated points a segment): the points are dense
+    # enough to draw as a polyline, at a twelfth of the cost.
+    poly = b.node("GeometryNodeCurveSplineType", {"Curve": inp["Geometry"]}, spline_type="POLY")
+    placed = b.node("GeometryNodeSetPosition", {"Geometry": poly.outputs[0],
+                                                "Position": curved.outputs[0]})
+
+    weight = m.epoch_attribute([WEIGHT_ATTRIBUTE_PREFIX], inp["Epoch"], inp["Epoch Count"],
+                               inp["Step Epochs"])
+    weight_max = m.op("MAXIMUM", inp["Weight Max"], 1e-12)
+    weight_norm = m.op("MINIMUM", m.op("MAXIMUM", m.div(weight, weight_max), -1.0), 1.0)
+    strength = m.op("ABSOLUTE", weight_norm)
+    geometry = placed.outputs[0]
+    for name, value in (("weight", weight), ("weight_norm", weight_norm), ("strength_norm", strength)):
+        geometry = b.node("GeometryNodeStoreNamedAttribute",
+                          {"Geometry": geometry, "Name": name, "Value": value},
+                          data_type="FLOAT", domain="CURVE").outputs[0]
+    weak = b.node("FunctionNodeCompare", {0: strength, 1: inp["Threshold"]}, data_type="FLOAT",
+                  operation="LESS_THAN").outputs[0]
+    kept = b.node("GeometryNodeDeleteGeometry", {"Geometry": geometry, "Selection": weak},
+                  domain="CURVE")
+    radius = m.mul(inp["Radius"], m.lerp(inp["Min Radius"], 1.0, strength))
+    sized = b.node("GeometryNodeSetCurveRadius", {"Curve": kept.outputs[0], "Radius": radius})
+
+    profile = b.node("GeometryNodeCurvePrimitiveCircle", {"Resolution": inp["Tube Resolution"],
+                                                          "Radius": 1.0})
+    tubes = b.node("GeometryNodeCurveToMesh", {"Curve": sized.outputs[0],
+                                               "Profile Curve": profile.outputs[0]})
+    if "Scale" in tubes.inputs:  # Blender 4.5+: the profile scale is an input, not the radius
+        b.set_input(tubes, "Scale", b.node("GeometryNodeInputRadius").outputs[0])
+    shape = b.node("GeometryNodeSwitch", {0: inp["As Tubes"], "False": sized.outputs[0],
+                                          "True": tubes.outputs[0]}, input_type="GEOMETRY")
+    shaded = b.node("GeometryNodeSetMaterial", {"Geometry": shape.outputs[0],
+                                                "Material": inp["Material"]})
+    out = b.node("NodeGroupOutput")
+    b.link(shaded.outputs[0], out.inputs[0])
+    return tree
