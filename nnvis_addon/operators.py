@@ -8,7 +8,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from .blender import scene
+from .blender import connections, scene
 from .core.export_format import DOCUMENT_SUFFIX, NnvisError
 
 
@@ -95,4 +95,36 @@ class NNVIS_FH_import_network(bpy.types.FileHandler):
         return context.area is not None and context.area.type in {"VIEW_3D", "OUTLINER"}
 
 
-CLASSES = (NNVIS_OT_import_network, NNVIS_FH_import_network)
+class NNVIS_OT_rebundle(bpy.types.Operator):
+    """Recompute the bundled curves of the selected connection objects with new parameters"""
+
+    bl_idname = "object.nnvis_rebundle"
+    bl_label = "Re-bundle Connections"
+    bl_options = {"REGISTER", "UNDO"}
+
+    bundle: BoolProperty(name="Bundle", default=True, description="Off: straight edges")
+    strength: FloatProperty(name="Strength", default=1.0, min=0.0, soft_max=3.0)
+    iterations: IntProperty(name="Iterations", default=12, min=0, soft_max=40)
+    initial_bandwidth: FloatProperty(name="Initial Bandwidth", default=0.07, min=0.005, max=0.5,
+                                     description="Kernel width of the first iteration, as a "
+                                                 "fraction of the layer pair's extent")
+    smoothing: FloatProperty(name="Smoothing", default=0.5, min=0.0, max=1.0)
+    points_per_edge: IntProperty(name="Points per Edge", default=16, min=2, max=64)
+
+    @classmethod
+    def poll(cls, context):
+        return any(obj.get(connections.CONNECTION_MARKER) for obj in context.selected_objects)
+
+    def execute(self, context):
+        params = connections.BundlingParams(
+            points_per_edge=self.points_per_edge, iterations=self.iterations,
+            initial_bandwidth=self.initial_bandwidth, strength=self.strength,
+            smoothing=self.smoothing)
+        targets = [obj for obj in context.selected_objects if obj.get(connections.CONNECTION_MARKER)]
+        for obj in targets:
+            connections.rebundle(obj, params, bundle=self.bundle)
+        self.report({"INFO"}, f"Re-bundled {len(targets)} connection object(s)")
+        return {"FINISHED"}
+
+
+CLASSES = (NNVIS_OT_import_network, NNVIS_FH_import_network, NNVIS_OT_rebundle)

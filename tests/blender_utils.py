@@ -31,9 +31,13 @@ def install_zip(zip_path: Path) -> None:
     assert EXTENSION_MODULE in sys.modules
 
 
+def installed_module(name: str):
+    """A module of the installed extension (the script API users call)."""
+    return importlib.import_module(f"{EXTENSION_MODULE}.{name}")
+
+
 def installed_scene_module():
-    """The installed extension's scene functions (the script API users call)."""
-    return importlib.import_module(EXTENSION_MODULE + ".nnvis_addon.blender.scene")
+    return installed_module("nnvis_addon.blender.scene")
 
 
 def data_counts() -> dict[str, int]:
@@ -114,3 +118,29 @@ def compare_images(received: np.ndarray, reference: np.ndarray, *, pixel_thresho
     diff_image[..., 0] = np.clip(difference * 8, 0, 1)
     diff_image[..., 3] = 1.0
     return bad <= max_bad_fraction, bad, diff_image
+
+
+def evaluated_curves(obj) -> dict:
+    """Evaluated hair curves of an object: points (count, P, 3), per-curve float attributes,
+    first/last points and the radius at each curve's first point."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    geometry = bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
+    curves = geometry.curves  # valid while ``geometry`` lives
+    count = len(curves.curves) if curves is not None else 0
+    result = {"count": count}
+    if not count:
+        return result
+    total = len(curves.points)
+    positions = np.zeros(total * 3, np.float32)
+    curves.attributes["position"].data.foreach_get("vector", positions)
+    points = positions.reshape(count, total // count, 3)
+    result.update(points=points, first_point=points[:, 0], last_point=points[:, -1])
+    for attribute in curves.attributes:
+        if attribute.data_type == "FLOAT" and attribute.domain == "CURVE":
+            values = np.zeros(count, np.float32)
+            attribute.data.foreach_get("value", values)
+            result[attribute.name] = values
+    radius = np.zeros(total, np.float32)
+    curves.attributes["radius"].data.foreach_get("value", radius)
+    result["radius_per_curve"] = radius.reshape(count, -1)[:, 0]
+    return result
