@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .errors import ExportError
 from .summary import summarize
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 _KERAS_NAMES = {
     "EpochRecorder", "export_model", "export_checkpoints", "list_checkpoints",

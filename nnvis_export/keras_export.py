@@ -27,7 +27,7 @@ import keras
 
 from nnvis_addon.core.export_format import ExportFormatError, ExportWriter, read_export
 
-from . import __version__
+from ._version import __version__
 from .errors import ExportError
 
 ACTIVATION_DTYPES = ("float16", "float32")
