@@ -172,10 +172,13 @@ def test_network_controls_are_farm_safe_drivers(empty_scene, example_export):
 
 def test_import_twice_gives_two_networks(empty_scene, example_export):
     first = import_example(example_export)
+    groups = {g.name for g in bpy.data.node_groups}
+    materials = {m.name for m in bpy.data.materials}
     second = import_example(example_export)
     assert first.name != second.name
     assert len(layer_objects(first)) == len(layer_objects(second))
-    assert len(bpy.data.node_groups) == 1, "the layer group is shared, not rebuilt"
+    assert {g.name for g in bpy.data.node_groups} == groups, "node groups are shared, not rebuilt"
+    assert {m.name for m in bpy.data.materials} == materials
 
 
 def test_malformed_export_reports_one_error_and_leaves_nothing(empty_scene, example_export, tmp_path):
