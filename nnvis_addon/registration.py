@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators
+from . import operators, panels, playback_operators
 
-CLASSES = operators.CLASSES
+CLASSES = (*operators.CLASSES, *playback_operators.CLASSES, *panels.CLASSES)
 
 
 def _menu_import(self, context):
@@ -18,9 +18,11 @@ def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.TOPBAR_MT_file_import.append(_menu_import)
+    panels.register_properties()
 
 
 def unregister():
+    panels.unregister_properties()
     bpy.types.TOPBAR_MT_file_import.remove(_menu_import)
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
