@@ -424,3 +424,19 @@ def test_short_repr_is_bounded():
     assert len(minischema.short_repr("x" * 10_000_000)) <= 60
     with pytest.raises(minischema.SchemaViolation, match="must be one of"):
         minischema.validate(nested, {"enum": ["a"]})
+
+
+def test_newer_minor_version_with_new_fields_is_read(tmp_path):
+    """Minor versions only add fields: a 1.0 reader reads a 1.7 file and skips what it adds."""
+    path = make_export(tmp_path).path
+    document = json.loads(path.read_text())
+    document["version"] = "1.7"
+    document["description"] = "a field from the future"
+    document["layers"][0]["display_hint"] = {"colour": "red"}
+    path.write_text(json.dumps(document))
+    export = read_export(path)
+    assert export.version == "1.7" and len(export.layers) == len(document["layers"])
+    document["version"] = "1.0"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ExportFormatError, match="unknown field '(description|display_hint)'"):
+        read_export(path)

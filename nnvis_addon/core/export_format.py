@@ -271,6 +271,10 @@ def _major_version(document: dict, doc_path: Path) -> int:
     return int(match.group(1))
 
 
+def _minor_version(version: str) -> int:
+    return int(_VERSION_RE.fullmatch(version).group(2))
+
+
 class _Reader:
     def __init__(self, doc_path: Path, document: dict, check_finite: bool):
         self.doc_path = doc_path
@@ -289,8 +293,10 @@ class _Reader:
             raise self.error(
                 f"format version {doc['version']} is not supported: this nnvis reads major version "
                 f"{SUPPORTED_MAJOR} (update nnvis to read this file)", field="version")
+        # Minor versions only add optional fields: a newer minor's extra fields are skipped.
+        newer_minor = _minor_version(doc["version"]) > _minor_version(FORMAT_VERSION)
         try:
-            minischema.validate(doc, load_schema())
+            minischema.validate(doc, load_schema(), ignore_unknown_fields=newer_minor)
         except minischema.SchemaViolation as exc:
             raise self.error(exc.message, layer=self._layer_for_path(exc.path),
                              field=_pointer_to_field(exc.path)) from None
@@ -727,7 +733,6 @@ class ExportWriter:
                generator: str) -> Path:
         """Write the document; return its path. Files appear only when complete."""
         self._file.close()
-        os.replace(self._partial, self._buffer_path)
         document = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION,
@@ -741,6 +746,9 @@ class ExportWriter:
         }
         partial = self.document_path.with_suffix(".partial")
         partial.write_text(_dump_json(document), encoding="utf-8")
+        # Both files are complete before either replaces an older export's: the two renames
+        # are the only window in which an old document could meet the new buffer.
+        os.replace(self._partial, self._buffer_path)
         os.replace(partial, self.document_path)
         return self.document_path
 

@@ -68,14 +68,18 @@ def check_schema_keywords(schema: Any) -> None:
                 check_schema_keywords(sub)
 
 
-def validate(document: Any, schema: dict) -> None:
-    """Raise :class:`SchemaViolation` at the first place ``document`` breaks ``schema``."""
-    _validate(document, schema, schema, "")
+def validate(document: Any, schema: dict, *, ignore_unknown_fields: bool = False) -> None:
+    """Raise :class:`SchemaViolation` at the first place ``document`` breaks ``schema``.
+
+    ``ignore_unknown_fields`` treats ``additionalProperties: false`` as true: a reader of an
+    older minor version skips the fields a newer minor version added.
+    """
+    _validate(document, schema, schema, "", ignore_unknown_fields)
 
 
-def _validate(value: Any, schema: dict, root: dict, path: str) -> None:
+def _validate(value: Any, schema: dict, root: dict, path: str, lenient: bool) -> None:
     if "$ref" in schema:
-        _validate(value, _resolve_ref(root, schema["$ref"]), root, path)
+        _validate(value, _resolve_ref(root, schema["$ref"]), root, path, lenient)
     if "const" in schema and value != schema["const"]:
         raise SchemaViolation(path, f"must be {schema['const']!r}, got {_short(value)}")
     if "enum" in schema and value not in schema["enum"]:
@@ -104,7 +108,7 @@ def _validate(value: Any, schema: dict, root: dict, path: str) -> None:
         item_schema = schema.get("items")
         if isinstance(item_schema, dict):
             for index, item in enumerate(value):
-                _validate(item, item_schema, root, f"{path}/{index}")
+                _validate(item, item_schema, root, f"{path}/{index}", lenient)
     if isinstance(value, dict):
         for key in schema.get("required", ()):
             if key not in value:
@@ -113,11 +117,11 @@ def _validate(value: Any, schema: dict, root: dict, path: str) -> None:
         extra = schema.get("additionalProperties", True)
         for key, item in value.items():
             if key in properties:
-                _validate(item, properties[key], root, f"{path}/{key}")
-            elif extra is False:
+                _validate(item, properties[key], root, f"{path}/{key}", lenient)
+            elif extra is False and not lenient:
                 raise SchemaViolation(path, f"unknown field {key!r}")
             elif isinstance(extra, dict):
-                _validate(item, extra, root, f"{path}/{key}")
+                _validate(item, extra, root, f"{path}/{key}", lenient)
 
 
 def _json_type(value: Any) -> str:
