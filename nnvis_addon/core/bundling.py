@@ -447,8 +447,9 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
                 dens += splat_total
                 dens = dens.astype(np.float32)
                 dens = (gx @ dens.reshape(nx, plane)).reshape(nx, ny, nz)
-            gyz = np.matmul(dens, gzd[0].T)           # blur along z
-            dzz = np.matmul(dens, gzd[1].T)           # derivative along z
+            flat = dens.reshape(-1, nz)               # one 2-D product per z operator
+            gyz = (flat @ gzd[0].T).reshape(dens.shape)  # blur along z
+            dzz = (flat @ gzd[1].T).reshape(dens.shape)  # derivative along z
             grad_y = np.matmul(gyd[1], gyz)           # d/dy (blur z)
             grad_z = np.matmul(gyd[0], dzz)           # blur y (d/dz)
             _normalise(grad_y, grad_z, np.float32(step / cell))  # step in grid units
