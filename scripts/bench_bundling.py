@@ -14,7 +14,7 @@ apart along x, random normal weights (seed 0):
       subprocess (goal: nnvis >= 50x faster). datashader is not a project requirement; install
       it in a separate venv and point --datashader-python at it (or run this script with it):
           python3.11 -m venv /tmp/bench-venv
-          /tmp/bench-venv/bin/pip install numpy==1.26.4 datashader
+          /tmp/bench-venv/bin/pip install numpy==1.26.4 datashader dask scikit-image
   (d) reduce_edges on a VGG16 fc6-size Dense kernel (25,088 x 4,096 = 102.8M weights), in a
       subprocess.
 
@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 LAYER_WIDTH = 2.0
 LAYER_GAP = 1.5
 INSTALL_HINT = ("python3.11 -m venv /tmp/bench-venv && "
-                "/tmp/bench-venv/bin/pip install numpy==1.26.4 datashader; then pass "
+                "/tmp/bench-venv/bin/pip install numpy==1.26.4 datashader dask scikit-image; then pass "
                 "--datashader-python /tmp/bench-venv/bin/python")
 
 
@@ -165,12 +165,14 @@ def row_hammer(datashader_python: str | None, skip: bool) -> None:
         return
     python = datashader_python
     if python is None:
-        try:
+        try:  # hammer_bundle needs dask and scikit-image besides datashader
+            import dask  # noqa: F401
             import datashader  # noqa: F401
+            import skimage  # noqa: F401
             python = sys.executable
         except ImportError:
-            print(f"    hammer_bundle  skipped: datashader is not importable. Install it with: "
-                  f"{INSTALL_HINT}")
+            print(f"    hammer_bundle  skipped: datashader (with dask, scikit-image) is not "
+                  f"importable. Install it with: {INSTALL_HINT}")
             return
     r = run_child(python, ["hammer"])
     if r is None:
