@@ -7,7 +7,10 @@ a group input, so the panel and animation never rebuild meshes:
 
 * layout: each channel's map is a grid of cells; maps sit in a linear row or a grid of maps,
   blended by ``Grid Layout`` (0 = linear, 1 = grid) so layout changes can animate;
-* ``Collapse`` (0..1) slides every map onto the first one, stacked tightly along the layer axis;
+* ``Collapse`` (0..1) slides every map onto the centre; with ``Collapse Summary`` 0 the maps end
+  stacked tightly along the layer axis, with 1 (max) or 2 (mean) they merge into one map showing
+  the max or mean over channels (the ``nnvis_max_``/``nnvis_mean_`` attributes), the other maps
+  shrinking away;
 * ``Sample`` and ``Epoch`` pick the activation attribute; a fractional epoch interpolates
   linearly between the two neighbouring recorded epochs unless ``Step Epochs`` is on;
 * the activation is normalised by (``Value Min``, ``Value Max``) or by the network-wide range
@@ -25,8 +28,14 @@ import math
 from .builder import FieldMath, TreeBuilder, find_current, new_tree
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 3
+VERSION = 5
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
+# Collapse Summary -> attribute prefix of the per-cell summary over channels.
+SUMMARY_PREFIXES = {1: "nnvis_max_", 2: "nnvis_mean_"}
+
+
+def summary_attribute_name(kind: int, sample: int, epoch_index: int) -> str:
+    return f"{SUMMARY_PREFIXES[kind]}s{sample}_e{epoch_index}"
 
 
 def activation_attribute_name(sample: int, epoch_index: int) -> str:
@@ -47,6 +56,8 @@ INPUTS = (
     ("Tile Depth", "FLOAT", 0.25, 0.001, None, "FACTOR", "Tile thickness along the layer axis, in cells"),
     ("Collapse", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "0: every map shown; 1: maps stacked tightly"),
     ("Stack Spacing", "FLOAT", 0.35, 0.0, None, "FACTOR", "Collapsed maps' spacing along the layer axis, in cells"),
+    ("Collapse Summary", "INT", 0, 0, 2, None, "Collapsed: 0 stack the maps, 1 show the max over channels, 2 the mean"),
+    ("Has Summaries", "BOOLEAN", False, None, None, None, "The mesh holds max/mean-over-channel attributes"),
     ("Sample", "INT", 0, 0, None, None, "Input sample whose activations are shown"),
     ("Epoch", "FLOAT", 0.0, 0.0, None, None, "Recorded epoch index; fractions interpolate"),
     ("Epoch Count", "INT", 1, 1, None, None, "Number of recorded epochs"),
@@ -103,6 +114,11 @@ def build_layer_group():
     total_w = m.sub(m.lerp(m.mul(channels, step_u), m.mul(cols, step_u), t), gap)
     total_h = m.sub(m.lerp(step_v, m.mul(rows, step_v), t), gap)
     collapse = inp["Collapse"]
+    merging = b.node("FunctionNodeCompare", {2: inp["Collapse Summary"], 3: 0},
+                     data_type="INT", operation="GREATER_THAN").outputs[0]
+    merging = b.node("FunctionNodeBooleanMath", {0: merging, 1: inp["Has Summaries"]},
+                     operation="AND").outputs[0]
+    merge = m.switch("FLOAT", merging, 0.0, 1.0)  # 1 when collapsing into one summary map
 
     # -- per-cell position (fields) ------------------------------------------------------------
     def int_attribute(name):
@@ -122,13 +138,23 @@ def build_layer_group():
     map_v = m.lerp(map_v, centred_v, collapse)
     cell_u = m.op("MULTIPLY_ADD", m.add(col, 0.5), pitch, map_u)
     cell_v = m.op("MULTIPLY_ADD", m.add(row, 0.5), pitch, map_v)
-    stack_x = m.mul(m.mul(m.mul(channel, collapse), inp["Stack Spacing"]), pitch)
+    stack_x = m.mul(m.mul(m.mul(m.mul(channel, collapse), inp["Stack Spacing"]), pitch),
+                    m.sub(1.0, merge))
     position = m.combine(stack_x, m.sub(m.mul(total_w, 0.5), cell_u), m.sub(m.mul(total_h, 0.5), cell_v))
     placed = b.node("GeometryNodeSetPosition", {"Geometry": inp["Geometry"], "Position": position})
 
     # -- activation at (sample, epoch) -----------------------------------------------------------
-    activation = m.epoch_attribute([ACTIVATION_ATTRIBUTE_PREFIX + "s", m.text(inp["Sample"]), "_e"],
+    sample_text = m.text(inp["Sample"])
+    activation = m.epoch_attribute([ACTIVATION_ATTRIBUTE_PREFIX + "s", sample_text, "_e"],
                                    inp["Epoch"], inp["Epoch Count"], inp["Step Epochs"])
+    use_max = b.node("FunctionNodeCompare", {2: inp["Collapse Summary"], 3: 1},
+                     data_type="INT", operation="EQUAL").outputs[0]
+    summary_prefix = b.node("GeometryNodeSwitch", {0: use_max, "False": SUMMARY_PREFIXES[2],
+                                                   "True": SUMMARY_PREFIXES[1]},
+                            input_type="STRING").outputs[0]
+    summary = m.epoch_attribute([summary_prefix, "s", sample_text, "_e"], inp["Epoch"],
+                                inp["Epoch Count"], inp["Step Epochs"])
+    activation = m.lerp(activation, summary, m.mul(collapse, merge))
     use_global = inp["Normalize Globally"]
     value_min = m.switch("FLOAT", use_global, inp["Value Min"], inp["Global Min"])
     value_max = m.switch("FLOAT", use_global, inp["Value Max"], inp["Global Max"])
@@ -143,9 +169,10 @@ def build_layer_group():
                     data_type="FLOAT", domain="POINT")
 
     # The per-(sample, epoch) attributes stay on the mesh; instances carry only what they draw.
-    stored = b.node("GeometryNodeRemoveAttribute", {"Geometry": stored.outputs[0],
-                                                    "Pattern Mode": "Wildcard",
-                                                    "Name": ACTIVATION_ATTRIBUTE_PREFIX + "*"})
+    for prefix in (ACTIVATION_ATTRIBUTE_PREFIX, *SUMMARY_PREFIXES.values()):
+        stored = b.node("GeometryNodeRemoveAttribute", {"Geometry": stored.outputs[0],
+                                                        "Pattern Mode": "Wildcard",
+                                                        "Name": prefix + "*"})
 
     # -- cells as instanced tiles ---------------------------------------------------------------
     tile = m.mul(pitch, m.sub(1.0, inp["Cell Gap"]))
@@ -153,8 +180,13 @@ def build_layer_group():
     cube = b.node("GeometryNodeMeshCube", {"Size": tile_size})
     cube = b.node("GeometryNodeSetMaterial", {"Geometry": cube.outputs[0],
                                               "Material": inp["Cell Material"]})
+    # Merging into one summary map, every map but the first shrinks away.
+    other_map = b.node("FunctionNodeCompare", {2: channel, 3: 0}, data_type="INT",
+                       operation="GREATER_THAN").outputs[0]
+    shrink = m.mul(m.mul(collapse, merge), m.switch("FLOAT", other_map, 0.0, 1.0))
     cells = b.node("GeometryNodeInstanceOnPoints", {"Points": stored.outputs[0],
-                                                    "Instance": cube.outputs[0]})
+                                                    "Instance": cube.outputs[0],
+                                                    "Scale": m.sub(1.0, shrink)})
 
     # -- label above the layer ---------------------------------------------------------------------
     text = b.node("GeometryNodeStringToCurves", {"String": inp["Label"], "Size": inp["Label Size"]},

@@ -40,7 +40,8 @@ def layer_cell_positions(obj: bpy.types.Object) -> np.ndarray:
     centres = cell_centres(grid, grid_layout=value("Grid Layout"),
                            cell_size=value("Cell Size") * value("Cell Scale"),
                            channel_gap=value("Channel Gap"), requested_columns=value("Grid Columns"),
-                           collapse=value("Collapse"), stack_spacing=value("Stack Spacing"))
+                           collapse=value("Collapse"), stack_spacing=value("Stack Spacing"),
+                           merge=value("Collapse Summary") > 0 and bool(value("Has Summaries")))
     return centres + np.asarray(obj.location, dtype=np.float64)
 
 

@@ -35,6 +35,7 @@ MODIFIER_NAME = "NNVis Layer"
 ROOT_MARKER = "nnvis_network"
 LAYER_MARKER = "nnvis_layer"
 NORMALIZE_MODES = ("layer", "global")
+COLLAPSED_SPACING = 0.5  # the gap after a fully collapsed layer, relative to the layer spacing
 
 Progress = Callable[[float, str], None]
 
@@ -120,12 +121,14 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     total_cells = sum(p.grid.cells for p in plan.layers) or 1
     done = 0
     layer_objects = {}
+    previous = None
     for layer_plan in plan.layers:
         report(0.05 + 0.45 * done / total_cells, f"building layer {layer_plan.layer.name}")
         obj = _build_layer(export, layer_plan, plan, group, cell_material, label_material)
         collection.objects.link(obj)
         obj.parent = root
-        _drive_layer(obj, root, layer_plan.layer.index)
+        _drive_layer(obj, root, previous)
+        previous = obj
         layer_objects[layer_plan.layer.name] = obj
         done += layer_plan.grid.cells
 
@@ -170,6 +173,11 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
     root["nnvis_global_range"] = [plan.global_min, plan.global_max]
 
 
+def _add_float(mesh, name: str, values: np.ndarray) -> None:
+    values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    mesh.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", values)
+
+
 def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, cell_material,
                  label_material) -> bpy.types.Object:
     layer = layer_plan.layer
@@ -178,12 +186,17 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
     mesh.vertices.add(grid.cells)
     for name, values in zip(("channel", "row", "col"), cell_attributes(grid)):
         mesh.attributes.new(name, "INT", "POINT").data.foreach_set("value", values)
+    summaries = grid.channels > 1 and grid.height * grid.width > 1
     for epoch_index, epoch in enumerate(export.epochs):
-        per_sample = epoch.activations[layer.name].reshape(export.num_samples, -1)
+        per_sample = epoch.activations[layer.name].reshape(export.num_samples, -1, grid.channels)
         for sample in range(export.num_samples):
-            name = layer_nodes.activation_attribute_name(sample, epoch_index)
-            values = np.ascontiguousarray(per_sample[sample], dtype=np.float32)
-            mesh.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", values)
+            values = np.asarray(per_sample[sample], dtype=np.float32)
+            _add_float(mesh, layer_nodes.activation_attribute_name(sample, epoch_index), values)
+            if summaries:  # per pixel over channels, repeated for every channel of the pixel
+                for kind, reduce in ((1, np.max), (2, np.mean)):
+                    summary = reduce(values, axis=1, keepdims=True)
+                    _add_float(mesh, layer_nodes.summary_attribute_name(kind, sample, epoch_index),
+                               np.broadcast_to(summary, values.shape))
 
     obj = bpy.data.objects.new(f"{export.name}.{layer.name}", mesh)
     obj.location = (layer_plan.x, 0.0, 0.0)
@@ -202,36 +215,52 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
         "Global Min": plan.global_min, "Global Max": plan.global_max,
         "Cell Material": cell_material, "Label Material": label_material,
         "Label": layer_plan.label, "Label Size": label_size(plan.options.cell_size),
+        "Has Summaries": summaries,
     }
     for name, value in inputs.items():
         compat.set_modifier_input(modifier, name, value)
     return obj
 
 
-def _add_driver(target, data_path: str, source, source_path: str, expression: str = "var",
+def _add_driver(target, data_path: str, variables: dict[str, tuple], expression: str = "var",
                 index: int = -1):
+    """A driver reading ``variables`` (name -> (object, data path)) through ``expression``.
+
+    Expressions are kept to arithmetic on variables, which Blender evaluates itself ("simple
+    expressions"), so drivers work where Python is disabled or nnvis is not installed.
+    """
     fcurve = target.driver_add(data_path, index)
     driver = fcurve.driver
     driver.type = "SCRIPTED"
-    variable = driver.variables.new()
-    variable.name = "var"
-    variable.type = "SINGLE_PROP"
-    variable.targets[0].id_type = "OBJECT"
-    variable.targets[0].id = source
-    variable.targets[0].data_path = source_path
+    for name, (source, source_path) in variables.items():
+        variable = driver.variables.new()
+        variable.name = name
+        variable.type = "SINGLE_PROP"
+        variable.targets[0].id_type = "OBJECT"
+        variable.targets[0].id = source
+        variable.targets[0].data_path = source_path
     driver.expression = expression
     return fcurve
 
 
 def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
     for key, input_name in drivers.items():
-        _add_driver(obj, compat.modifier_input_path(modifier, input_name), root, f'["{key}"]')
+        _add_driver(obj, compat.modifier_input_path(modifier, input_name),
+                    {"var": (root, f'["{key}"]')})
 
 
-def _drive_layer(obj, root, index: int) -> None:
+def _drive_layer(obj, root, previous) -> None:
+    """Layer controls follow the root; the layer sits one spacing after the previous layer,
+    less when that one is collapsed."""
     _drive_inputs(obj, obj.modifiers[MODIFIER_NAME], root, LAYER_DRIVERS)
-    # Simple expressions (arithmetic on variables) are evaluated by Blender itself, not Python.
-    _add_driver(obj, "location", root, '["nnvis_layer_spacing"]', f"var * {index}", index=0)
+    if previous is None:
+        return
+    collapse_path = compat.modifier_input_path(previous.modifiers[MODIFIER_NAME], "Collapse")
+    _add_driver(obj, "location", {
+        "previous": (previous, "location[0]"),
+        "spacing": (root, '["nnvis_layer_spacing"]'),
+        "collapse": (previous, collapse_path),
+    }, f"previous + spacing * (1 - {1 - COLLAPSED_SPACING} * collapse)", index=0)
 
 
 def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> None:

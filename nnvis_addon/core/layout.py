@@ -68,11 +68,12 @@ def layer_extent(grid: CellGrid, *, grid_layout: float, cell_size: float, channe
 
 def cell_centres(grid: CellGrid, *, grid_layout: float, cell_size: float, channel_gap: float,
                  requested_columns: int = 0, collapse: float = 0.0,
-                 stack_spacing: float = 0.35) -> np.ndarray:
+                 stack_spacing: float = 0.35, merge: bool = False) -> np.ndarray:
     """(cells, 3) layer-local cell centres; right is -Y, down is -Z (see layer_nodes.py).
 
     ``collapse`` slides every map onto the centre, stacked ``stack_spacing`` cells apart along
-    the layer axis, exactly like the geometry nodes.
+    the layer axis, or all in one place when the maps ``merge`` into a summary map, exactly like
+    the geometry nodes.
     """
     channel, row, col = (a.astype(np.float64) for a in cell_attributes(grid))
     step_u = grid.width * cell_size + channel_gap
@@ -88,7 +89,7 @@ def cell_centres(grid: CellGrid, *, grid_layout: float, cell_size: float, channe
     map_v = map_v + (centred_v - map_v) * collapse
     u = (col + 0.5) * cell_size + map_u
     v = (row + 0.5) * cell_size + map_v
-    x = channel * collapse * stack_spacing * cell_size
+    x = channel * collapse * stack_spacing * cell_size * (0.0 if merge else 1.0)
     return np.stack([x, width / 2 - u, height / 2 - v], axis=1)
 
 
