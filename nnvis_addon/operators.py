@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
@@ -127,4 +128,72 @@ class NNVIS_OT_rebundle(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (NNVIS_OT_import_network, NNVIS_FH_import_network, NNVIS_OT_rebundle)
+EXAMPLE_EXPORT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_cnn.nnvis.json"
+
+
+def _active_network(context):
+    return scene.network_of(context.active_object) or getattr(context.scene, "nnvis_network", None)
+
+
+class NNVIS_OT_load_example(bpy.types.Operator):
+    """Import the bundled example network (a small CNN trained on handwritten digits)"""
+
+    bl_idname = "nnvis.load_example"
+    bl_label = "Load Example Network"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        return bpy.ops.import_scene.nnvis("EXEC_DEFAULT", filepath=str(EXAMPLE_EXPORT))
+
+
+class NNVIS_OT_frame_network(bpy.types.Operator):
+    """Point the network's camera at the whole network as it is laid out now"""
+
+    bl_idname = "nnvis.frame_network"
+    bl_label = "Frame Network"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return _active_network(context) is not None
+
+    def execute(self, context):
+        try:
+            scene.frame_network(_active_network(context), context.scene)
+        except ValueError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class NNVIS_OT_rebundle_network(bpy.types.Operator):
+    """Re-bundle every connection of the active network with its Bundling Strength"""
+
+    bl_idname = "nnvis.rebundle_network"
+    bl_label = "Re-bundle"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        root = _active_network(context)
+        return root is not None and bool(connections.network_connections(root))
+
+    def execute(self, context):
+        root = _active_network(context)
+        strength = float(root.get("nnvis_bundle_strength", 1.0))
+        params = connections.BundlingParams(strength=strength)
+        wm = context.window_manager
+        targets = connections.network_connections(root)
+        wm.progress_begin(0, len(targets))
+        try:
+            for number, obj in enumerate(targets):
+                connections.rebundle(obj, params, bundle=strength > 0)
+                wm.progress_update(number + 1)
+        finally:
+            wm.progress_end()
+        self.report({"INFO"}, f"Re-bundled {len(targets)} layer pairs (strength {strength:g})")
+        return {"FINISHED"}
+
+
+CLASSES = (NNVIS_OT_import_network, NNVIS_FH_import_network, NNVIS_OT_rebundle,
+           NNVIS_OT_load_example, NNVIS_OT_frame_network, NNVIS_OT_rebundle_network)

@@ -1,13 +1,207 @@
-"""The View3D > Sidebar > NNVis panel."""
+"""The View3D > Sidebar > NNVis panel.
+
+What the panel shows is decided by :func:`panel_model` (plain data: which network, which
+controls, each an owner and the data path of the real, animatable property), and the panel
+classes only lay that model out. Every control is a custom property of the network's root or a
+modifier input of a layer object, so the panel shows the keyframe dot and undo works; only
+"Re-bundle" recomputes anything.
+"""
 
 from __future__ import annotations
 
-CLASSES: tuple = ()
+from dataclasses import dataclass, field
+
+import bpy
+from bpy.props import IntProperty, PointerProperty
+
+from .blender import compat, connections, scene
+
+CATEGORY = "NNVis"
+FILTER_ITEM = 1 << 30  # UIList.bitflag_filter_item, readable only on a list being drawn
+
+
+@dataclass
+class Control:
+    owner: bpy.types.ID | bpy.types.bpy_struct
+    path: str                       # data path on owner, for layout.prop(owner, path)
+    label: str
+
+
+@dataclass
+class PanelModel:
+    networks: list = field(default_factory=list)
+    root: bpy.types.Object | None = None
+    network_controls: list[Control] = field(default_factory=list)
+    edge_controls: list[Control] = field(default_factory=list)
+    layers: list = field(default_factory=list)
+    active_layer: bpy.types.Object | None = None
+    layer_controls: list[Control] = field(default_factory=list)
+
+
+NETWORK_CONTROL_LABELS = (
+    ("nnvis_sample", "Sample"),
+    ("nnvis_epoch", "Epoch"),
+    ("nnvis_step_epochs", "Step Epochs"),
+    ("nnvis_layer_spacing", "Layer Spacing"),
+    ("nnvis_cell_size", "Cell Size"),
+    ("nnvis_normalize_globally", "Global Colour Range"),
+)
+EDGE_CONTROL_LABELS = (
+    ("nnvis_edge_threshold", "Edge Threshold"),
+    ("nnvis_bundle_strength", "Bundling Strength"),
+)
+
+
+def active_network(context) -> bpy.types.Object | None:
+    """The network of the active object; else the scene's picked one; else the only one."""
+    root = scene.network_of(context.active_object)
+    if root is not None:
+        return root
+    picked = getattr(context.scene, "nnvis_network", None)
+    if picked is not None and picked.name in context.scene.objects:
+        return picked
+    networks = scene.iter_networks(context.scene)
+    return networks[0] if len(networks) == 1 else None
+
+
+def selected_layer(context, layers: list) -> bpy.types.Object | None:
+    """The active object if it is one of ``layers``, else the one picked in the layer list
+    (whose index counts in the scene's objects, the collection the list filters)."""
+    if context.active_object in layers:
+        return context.active_object
+    index = context.scene.nnvis_layer_index
+    objects = context.scene.objects
+    picked = objects[index] if 0 <= index < len(objects) else None
+    return picked if picked in layers else None
+
+
+def panel_model(context) -> PanelModel:
+    model = PanelModel(networks=scene.iter_networks(context.scene))
+    root = active_network(context)
+    if root is None:
+        return model
+    model.root = root
+    model.network_controls = [Control(root, f'["{key}"]', label)
+                              for key, label in NETWORK_CONTROL_LABELS if key in root]
+    if connections.network_connections(root):
+        model.edge_controls = [Control(root, f'["{key}"]', label)
+                               for key, label in EDGE_CONTROL_LABELS if key in root]
+    model.layers = scene.network_layers(root)
+    layer = selected_layer(context, model.layers)
+    if layer is not None:
+        model.active_layer = layer
+        modifier = layer.modifiers[scene.MODIFIER_NAME]
+        model.layer_controls = [Control(layer, compat.modifier_input_path(modifier, name), name)
+                                for name in scene.LAYER_CONTROLS]
+        model.layer_controls[:0] = [Control(layer, "hide_viewport", "Hide in Viewport"),
+                                    Control(layer, "hide_render", "Hide in Render")]
+    return model
+
+
+def _prop(layout, control: Control, **kwargs) -> None:
+    layout.prop(control.owner, control.path, text=control.label, **kwargs)
+
+
+class NNVIS_UL_layers(bpy.types.UIList):
+    """The active network's layers, in network order (a filtered view of the scene's objects)."""
+
+    bl_idname = "NNVIS_UL_layers"
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        row = layout.row(align=True)
+        shape = "x".join(str(d) for d in item.get("nnvis_output_shape", ()))
+        row.label(text=f"{item.get('nnvis_layer', item.name)}  {shape}", icon="MESH_GRID")
+        row.prop(item, "hide_viewport", text="", emboss=False)
+
+    def filter_items(self, context, data, propname):
+        objects = getattr(data, propname)
+        root = active_network(context)
+        order = {obj.name: i for i, obj in enumerate(scene.network_layers(root))} if root else {}
+        shown = getattr(self, "bitflag_filter_item", FILTER_ITEM)
+        flags = [shown if obj.name in order else 0 for obj in objects]
+        # New position of each item: layers first, in network order; everything else after.
+        ranked = sorted(range(len(objects)),
+                        key=lambda i: (objects[i].name not in order, order.get(objects[i].name, 0)))
+        new_order = [0] * len(objects)
+        for position, i in enumerate(ranked):
+            new_order[i] = position
+        return flags, new_order
+
+
+class NNVIS_PT_network(bpy.types.Panel):
+    bl_idname = "NNVIS_PT_network"
+    bl_label = "Neural Network"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+
+    def draw(self, context):
+        layout = self.layout
+        model = panel_model(context)
+        if len(model.networks) > 1:
+            layout.prop(context.scene, "nnvis_network", text="Network")
+        if model.root is None:
+            layout.label(text="No network imported" if not model.networks else
+                         "Pick a network or select one of its objects")
+            layout.operator("nnvis.load_example", icon="IMPORT")
+            layout.operator("import_scene.nnvis", text="Import Network...", icon="FILEBROWSER")
+            return
+        layout.label(text=model.root.get("nnvis_model", model.root.name), icon="OUTLINER_OB_EMPTY")
+        column = layout.column(align=True)
+        for control in model.network_controls:
+            _prop(column, control)
+        if model.edge_controls:
+            box = layout.box()
+            box.label(text="Connections", icon="CURVES")
+            for control in model.edge_controls:
+                _prop(box, control)
+            box.operator("nnvis.rebundle_network", icon="FILE_REFRESH")
+        row = layout.row(align=True)
+        row.operator("nnvis.frame_network", icon="CAMERA_DATA")
+        if hasattr(bpy.types, "NNVIS_OT_animate_epochs"):
+            row.operator("nnvis.animate_epochs", icon="PLAY")
+
+
+class NNVIS_PT_layers(bpy.types.Panel):
+    bl_idname = "NNVIS_PT_layers"
+    bl_label = "Layers"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_parent_id = "NNVIS_PT_network"
+
+    @classmethod
+    def poll(cls, context):
+        return active_network(context) is not None
+
+    def draw(self, context):
+        layout = self.layout
+        model = panel_model(context)
+        layout.template_list(NNVIS_UL_layers.bl_idname, "", context.scene, "objects",
+                             context.scene, "nnvis_layer_index", rows=6)
+        if model.active_layer is None:
+            layout.label(text="Select a layer in the list")
+            return
+        column = layout.column()
+        for control in model.layer_controls:
+            _prop(column, control)
+
+
+CLASSES = (NNVIS_UL_layers, NNVIS_PT_network, NNVIS_PT_layers)
+
+
+def _is_network(_scene, obj) -> bool:
+    return bool(obj.get(scene.ROOT_MARKER))
 
 
 def register_properties() -> None:
-    pass
+    bpy.types.Scene.nnvis_network = PointerProperty(
+        type=bpy.types.Object, name="Network", poll=_is_network,
+        description="Network the NNVis panel controls when the active object is not part of one")
+    bpy.types.Scene.nnvis_layer_index = IntProperty(
+        name="Layer", default=-1, description="Layer shown in the NNVis panel")
 
 
 def unregister_properties() -> None:
-    pass
+    del bpy.types.Scene.nnvis_layer_index
+    del bpy.types.Scene.nnvis_network

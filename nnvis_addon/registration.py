@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators, panels, playback_operators
+from . import network_operators, operators, panels, playback_operators
 
-CLASSES = (*operators.CLASSES, *playback_operators.CLASSES, *panels.CLASSES)
+CLASSES = (*operators.CLASSES, *network_operators.CLASSES, *playback_operators.CLASSES, *panels.CLASSES)
 
 
 def _menu_import(self, context):

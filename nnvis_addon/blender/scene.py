@@ -49,6 +49,7 @@ NETWORK_CONTROLS = {
     "nnvis_normalize_globally": (None, None, "Colour every layer by the network-wide range"),
     "nnvis_edge_threshold": (0.0, 1.0, "Hide connections weaker than this fraction of the "
                                        "strongest one in their layer pair"),
+    "nnvis_bundle_strength": (0.0, 5.0, "Bundling strength used by Re-bundle (0: straight)"),
 }
 # Which modifier input each control drives, on layer and on connection objects.
 LAYER_DRIVERS = {
@@ -155,6 +156,7 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
         "nnvis_cell_size": options.cell_size,
         "nnvis_normalize_globally": options.normalize == "global",
         "nnvis_edge_threshold": 0.0,
+        "nnvis_bundle_strength": options.connections.bundling.strength,
     }
     limits = {"nnvis_sample": export.num_samples - 1, "nnvis_epoch": float(len(export.epochs) - 1)}
     for key, (lo, hi, description) in NETWORK_CONTROLS.items():
@@ -295,14 +297,18 @@ VIEW_DIRECTION = (-0.55, -0.76, 0.36)  # from the network towards the camera: fr
 
 def frame_camera(camera, plan: NetworkPlan, scene: bpy.types.Scene) -> None:
     """Point ``camera`` at the whole network (cells and labels) for the scene's aspect ratio."""
+    label_height = 2.6 * label_size(plan.options.cell_size)  # two lines
+    fit_camera_to_points(camera, layer_corners(plan, label_height), scene)
+
+
+def fit_camera_to_points(camera, points: np.ndarray, scene: bpy.types.Scene) -> None:
     aspect = scene.render.resolution_x / max(1, scene.render.resolution_y)
     data = camera.data
     data.sensor_fit = "AUTO"
     fov_wide = data.angle
     fov_x, fov_y = (fov_wide, 2 * math.atan(math.tan(fov_wide / 2) / aspect)) if aspect >= 1 else \
         (2 * math.atan(math.tan(fov_wide / 2) * aspect), fov_wide)
-    label_height = 2.6 * label_size(plan.options.cell_size)  # two lines
-    location, forward = fit_camera(layer_corners(plan, label_height), VIEW_DIRECTION, fov_x, fov_y)
+    location, forward = fit_camera(points, VIEW_DIRECTION, fov_x, fov_y)
     camera.location = Vector(location)
     camera.rotation_euler = Vector(forward).to_track_quat("-Z", "Y").to_euler()
     data.clip_start = 0.05
@@ -331,3 +337,52 @@ def iter_networks(scene: bpy.types.Scene | None = None):
 def network_layers(root: bpy.types.Object) -> list[bpy.types.Object]:
     layers = [child for child in root.children if child.get(LAYER_MARKER) is not None]
     return sorted(layers, key=lambda obj: obj["nnvis_layer_index"])
+
+
+def network_of(obj: bpy.types.Object | None) -> bpy.types.Object | None:
+    """The root of the network ``obj`` belongs to (itself, a layer, a connection, its camera)."""
+    while obj is not None:
+        if obj.get(ROOT_MARKER):
+            return obj
+        obj = obj.parent
+    return None
+
+
+# Per-layer controls: modifier inputs of the layer objects (keyframable where they are).
+LAYER_CONTROLS = ("Collapse", "Collapse Summary", "Grid Layout", "Grid Columns", "Channel Gap",
+                  "Cell Gap", "Show Label")
+
+
+def set_layer_control(layer: bpy.types.Object, name: str, value) -> None:
+    """Set a layer's control (a modifier input, see LAYER_CONTROLS) and update what follows it."""
+    if name not in LAYER_CONTROLS:
+        raise KeyError(f"no layer control {name!r} ({LAYER_CONTROLS})")
+    compat.set_modifier_input(layer.modifiers[MODIFIER_NAME], name, value)
+    layer.update_tag()
+    root = network_of(layer)
+    for child in (root.children if root is not None else ()):
+        child.update_tag()  # following layers (collapse) and connections read this layer
+
+
+def set_layer_visible(layer: bpy.types.Object, visible: bool) -> None:
+    layer.hide_viewport = not visible
+    layer.hide_render = not visible
+
+
+def frame_network(root: bpy.types.Object, scene: bpy.types.Scene | None = None) -> bpy.types.Object:
+    """Re-frame the network's camera on its current layout (spacing, layouts, collapse)."""
+    scene = scene or bpy.context.scene
+    camera = next((o for o in root.users_collection[0].objects if o.get("nnvis_camera")), None)
+    if camera is None:
+        raise ValueError(f"network {root.name!r} has no nnvis camera (imported without staging)")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    corners = []
+    for layer in network_layers(root):
+        if layer.hide_render:
+            continue
+        evaluated = layer.evaluated_get(depsgraph)
+        corners.extend(evaluated.matrix_world @ Vector(corner) for corner in evaluated.bound_box)
+    if corners:
+        fit_camera_to_points(camera, np.array([c[:] for c in corners]), scene)
+    scene.camera = camera
+    return camera

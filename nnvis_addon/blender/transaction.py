@@ -6,7 +6,8 @@ import bpy
 
 # Removal order matters: users (objects) before the data they use.
 TRACKED = ("objects", "collections", "meshes", "hair_curves", "curves", "cameras", "lights",
-           "materials", "node_groups", "worlds", "actions", "images", "texts", "pointclouds")
+           "materials", "node_groups", "worlds", "actions", "images", "texts", "pointclouds",
+           "fonts")  # the label's String to Curves node loads the built-in font
 
 
 def snapshot() -> dict[str, set[int]]:

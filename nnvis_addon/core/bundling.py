@@ -319,8 +319,8 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
     plane = ny * nz
     cy = y0 + (np.arange(ny) + 0.5) * cell
     cz = z0 + (np.arange(nz) + 0.5) * cell
-    ymax = np.float32(ny - 1)
-    zmax = np.float32(nz - 1)
+    ymax = np.int32(ny - 1)
+    zmax = np.int32(nz - 1)
     # Inside the loop y and z are kept in grid units, u = (y - y0) / cell (so a voxel index is
     # a plain truncation); rows 0 and P-1 are restored bit-exactly at the end.
     ends = [(ys[0].copy(), ys[-1].copy()), (zs[0].copy(), zs[-1].copy())]
@@ -355,26 +355,25 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
     bounds = np.linspace(0, interior, workers + 1).astype(int)
     blocks = [(int(bounds[k]), int(bounds[k + 1])) for k in range(workers)
               if bounds[k + 1] > bounds[k]]
-    scratch = [(np.empty(E, np.float32), np.empty(E, np.int32), np.empty(E, np.int32))
+    scratch = [(np.empty(E, np.complex64), np.empty(E, np.int32), np.empty(E, np.int32))
                for _ in blocks]
     idx = np.empty((interior, E), dtype=np.int32)
 
-    def voxel_index(row_y, row_z, out, fbuf, ibuf):
-        """Flat (y, z) voxel index of grid-unit coordinates, clamped to the grid."""
-        np.maximum(row_y, 0, out=fbuf)
-        np.minimum(fbuf, ymax, out=fbuf)
-        np.copyto(out, fbuf, casting="unsafe")
+    def voxel_index(row_y, row_z, out, ibuf):
+        """Flat (y, z) voxel index of grid-unit coordinates (truncated, then clamped to the
+        grid: the padding keeps points inside anyway, the clamp only guards memory)."""
+        np.copyto(out, row_y, casting="unsafe")
+        np.clip(out, 0, ymax, out=out)
         np.multiply(out, np.int32(nz), out=out)
-        np.maximum(row_z, 0, out=fbuf)
-        np.minimum(fbuf, zmax, out=fbuf)
-        np.copyto(ibuf, fbuf, casting="unsafe")
+        np.copyto(ibuf, row_z, casting="unsafe")
+        np.clip(ibuf, 0, zmax, out=ibuf)
         np.add(out, ibuf, out=out)
 
     # end points never move: splat them once
     fixed = np.zeros((nx, plane) if slice_mode else nvox, dtype=np.float64)
-    f0, i0, i1 = scratch[0]
+    _, i0, i1 = scratch[0]
     for j in (0, P - 1):
-        voxel_index(ys[j], zs[j], i0, f0, i1)
+        voxel_index(ys[j], zs[j], i0, i1)
         if slice_mode:
             fixed[j] += np.bincount(i0, weights=w64, minlength=plane)
         else:
@@ -382,12 +381,12 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
             fixed += np.bincount(i0, weights=w64, minlength=nvox)
     hist_rows = np.empty((interior, plane), dtype=np.float64) if slice_mode else None
 
-    def splat_rows(a, b, fbuf, ibuf):
+    def splat_rows(a, b, ibuf):
         """Slice mode: one histogram per row. Generic mode: the sum over rows a..b-1, added
         in row order."""
         total = None
         for r in range(a, b):
-            voxel_index(ys[r + 1], zs[r + 1], idx[r], fbuf, ibuf)
+            voxel_index(ys[r + 1], zs[r + 1], idx[r], ibuf)
             if slice_mode:
                 hist_rows[r] = np.bincount(idx[r], weights=w64, minlength=plane)
             else:
@@ -401,19 +400,17 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
 
     def splat(block_no):
         a, b = blocks[block_no]
-        fbuf, _, ibuf = scratch[block_no]
-        return splat_rows(a, b, fbuf, ibuf)
+        return splat_rows(a, b, scratch[block_no][2])
 
-    def move(block_no, gy, gz):
-        """Gradients gy, gz are already scaled by the step."""
+    def move(block_no, grad):
+        """grad: complex64 (y + i z) step vectors per voxel; one gather serves both axes."""
         a, b = blocks[block_no]
-        fbuf = scratch[block_no][0]
+        cbuf = scratch[block_no][0]
         for r in range(a, b):
             j = r + 1
-            np.take(gy[r] if slice_mode else gy, idx[r], out=fbuf)
-            ys[j] += fbuf
-            np.take(gz[r] if slice_mode else gz, idx[r], out=fbuf)
-            zs[j] += fbuf
+            np.take(grad[r] if slice_mode else grad, idx[r], out=cbuf)
+            ys[j] += cbuf.real
+            zs[j] += cbuf.imag
 
     smooth = _smoothing_matrix(P, float(p.smoothing), int(p.smoothing_passes))
     need_smooth = p.smoothing > 0 and p.smoothing_passes > 0
@@ -434,7 +431,7 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
             if slice_mode:
                 run(splat)
             else:  # one pass in row order: the sum does not depend on the thread count
-                splat_total = splat_rows(0, interior, scratch[0][0], scratch[0][2])
+                splat_total = splat_rows(0, interior, scratch[0][2])
             gx = _gauss_matrices(cx, h, derivative=False)
             gyd = _gauss_matrices(cy, h, derivative=True)
             gzd = _gauss_matrices(cz, h, derivative=True)
@@ -453,13 +450,10 @@ def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, sli
             grad_y = np.matmul(gyd[1], gyz)           # d/dy (blur z)
             grad_z = np.matmul(gyd[0], dzz)           # blur y (d/dz)
             _normalise(grad_y, grad_z, np.float32(step / cell))  # step in grid units
-            lead = interior if slice_mode else nx
-            grad_y = grad_y.reshape(lead, plane)
-            grad_z = grad_z.reshape(lead, plane)
-            if not slice_mode:
-                grad_y = grad_y.reshape(-1)
-                grad_z = grad_z.reshape(-1)
-            run(move, grad_y, grad_z)
+            grad = np.empty(grad_y.shape, dtype=np.complex64)
+            grad.real = grad_y
+            grad.imag = grad_z
+            run(move, grad.reshape(interior, plane) if slice_mode else grad.reshape(-1))
             if need_smooth:
                 np.matmul(smooth, ys, out=spare[0][1:-1])
                 np.matmul(smooth, zs, out=spare[1][1:-1])

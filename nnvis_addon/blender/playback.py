@@ -1,0 +1,397 @@
+"""Epoch playback: keyframe a network's epoch control and show an on-screen epoch counter.
+
+Everything here writes plain Blender data that plays and renders without nnvis (render-farm
+safe): keyframes on the root's ``nnvis_epoch`` property, simple-expression drivers (evaluated by
+Blender itself, never by Python) and geometry nodes. No frame-change handler is ever added.
+
+* :func:`animate_epochs` keys ``nnvis_epoch`` through every recorded epoch index, holding each
+  epoch for a while and interpolating linearly (or stepping) between them, sets the scene's frame
+  range and adds or updates the counter.
+* :func:`ensure_counter` builds the counter: an object with one mesh vertex per recorded epoch
+  carrying the epoch number and up to two metrics (accuracy, loss) as attributes, drawn by the
+  "NNVis Epoch Counter" group (geometry_nodes/counter_nodes.py), whose ``Epoch`` input is driven
+  by the root's ``nnvis_epoch``. It is parented to the network's camera and kept in the lower-left
+  corner of the frame by drivers on the camera's lens and the scene's resolution.
+* :func:`farm_safety_problems` lists whatever in a file would need Python to play back.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ...geometry_nodes import counter_nodes, materials
+from ..core.export_format import read_export
+from . import compat
+
+ROOT_MARKER = "nnvis_network"
+EPOCH_PROPERTY = "nnvis_epoch"
+EPOCH_PATH = f'["{EPOCH_PROPERTY}"]'
+COUNTER_MARKER = "nnvis_counter"
+COUNTER_MODIFIER = "NNVis Epoch Counter"
+CAMERA_MARKER = "nnvis_camera"
+PREFERRED_METRICS = ("accuracy", "loss")
+
+# Counter placement in camera space, in units of half the frame height.
+COUNTER_DISTANCE = 1.0    # in front of the camera (well beyond clip_start, before the network)
+COUNTER_MARGIN = 0.07     # from the frame's left and bottom edges
+COUNTER_SIZE = 0.11       # height of the "Epoch N" letters (5.5 % of the frame height)
+
+
+@dataclass(frozen=True)
+class EpochTiming:
+    """Where each recorded epoch sits on the timeline."""
+
+    frames_per_epoch: int = 24   # frames of transition from one epoch to the next
+    hold_frames: int = 12        # frames each epoch is held before moving on
+    start_frame: int = 1
+
+    def arrive(self, epoch_index: int) -> int:
+        """First frame showing exactly ``epoch_index``."""
+        return self.start_frame + epoch_index * (self.frames_per_epoch + self.hold_frames)
+
+    def leave(self, epoch_index: int) -> int:
+        """Last frame showing exactly ``epoch_index``."""
+        return self.arrive(epoch_index) + self.hold_frames
+
+    def frame_range(self, epoch_count: int) -> tuple[int, int]:
+        return self.start_frame, self.leave(max(0, epoch_count - 1))
+
+
+def find_root(obj: bpy.types.Object | None) -> bpy.types.Object | None:
+    """The network root of ``obj``: itself, a parent, the counter's network, or the only network
+    in one of its collections (for the camera and light)."""
+    if obj is None:
+        return None
+    for candidate in _self_and_parents(obj):
+        if candidate.get(ROOT_MARKER):
+            return candidate
+        linked = candidate.get("nnvis_root")
+        if isinstance(linked, bpy.types.Object) and linked.get(ROOT_MARKER):
+            return linked
+    for collection in obj.users_collection:
+        roots = [o for o in collection.objects if o.get(ROOT_MARKER)]
+        if len(roots) == 1:
+            return roots[0]
+    return None
+
+
+def _self_and_parents(obj):
+    while obj is not None:
+        yield obj
+        obj = obj.parent
+
+
+def epoch_count(root: bpy.types.Object) -> int:
+    return len(root["nnvis_epoch_numbers"])
+
+
+def animate_epochs(root: bpy.types.Object, frames_per_epoch: int = 24, hold_frames: int = 12,
+                   start_frame: int = 1, step: bool = False,
+                   scene: bpy.types.Scene | None = None) -> tuple[int, int]:
+    """Keyframe ``root["nnvis_epoch"]`` through every recorded epoch; return the frame range.
+
+    Epoch index ``k`` is keyed at ``start + k * (frames_per_epoch + hold_frames)`` and again
+    ``hold_frames`` later (one key when ``hold_frames`` is 0), with LINEAR interpolation between
+    the keys (CONSTANT with ``step``: the epoch jumps at the next key). Earlier keys of
+    ``nnvis_epoch`` are replaced. Sets the scene's frame range, adds or updates the counter and
+    moves to the first frame.
+    """
+    if not root.get(ROOT_MARKER):
+        raise ValueError(f"{root.name!r} is not an nnvis network root")
+    if frames_per_epoch < 1:
+        raise ValueError(f"frames_per_epoch must be at least 1, got {frames_per_epoch}")
+    if hold_frames < 0:
+        raise ValueError(f"hold_frames must not be negative, got {hold_frames}")
+    scene = scene or bpy.context.scene
+    timing = EpochTiming(int(frames_per_epoch), int(hold_frames), int(start_frame))
+    count = epoch_count(root)
+
+    keys = []
+    for index in range(count):
+        keys.append((timing.arrive(index), float(index)))
+        if hold_frames > 0:
+            keys.append((timing.leave(index), float(index)))
+    fcurve = epoch_fcurve(root, create=True)
+    fcurve.keyframe_points.clear()
+    fcurve.keyframe_points.add(len(keys))
+    fcurve.keyframe_points.foreach_set("co", np.asarray(keys, np.float32).reshape(-1))
+    interpolation = "CONSTANT" if step else "LINEAR"
+    for point in fcurve.keyframe_points:
+        point.interpolation = interpolation
+        point.handle_left_type = point.handle_right_type = "AUTO_CLAMPED"
+    fcurve.extrapolation = "CONSTANT"
+    fcurve.update()
+
+    first, last = timing.frame_range(count)
+    scene.frame_start = first
+    scene.frame_end = last
+    root["nnvis_playback"] = {"frames_per_epoch": timing.frames_per_epoch,
+                              "hold_frames": timing.hold_frames, "start_frame": first,
+                              "step": bool(step)}
+    ensure_counter(root, scene)
+    scene.frame_set(first)
+    return first, last
+
+
+def epoch_fcurve(root: bpy.types.Object, create: bool = False):
+    """The F-curve keying ``root["nnvis_epoch"]`` (through the 4.2/5.x compat helper), or None."""
+    fcurve = compat.find_fcurve(root, EPOCH_PATH)
+    if fcurve is None and create:
+        # keyframe_insert creates the action, its slot and channelbag on every version.
+        root.keyframe_insert(EPOCH_PATH, frame=bpy.context.scene.frame_current)
+        fcurve = compat.find_fcurve(root, EPOCH_PATH)
+        if fcurve is None:
+            raise RuntimeError(f"could not key {root.name}{EPOCH_PATH}")
+    return fcurve
+
+
+def epoch_timing(root: bpy.types.Object) -> EpochTiming | None:
+    """The timing of the last :func:`animate_epochs` on ``root`` (None if never animated)."""
+    settings = root.get("nnvis_playback")
+    if settings is None:
+        return None
+    return EpochTiming(int(settings["frames_per_epoch"]), int(settings["hold_frames"]),
+                       int(settings["start_frame"]))
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+def epoch_metrics(root: bpy.types.Object) -> dict[str, list[float | None]]:
+    """Metrics of every recorded epoch, read from the export at ``root["nnvis_source"]``:
+    name -> one value per epoch (None where that epoch did not record it). Empty when the export
+    is gone or recorded none."""
+    source = root.get("nnvis_source")
+    if not source:
+        return {}
+    try:
+        export = read_export(source, check_finite=False)
+    except Exception:  # moved or deleted export: the counter shows epoch numbers only
+        return {}
+    if len(export.epochs) != epoch_count(root):
+        return {}
+    names: list[str] = []
+    for epoch in export.epochs:
+        names.extend(n for n in epoch.metrics if n not in names)
+    return {name: [_finite_or_none(epoch.metrics.get(name)) for epoch in export.epochs]
+            for name in names}
+
+
+def _finite_or_none(value):
+    if value is None:
+        return None
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def choose_metrics(metrics: dict, wanted=PREFERRED_METRICS, slots: int = 2) -> list[str]:
+    """The metrics the counter shows: ``wanted`` ones that were recorded, else the first ones."""
+    chosen = [name for name in wanted if name in metrics][:slots]
+    return chosen or list(metrics)[:slots]
+
+
+def metric_format(name: str) -> tuple[float, int, str]:
+    """(scale, decimals, suffix): accuracies as percentages, anything else with 3 decimals."""
+    if "acc" in name.lower():
+        return 100.0, 1, "%"
+    return 1.0, 3, ""
+
+
+# -- counter --------------------------------------------------------------------------------
+
+
+def network_camera(root: bpy.types.Object, scene: bpy.types.Scene | None = None):
+    """The camera staged with the network (in its collection), else the scene's camera."""
+    for collection in root.users_collection:
+        for obj in collection.objects:
+            if obj.type == "CAMERA" and obj.get(CAMERA_MARKER) and "camera" in obj.name.lower():
+                return obj
+    scene = scene or bpy.context.scene
+    return scene.camera
+
+
+def find_counter(root: bpy.types.Object):
+    for obj in bpy.data.objects:
+        if obj.get(COUNTER_MARKER) and obj.get("nnvis_root") == root:
+            return obj
+    return None
+
+
+def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
+                   metrics=PREFERRED_METRICS) -> bpy.types.Object:
+    """Add (or refresh) the network's on-screen epoch counter; return its object."""
+    scene = scene or bpy.context.scene
+    numbers = [float(n) for n in root["nnvis_epoch_numbers"]]
+    recorded = epoch_metrics(root)
+    chosen = choose_metrics(recorded, metrics)
+
+    counter = find_counter(root)
+    name = f"{root.get('nnvis_model', root.name)} epoch counter"
+    mesh = bpy.data.meshes.new(name)
+    _fill_counter_mesh(mesh, numbers, [recorded[n] for n in chosen])
+    if counter is None:
+        counter = bpy.data.objects.new(name, mesh)
+        counter[COUNTER_MARKER] = 1
+        counter["nnvis_root"] = root
+        for collection in root.users_collection[:1] or [scene.collection]:
+            collection.objects.link(counter)
+    else:
+        old = counter.data
+        counter.data = mesh
+        if old.users == 0:
+            bpy.data.meshes.remove(old)
+    # Seen by the camera only: no shadows or reflections of text floating before the lens.
+    for visibility in ("visible_shadow", "visible_diffuse", "visible_glossy",
+                       "visible_transmission", "visible_volume_scatter"):
+        if hasattr(counter, visibility):
+            setattr(counter, visibility, False)
+
+    modifier = counter.modifiers.get(COUNTER_MODIFIER) or counter.modifiers.new(COUNTER_MODIFIER,
+                                                                               "NODES")
+    modifier.node_group = counter_nodes.ensure_counter_group()
+    inputs = {"Epoch Count": len(numbers), "Size": COUNTER_SIZE,
+              "Material": materials.ensure_label_material()}
+    for slot in counter_nodes.SLOTS:
+        metric = chosen[slot - 1] if slot <= len(chosen) else ""
+        scale, decimals, suffix = metric_format(metric) if metric else (1.0, 3, "")
+        inputs.update({f"Metric {slot} Label": metric, f"Metric {slot} Scale": scale,
+                       f"Metric {slot} Decimals": decimals, f"Metric {slot} Suffix": suffix})
+    for key, value in inputs.items():
+        compat.set_modifier_input(modifier, key, value)
+    counter["nnvis_counter_metrics"] = list(chosen)
+
+    _clear_drivers(counter)
+    add_driver(counter, compat.modifier_input_path(modifier, "Epoch"), "epoch",
+               {"epoch": ("OBJECT", root, EPOCH_PATH)})
+    _place_in_camera(counter, network_camera(root, scene), scene)
+    counter.update_tag()
+    return counter
+
+
+def _fill_counter_mesh(mesh, numbers: list[float], metric_values: list[list]) -> None:
+    count = len(numbers)
+    mesh.vertices.add(count)
+    mesh.vertices.foreach_set("co", np.zeros(count * 3, np.float32))
+
+    def store(attribute, values):
+        mesh.attributes.new(attribute, "FLOAT", "POINT").data.foreach_set(
+            "value", np.ascontiguousarray(values, np.float32))
+
+    store(counter_nodes.EPOCH_NUMBER_ATTRIBUTE, numbers)
+    for slot in counter_nodes.SLOTS:
+        values = metric_values[slot - 1] if slot <= len(metric_values) else [None] * count
+        store(counter_nodes.metric_attribute(slot), [0.0 if v is None else v for v in values])
+        store(counter_nodes.has_metric_attribute(slot), [0.0 if v is None else 1.0 for v in values])
+
+
+def _clear_drivers(obj) -> None:
+    anim = obj.animation_data
+    if anim is not None:
+        for fcurve in list(anim.drivers):
+            anim.drivers.remove(fcurve)
+
+
+def add_driver(target, data_path: str, expression: str, variables: dict, index: int = -1):
+    """A driver on ``target.data_path`` reading single properties: ``variables`` maps a variable
+    name to (id_type, id, data_path). Keep ``expression`` simple (arithmetic, min/max) so that
+    Blender evaluates it without Python."""
+    fcurve = target.driver_add(data_path, index)
+    driver = fcurve.driver
+    driver.type = "SCRIPTED"
+    for variable in list(driver.variables):
+        driver.variables.remove(variable)
+    for name, (id_type, id_data, path) in variables.items():
+        variable = driver.variables.new()
+        variable.name = name
+        variable.type = "SINGLE_PROP"
+        variable.targets[0].id_type = id_type
+        variable.targets[0].id = id_data
+        variable.targets[0].data_path = path
+    driver.expression = expression
+    if not driver.is_simple_expression:
+        raise RuntimeError(f"driver expression needs Python: {expression!r}")
+    return fcurve
+
+
+def _place_in_camera(counter, camera, scene) -> None:
+    """Lower-left corner of the camera's frame, whatever the lens or resolution (drivers)."""
+    if camera is None or camera.type != "CAMERA":
+        counter.parent = None
+        counter.location = (0.0, 0.0, 0.0)
+        counter.scale = (1.0, 1.0, 1.0)
+        return
+    counter.parent = camera
+    counter.matrix_parent_inverse.identity()
+    counter.rotation_euler = (0.0, 0.0, 0.0)
+    counter.location = (0.0, 0.0, -COUNTER_DISTANCE)
+    # Perspective camera with sensor fit AUTO: the sensor spans the frame's longer side, so at
+    # distance d the half-width is d*s/(2l)*min(1, x/y) and the half-height d*s/(2l)*min(1, y/x).
+    variables = {"s": ("CAMERA", camera.data, "sensor_width"),
+                 "l": ("CAMERA", camera.data, "lens"),
+                 "x": ("SCENE", scene, "render.resolution_x"),
+                 "y": ("SCENE", scene, "render.resolution_y")}
+    half = f"({COUNTER_DISTANCE} * s / (2 * l))"
+    half_width = f"{half} * min(1, x / y)"
+    half_height = f"{half} * min(1, y / x)"
+    add_driver(counter, "location", f"{COUNTER_MARGIN} * {half_height} - {half_width}",
+               variables, index=0)
+    add_driver(counter, "location", f"({COUNTER_MARGIN} - 1) * {half_height}", variables, index=1)
+    for axis in range(3):
+        add_driver(counter, "scale", half_height, variables, index=axis)
+
+
+# -- render-farm safety -----------------------------------------------------------------------
+
+_FRAME_HANDLERS = ("frame_change_pre", "frame_change_post", "render_pre", "render_post",
+                   "depsgraph_update_pre", "depsgraph_update_post", "load_post")
+
+
+def _ids_with_animation(data):
+    for name in dir(data):
+        collection = getattr(data, name, None)
+        if not isinstance(collection, bpy.types.bpy_prop_collection):
+            continue
+        for id_data in collection:
+            if not isinstance(id_data, bpy.types.ID):
+                break
+            yield id_data
+            tree = getattr(id_data, "node_tree", None)  # embedded trees of materials, worlds
+            if isinstance(tree, bpy.types.ID):
+                yield tree
+            keys = getattr(id_data, "shape_keys", None)
+            if isinstance(keys, bpy.types.ID):
+                yield keys
+
+
+def farm_safety_problems(data=None) -> list[str]:
+    """What in ``data`` (default ``bpy.data``) needs Python to play back: drivers whose expression
+    is not a simple expression, invalid drivers, text blocks registered as modules, and nnvis
+    frame-change handlers. Empty when a machine without nnvis renders it the same."""
+    data = data or bpy.data
+    problems = []
+    for id_data in _ids_with_animation(data):
+        anim = getattr(id_data, "animation_data", None)
+        if anim is None:
+            continue
+        for fcurve in anim.drivers:
+            driver = fcurve.driver
+            where = f"{id_data.name}: driver {fcurve.data_path}[{fcurve.array_index}]"
+            if driver.type == "SCRIPTED" and not driver.is_simple_expression:
+                problems.append(f"{where} needs Python ({driver.expression!r})")
+            elif not driver.is_valid:
+                problems.append(f"{where} is invalid")
+    for text in getattr(data, "texts", ()):
+        if text.use_module:
+            problems.append(f"text {text.name!r} runs as a Python module on load")
+    for name in _FRAME_HANDLERS:
+        for handler in getattr(bpy.app.handlers, name, ()):
+            if "nnvis" in (getattr(handler, "__module__", "") or ""):
+                problems.append(f"handler {name}: {handler.__module__}.{handler.__name__}")
+    return problems

@@ -1,0 +1,54 @@
+"""Operators on a whole imported network: thin wrappers around ``blender/lifecycle.py``."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import StringProperty
+
+from .blender import lifecycle
+
+
+def _target_root(context, name: str):
+    if name:
+        obj = bpy.data.objects.get(name)
+        return obj if obj is not None and obj.get(lifecycle.ROOT_MARKER) else None
+    return lifecycle.find_root(getattr(context, "active_object", None))
+
+
+class NNVIS_OT_remove_network(bpy.types.Operator):
+    """Remove the active network: its collection, objects and the data only it uses (shared
+    node groups and materials stay while another network uses them)"""
+
+    bl_idname = "nnvis.remove_network"
+    bl_label = "Remove Network"
+    bl_options = {"REGISTER", "UNDO"}
+
+    network: StringProperty(name="Network", default="", options={"SKIP_SAVE"},
+                            description="Root object of the network to remove; empty: the "
+                                        "network of the active object")
+
+    @classmethod
+    def poll(cls, context):
+        # The active object's network; or, for scripts passing ``network``, any network at all.
+        if _target_root(context, "") is not None:
+            return True
+        scene = getattr(context, "scene", None)
+        objects = scene.objects if scene is not None else bpy.data.objects
+        if any(obj.get(lifecycle.ROOT_MARKER) for obj in objects):
+            return True
+        cls.poll_message_set("No nnvis network in the scene")
+        return False
+
+    def execute(self, context):
+        root = _target_root(context, self.network)
+        if root is None:
+            what = f"{self.network!r} is not" if self.network else "the active object is in no"
+            self.report({"ERROR"}, f"Nothing removed: {what} nnvis network")
+            return {"CANCELLED"}
+        name = root.get("nnvis_model", root.name)
+        lifecycle.remove_network(root)
+        self.report({"INFO"}, f"Removed network {name!r}")
+        return {"FINISHED"}
+
+
+CLASSES = (NNVIS_OT_remove_network,)
