@@ -171,8 +171,11 @@ def build_layer_group():
     # The per-(sample, epoch) attributes stay on the mesh; instances carry only what they draw.
     for prefix in (ACTIVATION_ATTRIBUTE_PREFIX, *SUMMARY_PREFIXES.values()):
         stored = b.node("GeometryNodeRemoveAttribute", {"Geometry": stored.outputs[0],
-                                                        "Pattern Mode": "Wildcard",
                                                         "Name": prefix + "*"})
+        if "Pattern Mode" in stored.inputs:  # Blender 5.0+: a menu input
+            b.set_input(stored, "Pattern Mode", "Wildcard")
+        else:  # Blender 4.2-4.5: a node property
+            stored.pattern_mode = "WILDCARD"
 
     # -- cells as instanced tiles ---------------------------------------------------------------
     tile = m.mul(pitch, m.sub(1.0, inp["Cell Gap"]))

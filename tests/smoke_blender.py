@@ -1,0 +1,262 @@
+"""Smoke test of the built extension inside one Blender version (any bpy 4.2+ wheel).
+
+    <venv>/bin/python tests/smoke_blender.py --zip dist/nnvis-0.1.0.zip \
+        --export examples/digits/digits_cnn.nnvis.json --out /tmp/smoke
+
+Standalone on purpose: it imports nothing from the repository, only ``bpy`` and the standard
+library, so it runs in a venv that holds nothing but a bpy wheel (scripts/env_matrix.sh). Steps:
+
+1. Blender's user folders point at fresh folders under ``--out``; the zip is installed with
+   ``bpy.ops.extensions.package_install_files`` (as a user would, headless);
+2. a broken copy of the export fails with one operator error and leaves ``bpy.data`` unchanged;
+3. File > Import (``bpy.ops.import_scene.nnvis``) builds one object per layer, and every layer's
+   evaluated instances (counted through ``depsgraph.object_instances``; the GeometrySet Python
+   API only exists from 4.3 on) are its cells; every connection object evaluates to geometry;
+4. a 32x18 Cycles frame (4 samples, CPU; ``--size``, ``--samples``) is not black;
+5. "Remove Network" leaves ``bpy.data`` as it was before the import;
+6. disabling and re-enabling the extension leaves no nnvis class registered in between, and
+   importing works again afterwards.
+
+Prints a JSON summary (also written to ``--out``/summary.json) and exits 1 if any check failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+EXTENSION_MODULE = "bl_ext.user_default.nnvis"
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zip", required=True, type=Path, help="the built extension zip")
+    parser.add_argument("--export", required=True, type=Path, help="a valid *.nnvis.json export")
+    parser.add_argument("--out", required=True, type=Path, help="folder for the render and summary")
+    parser.add_argument("--no-render", action="store_true", help="skip the Cycles render")
+    parser.add_argument("--size", type=int, nargs=2, default=(32, 18), metavar=("W", "H"),
+                        help="render resolution (default 32 18)")
+    parser.add_argument("--samples", type=int, default=4, help="Cycles samples (default 4)")
+    return parser.parse_args(argv)
+
+
+def user_folders(out: Path) -> None:
+    """Fresh Blender user folders (before ``import bpy``), so nothing installed elsewhere loads."""
+    base = Path(tempfile.mkdtemp(prefix="blender-user-", dir=out))
+    for var in ("BLENDER_USER_EXTENSIONS", "BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS",
+                "BLENDER_USER_DATAFILES"):
+        os.environ[var] = str(base / var.lower())
+        Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+
+
+class Checks:
+    def __init__(self):
+        self.results: dict[str, dict] = {}
+
+    def run(self, name, fn, *args):
+        start = time.perf_counter()
+        try:
+            detail = fn(*args)
+            self.results[name] = {"ok": True, **(detail or {})}
+        except Exception as exc:  # noqa: BLE001 - every failure goes into the summary
+            self.results[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[-2000:],
+                                  "traceback": traceback.format_exc(limit=4)[-2000:]}
+        self.results[name]["seconds"] = round(time.perf_counter() - start, 3)
+        return self.results[name]["ok"]
+
+    @property
+    def ok(self) -> bool:
+        return all(result["ok"] for result in self.results.values())
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.out = args.out.resolve()
+    args.out.mkdir(parents=True, exist_ok=True)
+    user_folders(args.out)
+    started = time.perf_counter()
+
+    import bpy  # noqa: E402 - after the user folders are set
+
+    summary = {"blender": bpy.app.version_string, "python": sys.version.split()[0]}
+    checks = Checks()
+    state: dict = {}
+
+    def data_names():
+        names = {}
+        for attr in dir(bpy.data):
+            value = getattr(bpy.data, attr, None)
+            if isinstance(value, bpy.types.bpy_prop_collection) and attr not in (
+                    "window_managers", "workspaces", "screens"):
+                names[attr] = sorted(block.name for block in value)
+        return names
+
+    def differences(before, after):
+        return {key: {"added": sorted(set(after[key]) - set(before[key])),
+                      "removed": sorted(set(before[key]) - set(after[key]))}
+                for key in before if before[key] != after[key]}
+
+    def install():
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        result = bpy.ops.extensions.package_install_files(
+            filepath=str(args.zip.resolve()), repo="user_default", enable_on_install=True)
+        check(result == {"FINISHED"}, f"install returned {result}")
+        check(EXTENSION_MODULE in sys.modules, f"{EXTENSION_MODULE} not loaded after install")
+        check(hasattr(bpy.types, "IMPORT_SCENE_OT_nnvis"), "import operator not registered")
+        return {}
+
+    def broken_import():
+        folder = args.out / "broken"
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.copytree(args.export.parent, folder)
+        document = folder / args.export.name
+        raw = document.read_bytes()
+        document.write_bytes(raw[: len(raw) // 2])  # cut off half-way: not valid JSON
+        before = data_names()
+        try:
+            bpy.ops.import_scene.nnvis(filepath=str(document))
+        except RuntimeError as exc:
+            message = str(exc).strip()
+        else:
+            raise AssertionError("importing a truncated document did not fail")
+        lines = [line for line in message.splitlines() if line.strip()]
+        check(len(lines) == 1 and lines[0].startswith("Error: ") and "not valid JSON" in message,
+              f"expected one error about invalid JSON, got {message!r}")
+        check(data_names() == before, f"failed import left data: {differences(before, data_names())}")
+        return {"message": message}
+
+    def import_example():
+        document = json.loads(args.export.read_text(encoding="utf-8"))
+        state["before"] = data_names()
+        known = {obj.as_pointer() for obj in bpy.data.objects}
+        result = bpy.ops.import_scene.nnvis(filepath=str(args.export.resolve()))
+        check(result == {"FINISHED"}, f"import returned {result}")
+        roots = [obj for obj in bpy.data.objects
+                 if obj.as_pointer() not in known and obj.get("nnvis_network")]
+        check(len(roots) == 1, f"expected one new network root, found {len(roots)}")
+        root = state["root"] = roots[0]
+        layers = sorted((c for c in root.children if c.get("nnvis_layer") is not None),
+                        key=lambda obj: obj["nnvis_layer_index"])
+        expected = [layer["name"] for layer in document["layers"]]
+        check([obj["nnvis_layer"] for obj in layers] == expected,
+              f"layer objects {[obj['nnvis_layer'] for obj in layers]} != export layers {expected}")
+        cells = {layer["name"]: math.prod(layer["output_shape"]) for layer in document["layers"]}
+
+        connections = [c for c in root.children if c.get("nnvis_connection")]
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        counted = {obj.name: 0 for obj in layers}
+        drawn = {obj.name: 0 for obj in connections}  # vertices of the evaluated tubes
+        for instance in depsgraph.object_instances:
+            if not instance.is_instance or instance.parent is None:
+                continue
+            name = instance.parent.original.name
+            if name in counted:
+                counted[name] += 1
+            elif name in drawn and instance.object.type == "MESH":
+                drawn[name] += len(instance.object.data.vertices)
+        per_layer = {obj["nnvis_layer"]: counted[obj.name] for obj in layers}
+        check(per_layer == cells, f"evaluated cells {per_layer} != export {cells}")
+        for obj in layers:
+            check(len(obj.data.vertices) == cells[obj["nnvis_layer"]], f"{obj.name}: vertex count")
+        empty = [name for name, vertices in drawn.items() if vertices == 0]
+        check(connections, "no connection objects")
+        check(not empty, f"connection objects without evaluated geometry: {empty}")
+        check(bpy.context.scene.camera is not None, "no scene camera")
+        return {"layers": len(layers), "cells": sum(per_layer.values()),
+                "connections": len(connections)}
+
+    def render():
+        scene = bpy.context.scene
+        scene.render.engine = "CYCLES"
+        scene.cycles.device = "CPU"
+        scene.cycles.samples = args.samples
+        scene.cycles.seed = 0
+        scene.cycles.use_denoising = False
+        if hasattr(scene.cycles, "use_adaptive_sampling"):
+            scene.cycles.use_adaptive_sampling = False
+        scene.render.resolution_x, scene.render.resolution_y = args.size
+        scene.render.resolution_percentage = 100
+        scene.render.use_compositing = False
+        scene.render.use_sequencer = False
+        scene.view_settings.view_transform = "Standard"
+        scene.render.image_settings.file_format = "PNG"
+        path = args.out / "render.png"
+        scene.render.filepath = str(path)
+        bpy.ops.render.render(write_still=True)
+        check(path.exists(), "no image written")
+        image = bpy.data.images.load(str(path), check_existing=False)
+        try:
+            pixels = list(image.pixels)
+        finally:
+            bpy.data.images.remove(image)
+        rgb = [value for index, value in enumerate(pixels) if index % 4 != 3]
+        brightest, mean = max(rgb), sum(rgb) / len(rgb)
+        check(all(math.isfinite(v) for v in rgb), "non-finite pixels")
+        check(brightest > 0.2 and mean > 0.005, f"render is (nearly) black: max {brightest:.3f}, "
+                                                f"mean {mean:.4f}")
+        return {"max": round(brightest, 4), "mean": round(mean, 4), "image": str(path)}
+
+    def remove():
+        root = state["root"]
+        for obj in bpy.context.view_layer.objects.selected:
+            obj.select_set(False)
+        bpy.context.view_layer.objects.active = root
+        result = bpy.ops.nnvis.remove_network()
+        check(result == {"FINISHED"}, f"remove_network returned {result}")
+        after = data_names()
+        if "Render Result" not in state["before"]["images"]:  # the render's, not the network's
+            after["images"] = [name for name in after["images"] if name != "Render Result"]
+        check(after == state["before"], f"left after removal: {differences(state['before'], after)}")
+        return {}
+
+    def reregister():
+        import addon_utils
+        for _ in range(2):
+            addon_utils.disable(EXTENSION_MODULE, default_set=True)
+            leftovers = [name for name in dir(bpy.types) if name.upper().startswith("NNVIS")]
+            leftovers += [name for name in ("IMPORT_SCENE_OT_nnvis",) if hasattr(bpy.types, name)]
+            check(not leftovers, f"registered after disable: {leftovers}")
+            draw_funcs = getattr(bpy.types.TOPBAR_MT_file_import.draw, "_draw_funcs", [])
+            check(not any("nnvis" in getattr(f, "__module__", "") for f in draw_funcs),
+                  "import menu entry left after disable")
+            addon_utils.enable(EXTENSION_MODULE, default_set=True)
+            check(hasattr(bpy.types, "IMPORT_SCENE_OT_nnvis"), "not registered after enable")
+        bpy.ops.wm.read_homefile(use_empty=True)
+        result = bpy.ops.import_scene.nnvis(filepath=str(args.export.resolve()))
+        check(result == {"FINISHED"}, f"import after re-enable returned {result}")
+        return {}
+
+    if checks.run("install", install):
+        checks.run("broken_import", broken_import)
+        if checks.run("import", import_example):
+            if not args.no_render:
+                checks.run("render", render)
+            checks.run("remove_network", remove)
+        checks.run("reregister", reregister)
+
+    summary.update(ok=checks.ok, checks=checks.results,
+                   seconds=round(time.perf_counter() - started, 2))
+    text = json.dumps(summary, indent=1)
+    (args.out / "summary.json").write_text(text)
+    print("NNVIS-SMOKE " + json.dumps(summary))
+    return 0 if checks.ok else 1
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    # bpy as a module can hang or crash on interpreter shutdown in some versions; the result is out.
+    os._exit(code)
