@@ -8,11 +8,31 @@ from bpy.props import StringProperty
 from .blender import lifecycle
 
 
+def _networks(context) -> list:
+    scene = getattr(context, "scene", None)
+    objects = scene.objects if scene is not None else bpy.data.objects
+    return [obj for obj in objects if obj.get(lifecycle.ROOT_MARKER)]
+
+
+def active_network(context):
+    """The network of the active object (its root, a layer, a connection, its camera or light);
+    else the one picked in the NNVis panel; else the scene's only network; else None."""
+    root = lifecycle.find_root(getattr(context, "active_object", None))
+    if root is not None:
+        return root
+    scene = getattr(context, "scene", None)
+    picked = getattr(scene, "nnvis_network", None) if scene is not None else None
+    if picked is not None and picked.get(lifecycle.ROOT_MARKER) and picked.name in scene.objects:
+        return picked
+    networks = _networks(context)
+    return networks[0] if len(networks) == 1 else None
+
+
 def _target_root(context, name: str):
     if name:
         obj = bpy.data.objects.get(name)
         return obj if obj is not None and obj.get(lifecycle.ROOT_MARKER) else None
-    return lifecycle.find_root(getattr(context, "active_object", None))
+    return active_network(context)
 
 
 class NNVIS_OT_remove_network(bpy.types.Operator):
@@ -29,12 +49,8 @@ class NNVIS_OT_remove_network(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        # The active object's network; or, for scripts passing ``network``, any network at all.
-        if _target_root(context, "") is not None:
-            return True
-        scene = getattr(context, "scene", None)
-        objects = scene.objects if scene is not None else bpy.data.objects
-        if any(obj.get(lifecycle.ROOT_MARKER) for obj in objects):
+        # The active network; or, for scripts passing ``network``, any network at all.
+        if active_network(context) is not None or _networks(context):
             return True
         cls.poll_message_set("No nnvis network in the scene")
         return False
@@ -42,8 +58,9 @@ class NNVIS_OT_remove_network(bpy.types.Operator):
     def execute(self, context):
         root = _target_root(context, self.network)
         if root is None:
-            what = f"{self.network!r} is not" if self.network else "the active object is in no"
-            self.report({"ERROR"}, f"Nothing removed: {what} nnvis network")
+            what = (f"{self.network!r} is not an nnvis network root" if self.network else
+                    "no active network (select an object of the network to remove)")
+            self.report({"ERROR"}, f"Nothing removed: {what}")
             return {"CANCELLED"}
         name = root.get("nnvis_model", root.name)
         lifecycle.remove_network(root)
