@@ -80,6 +80,8 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         if root.name in context.view_layer.objects:
             root.select_set(True)
             context.view_layer.objects.active = root
+        for warning in root.get("nnvis_warnings", ()):
+            self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"Imported network {root['nnvis_model']!r} "
                               f"({len(scene.network_layers(root))} layers)")
         return {"FINISHED"}

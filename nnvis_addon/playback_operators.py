@@ -1,5 +1,42 @@
-"""Epoch playback operators (animate epochs, render video); see blender/playback.py."""
+"""Epoch playback operators: thin wrappers around blender/playback.py."""
 
 from __future__ import annotations
 
-CLASSES: tuple = ()
+import bpy
+from bpy.props import BoolProperty, IntProperty
+
+from .blender import playback
+
+
+class NNVIS_OT_animate_epochs(bpy.types.Operator):
+    """Keyframe the active network's epoch through every recorded epoch, with an epoch counter"""
+
+    bl_idname = "nnvis.animate_epochs"
+    bl_label = "Animate Epochs"
+    bl_options = {"REGISTER", "UNDO"}
+
+    frames_per_epoch: IntProperty(name="Frames per Epoch", default=24, min=1, soft_max=240,
+                                  description="Frames of transition from one epoch to the next")
+    hold_frames: IntProperty(name="Hold Frames", default=12, min=0, soft_max=240,
+                             description="Frames each recorded epoch is held")
+    step: BoolProperty(name="Step", default=False,
+                       description="Jump from epoch to epoch instead of interpolating")
+
+    @classmethod
+    def poll(cls, context):
+        return playback.find_root(context.active_object) is not None
+
+    def execute(self, context):
+        root = playback.find_root(context.active_object)
+        if root is None:
+            self.report({"ERROR"}, "Select an nnvis network (its root or one of its layers)")
+            return {"CANCELLED"}
+        first, last = playback.animate_epochs(
+            root, frames_per_epoch=self.frames_per_epoch, hold_frames=self.hold_frames,
+            start_frame=context.scene.frame_start, step=self.step, scene=context.scene)
+        self.report({"INFO"}, f"Animated {playback.epoch_count(root)} epochs of "
+                              f"{root.get('nnvis_model', root.name)!r}: frames {first}-{last}")
+        return {"FINISHED"}
+
+
+CLASSES: tuple = (NNVIS_OT_animate_epochs,)

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "out")
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=540)
-    parser.add_argument("--samples", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--sample", type=int, default=0, help="input sample to show")
     parser.add_argument("--layout", choices=("grid", "linear"), default="grid")
     args = parser.parse_args(argv)

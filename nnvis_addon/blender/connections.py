@@ -12,8 +12,8 @@ import numpy as np
 from ...geometry_nodes import connection_nodes, materials
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
 from ..core.export_format import NetworkExport
-from ..core.layout import CellGrid, cell_centres
-from ..core.wiring import LayerLink, WiringOptions, plan_links
+from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_size
+from ..core.wiring import LayerLink, WiringOptions, plan_links, skip_arc, skip_clearance
 from . import compat
 
 MODIFIER_NAME = "NNVis Connections"
@@ -27,6 +27,19 @@ class ConnectionOptions:
     bundle: bool = True
     wiring: WiringOptions = field(default_factory=WiringOptions)
     bundling: BundlingParams = field(default_factory=BundlingParams)
+
+
+FULL_SCALE_PERCENTILE = 99.0  # |w| at this percentile gets the full colour and radius
+
+
+def full_scale_weight(epoch_weights: np.ndarray) -> float:
+    """The |w| drawn at full strength: a high percentile over every epoch, not the maximum, so
+    one outlier does not leave every other edge faint."""
+    magnitudes = np.abs(epoch_weights[np.isfinite(epoch_weights)])
+    if magnitudes.size == 0:
+        return 1.0
+    value = float(np.percentile(magnitudes, FULL_SCALE_PERCENTILE))
+    return value if value > 0 else (float(magnitudes.max()) or 1.0)
 
 
 def layer_cell_positions(obj: bpy.types.Object) -> np.ndarray:
@@ -45,17 +58,24 @@ def layer_cell_positions(obj: bpy.types.Object) -> np.ndarray:
     return centres + np.asarray(obj.location, dtype=np.float64)
 
 
-def link_curves(link: LayerLink, source_cells: np.ndarray, target_cells: np.ndarray,
-                options: ConnectionOptions, progress: Callable[[float], None] | None = None):
-    """(curves, straight) arrays (E, P, 3) for a link, from the layers' cell positions."""
-    start = (source_cells[link.source_first] + source_cells[link.source_last]) / 2
-    end = (target_cells[link.target_first] + target_cells[link.target_last]) / 2
+def link_curves(link_start: np.ndarray, link_end: np.ndarray, weights: np.ndarray, arc: np.ndarray,
+                options: ConnectionOptions, bundle: bool = True,
+                progress: Callable[[float], None] | None = None):
+    """(curves, straight) arrays (E, P, 3) between the given end points; skip links rise by the
+    ``arc`` profile (P,) over the layers they skip."""
     params = options.bundling
-    straight = straight_curves(start, end, params.points_per_edge)
-    if not options.bundle or len(link.edges) < 2:
-        return straight, straight
-    curves = bundle_edges(start, end, link.edges.weight, params=params, progress=progress)
+    straight = straight_curves(link_start, link_end, params.points_per_edge)
+    if bundle and len(weights) > 1:
+        curves = bundle_edges(link_start, link_end, weights, params=params, progress=progress)
+    else:
+        curves = straight.copy()
+    curves[..., 2] += arc[None, :]
     return curves, straight
+
+
+def span_midpoints(cells: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Where edges attach: halfway between each unit's first and last drawn cell."""
+    return (cells[first] + cells[last]) / 2
 
 
 def _store(curves_data, name: str, kind: str, domain: str, values: np.ndarray) -> None:
@@ -89,19 +109,24 @@ def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: La
            np.full(count, float(link.structural), np.float32))
 
 
-def build_connections(export: NetworkExport, root: bpy.types.Object, layers: dict, collection,
-                      options: ConnectionOptions, cell_size: float,
+def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.Object,
+                      layers: dict, collection, options: ConnectionOptions,
                       report: Callable[[float, str], None]) -> list[bpy.types.Object]:
     group = connection_nodes.ensure_connection_group()
     material = materials.ensure_connection_material()
-    links = plan_links(export, options.wiring)
+    links = plan_links(export, options.wiring, plan)
+    label_height = 2.6 * label_size(plan.options.cell_size)
     objects = []
     for number, link in enumerate(links):
         base = number / max(1, len(links))
         report(base, f"bundling {link.name} ({len(link.edges)} edges)")
         source, target = layers[link.source.name], layers[link.target.name]
+        start = span_midpoints(layer_cell_positions(source), link.source_first, link.source_last)
+        end = span_midpoints(layer_cell_positions(target), link.target_first, link.target_last)
+        arc_height = skip_clearance(plan, link, label_height) if link.skipped_columns else 0.0
+        arc = skip_arc(options.bundling.points_per_edge, link.skipped_columns, arc_height)
         curves, straight = link_curves(
-            link, layer_cell_positions(source), layer_cell_positions(target), options,
+            start, end, link.edges.weight, arc, options, bundle=options.bundle,
             progress=lambda f: report(base + f / max(1, len(links)), f"bundling {link.name}"))
         name = f"{export.name}.{link.source.name}->{link.target.name}"
         data = bpy.data.hair_curves.new(name)
@@ -113,13 +138,15 @@ def build_connections(export: NetworkExport, root: bpy.types.Object, layers: dic
         obj["nnvis_source_layer"] = link.source.name
         obj["nnvis_target_layer"] = link.target.name
         obj["nnvis_link_kind"] = link.kind
+        obj["nnvis_skipped_columns"] = link.skipped_columns
+        obj["nnvis_arc_height"] = arc_height
         modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
         modifier.node_group = group
-        weight_max = float(np.max(np.abs(link.epoch_weights))) if link.epoch_weights.size else 1.0
+        weight_max = full_scale_weight(link.epoch_weights)
         inputs = {
             "Source": source, "Target": target, "Epoch Count": len(export.epochs),
             "Weight Max": weight_max if weight_max > 0 else 1.0,
-            "Radius": 0.09 * cell_size, "As Tubes": len(link.edges) <= TUBES_UP_TO,
+            "Radius": 0.09 * plan.options.cell_size, "As Tubes": len(link.edges) <= TUBES_UP_TO,
             "Material": material,
         }
         for key, value in inputs.items():
@@ -155,11 +182,13 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
     last_epoch = compat.get_modifier_input(modifier, "Epoch Count") - 1
     data.attributes[connection_nodes.weight_attribute_name(last_epoch)].data.foreach_get(
         "value", weights)
-    source_cells, target_cells = layer_cell_positions(source), layer_cell_positions(target)
-    start = (source_cells[spans["source_first"]] + source_cells[spans["source_last"]]) / 2
-    end = (target_cells[spans["target_first"]] + target_cells[spans["target_last"]]) / 2
-    straight = straight_curves(start, end, params.points_per_edge)
-    curves = bundle_edges(start, end, weights, params=params) if bundle and count > 1 else straight
+    start = span_midpoints(layer_cell_positions(source), spans["source_first"],
+                           spans["source_last"])
+    end = span_midpoints(layer_cell_positions(target), spans["target_first"], spans["target_last"])
+    arc = skip_arc(params.points_per_edge, int(obj.get("nnvis_skipped_columns", 0)),
+                   float(obj.get("nnvis_arc_height", 0.0)))
+    curves, straight = link_curves(start, end, weights, arc,
+                                   ConnectionOptions(bundling=params), bundle=bundle)
     if curves.shape[1] != len(data.points) // count:
         data.resize_curves([curves.shape[1]] * count)
     _write_shape(data, curves, straight)

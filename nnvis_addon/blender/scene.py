@@ -122,20 +122,20 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     total_cells = sum(p.grid.cells for p in plan.layers) or 1
     done = 0
     layer_objects = {}
-    previous = None
+    column_heads = {}  # column -> its first layer object, which the next column follows
     for layer_plan in plan.layers:
         report(0.05 + 0.45 * done / total_cells, f"building layer {layer_plan.layer.name}")
         obj = _build_layer(export, layer_plan, plan, group, cell_material, label_material)
         collection.objects.link(obj)
         obj.parent = root
-        _drive_layer(obj, root, previous)
-        previous = obj
+        _drive_layer(obj, root, column_heads.get(layer_plan.column - 1))
+        column_heads.setdefault(layer_plan.column, obj)
         layer_objects[layer_plan.layer.name] = obj
         done += layer_plan.grid.cells
 
     if options.connections.enabled:
         for obj in connections.build_connections(
-                export, root, layer_objects, collection, options.connections, options.cell_size,
+                export, plan, root, layer_objects, collection, options.connections,
                 lambda fraction, message: report(0.5 + 0.4 * fraction, message)):
             _drive_inputs(obj, obj.modifiers[connections.MODIFIER_NAME], root, CONNECTION_DRIVERS)
 
@@ -173,6 +173,7 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
     root["nnvis_model"] = export.name
     root["nnvis_epoch_numbers"] = [int(e) for e in export.epoch_numbers]
     root["nnvis_global_range"] = [plan.global_min, plan.global_max]
+    root["nnvis_warnings"] = list(plan.warnings)
 
 
 def _add_float(mesh, name: str, values: np.ndarray) -> None:
@@ -190,7 +191,8 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
         mesh.attributes.new(name, "INT", "POINT").data.foreach_set("value", values)
     summaries = grid.channels > 1 and grid.height * grid.width > 1
     for epoch_index, epoch in enumerate(export.epochs):
-        per_sample = epoch.activations[layer.name].reshape(export.num_samples, -1, grid.channels)
+        per_sample = layer_plan.display_values(epoch.activations[layer.name]).reshape(
+            export.num_samples, -1, grid.channels)
         for sample in range(export.num_samples):
             values = np.asarray(per_sample[sample], dtype=np.float32)
             _add_float(mesh, layer_nodes.activation_attribute_name(sample, epoch_index), values)
@@ -201,11 +203,13 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
                                np.broadcast_to(summary, values.shape))
 
     obj = bpy.data.objects.new(f"{export.name}.{layer.name}", mesh)
-    obj.location = (layer_plan.x, 0.0, 0.0)
+    obj.location = (layer_plan.x, layer_plan.y, 0.0)
     obj[LAYER_MARKER] = layer.name
     obj["nnvis_layer_type"] = layer.type
     obj["nnvis_layer_index"] = layer.index
     obj["nnvis_output_shape"] = list(layer.output_shape)
+    obj["nnvis_display_stride"] = layer_plan.stride
+    obj["nnvis_block"] = layer_plan.block
     modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
     modifier.node_group = group
     inputs = {
@@ -252,8 +256,8 @@ def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
 
 
 def _drive_layer(obj, root, previous) -> None:
-    """Layer controls follow the root; the layer sits one spacing after the previous layer,
-    less when that one is collapsed."""
+    """Layer controls follow the root; the layer sits one spacing after the previous column
+    (represented by its first layer), less when that layer is collapsed."""
     _drive_inputs(obj, obj.modifiers[MODIFIER_NAME], root, LAYER_DRIVERS)
     if previous is None:
         return

@@ -7,7 +7,8 @@ what the Blender side draws as one thing:
 * ``"channel"``: one channel (feature map) of a convolution, pooling or other spatial layer,
   i.e. all its H x W positions together;
 * ``"cell"``: one element ``(h, w, c)`` of a spatial feature map, numbered in Keras' Flatten
-  order ``index = (h * W + w) * C + c`` (see :func:`cell_coordinates`).
+  order ``index = (h * W + w) * C + c`` (see :func:`cell_coordinates`);
+* ``"layer"``: the whole layer (unit 0), for links drawn as one edge between layer centres.
 
 Weights follow Keras' channels-last layout: Dense kernel ``(in, units)``; Conv2D kernel
 ``(kh, kw, in_ch, out_ch)``; Conv1D kernel ``(k, in_ch, out_ch)``. An edge weight is signed;
@@ -38,7 +39,7 @@ __all__ = [
     "cell_coordinates",
 ]
 
-UNIT_KINDS = ("neuron", "channel", "cell")
+UNIT_KINDS = ("neuron", "channel", "cell", "layer")
 
 
 @dataclass(frozen=True, eq=False)

@@ -109,10 +109,24 @@ def activation_range(arrays: list[np.ndarray]) -> tuple[float, float]:
     return lo, hi
 
 
+# Keras layer classes nnvis knows how to draw cell by cell; anything else (a custom layer) is
+# drawn as one block with its output shape, and the import warns about it.
+KNOWN_LAYER_TYPES = frozenset({
+    "InputLayer", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
+    "Conv2DTranspose", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+    "GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+    "Dense", "Flatten", "Reshape", "Dropout", "SpatialDropout2D", "BatchNormalization",
+    "LayerNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax",
+    "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum", "Concatenate",
+    "ZeroPadding1D", "ZeroPadding2D", "Cropping2D", "UpSampling2D", "Rescaling", "Normalization",
+    "Permute", "RepeatVector", "Embedding", "Identity", "TFSMLayer",
+})
+
+
 @dataclass
 class LayoutOptions:
     map_layout: str = "grid"          # feature maps: "linear" or "grid"
-    layer_spacing: float = 3.0        # distance between consecutive layers along +X
+    layer_spacing: float = 3.0        # distance between consecutive columns of layers along +X
     cell_size: float = 0.1
     channel_gap: float = 0.25         # between feature maps
     neuron_gap: float = 0.05          # between neurons of a vector layer
@@ -120,19 +134,28 @@ class LayoutOptions:
     tile_depth: float = 0.3           # feature-map tiles, in cells
     neuron_depth: float = 0.8         # neuron cubes, in cells
     neuron_scale: float = 2.0         # neurons are drawn this much larger than feature-map cells
+    max_layer_cells: int | None = 250_000  # larger layers show downsampled maps (None: never)
+    branch_gap: float = 1.0           # between layers side by side in one column (branches)
+    block_cells: float = 6.0          # size of an unknown layer's block, in cells
 
     def __post_init__(self):
         if self.map_layout not in MAP_LAYOUTS:
             raise ValueError(f"map_layout must be one of {MAP_LAYOUTS}, got {self.map_layout!r}")
         if not (self.layer_spacing > 0 and self.cell_size > 0):
             raise ValueError("layer_spacing and cell_size must be positive")
+        if self.max_layer_cells is not None and self.max_layer_cells < 1:
+            raise ValueError("max_layer_cells must be positive (or None)")
 
 
 @dataclass
 class LayerPlan:
     layer: Layer
-    grid: CellGrid
+    grid: CellGrid                    # what is drawn (downsampled or a block for big/unknown)
+    column: int                       # longest path from an input: layers of a column share x
     x: float
+    y: float                          # side-by-side offset of parallel branches in a column
+    stride: int                       # display downsampling of each map (1: every cell)
+    block: bool                       # an unknown layer type, drawn as one block
     grid_layout: float
     channel_gap: float
     tile_depth: float
@@ -145,9 +168,30 @@ class LayerPlan:
     def is_vector(self) -> bool:
         return self.grid.height == 1 and self.grid.width == 1
 
+    @property
+    def downsampled(self) -> bool:
+        return self.stride > 1
+
     def extent(self, cell_size: float) -> tuple[float, float]:
         return layer_extent(self.grid, grid_layout=self.grid_layout,
                             cell_size=cell_size * self.cell_scale, channel_gap=self.channel_gap)
+
+    def display_values(self, activations: np.ndarray) -> np.ndarray:
+        """(samples, drawn cells) float32 values for one epoch's (samples, *output) array."""
+        samples = activations.shape[0]
+        if self.block:
+            values = np.asarray(activations, dtype=np.float32).reshape(samples, -1)
+            finite = np.where(np.isfinite(values), values, np.nan)
+            with np.errstate(all="ignore"):
+                mean = np.nanmean(finite, axis=1, keepdims=True) if values.shape[1] else \
+                    np.zeros((samples, 1), np.float32)
+            return np.nan_to_num(mean, nan=0.0).astype(np.float32)
+        true = cell_grid(self.layer.output_shape)
+        values = np.asarray(activations, dtype=np.float32).reshape(
+            samples, true.height, true.width, true.channels)
+        if self.stride > 1:
+            values = downsample_maps(values, self.stride)
+        return values.reshape(samples, -1)
 
 
 @dataclass
@@ -158,6 +202,42 @@ class NetworkPlan:
     global_max: float
     bounds_min: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
     bounds_max: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
+    warnings: list[str] = field(default_factory=list)
+
+    def layer(self, name: str) -> LayerPlan:
+        return next(p for p in self.layers if p.layer.name == name)
+
+
+def downsample_maps(values: np.ndarray, stride: int) -> np.ndarray:
+    """Mean over stride x stride blocks of (samples, H, W, C) maps (partial edge blocks too)."""
+    samples, height, width, channels = values.shape
+    rows, cols = -(-height // stride), -(-width // stride)
+    padded = np.full((samples, rows * stride, cols * stride, channels), np.nan, np.float32)
+    padded[:, :height, :width] = values
+    blocks = padded.reshape(samples, rows, stride, cols, stride, channels)
+    finite = np.where(np.isfinite(blocks), blocks, np.nan)
+    with np.errstate(all="ignore"):
+        mean = np.nanmean(finite, axis=(2, 4))
+    return np.nan_to_num(mean, nan=0.0).astype(np.float32)
+
+
+def display_stride(grid: CellGrid, max_cells: int | None) -> int:
+    """Smallest map downsampling that brings a layer under ``max_cells`` drawn cells."""
+    if max_cells is None or grid.cells <= max_cells or grid.height * grid.width == 1:
+        return 1
+    stride = 1
+    while (-(-grid.height // stride)) * (-(-grid.width // stride)) * grid.channels > max_cells \
+            and (grid.height > stride or grid.width > stride):
+        stride += 1
+    return stride
+
+
+def layer_columns(layers: list[Layer]) -> list[int]:
+    """Column of each layer: the longest path from an input (layers are in topological order)."""
+    column: dict[str, int] = {}
+    for layer in layers:
+        column[layer.name] = 1 + max((column[name] for name in layer.inbound), default=-1)
+    return [column[layer.name] for layer in layers]
 
 
 def label_size(cell_size: float) -> float:
@@ -165,40 +245,76 @@ def label_size(cell_size: float) -> float:
     return max(0.15, 2.8 * cell_size)
 
 
-def layer_label(layer: Layer) -> str:
+def layer_label(layer: Layer, grid: CellGrid | None = None, stride: int = 1,
+                block: bool = False) -> str:
     shape = "x".join(str(d) for d in layer.output_shape)
+    if block:
+        return f"{layer.name}\n{layer.type} {shape} (not drawn)"
+    if stride > 1 and grid is not None:
+        return f"{layer.name}\n{layer.type} {shape} (shown {grid.height}x{grid.width})"
     return f"{layer.name}\n{layer.type} {shape}"
 
 
 def plan_network(export: NetworkExport, options: LayoutOptions | None = None) -> NetworkPlan:
     options = options or LayoutOptions()
     plans = []
-    ranges = []
-    for index, layer in enumerate(export.layers):
-        grid = cell_grid(layer.output_shape)
+    warnings = []
+    columns = layer_columns(export.layers)
+    for layer, column in zip(export.layers, columns):
+        true_grid = cell_grid(layer.output_shape)
+        block = layer.type not in KNOWN_LAYER_TYPES
+        stride = 1 if block else display_stride(true_grid, options.max_layer_cells)
+        if block:
+            grid = CellGrid(1, 1, 1)
+            warnings.append(f"layer {layer.name!r} has an unknown type {layer.type!r}: "
+                            f"drawn as a block")
+        else:
+            grid = CellGrid(-(-true_grid.height // stride), -(-true_grid.width // stride),
+                            true_grid.channels)
         vector = grid.height == 1 and grid.width == 1
-        if vector:
+        if block:
+            grid_layout, gap, depth, scale = 0.0, 0.0, 1.0, options.block_cells
+        elif vector:
             grid_layout = 1.0 if grid.channels > options.vector_grid_above else 0.0
-            gap = options.neuron_gap
-            depth = options.neuron_depth
-            scale = options.neuron_scale
+            gap, depth, scale = options.neuron_gap, options.neuron_depth, options.neuron_scale
         else:
             grid_layout = 1.0 if options.map_layout == "grid" else 0.0
-            gap = options.channel_gap
-            depth = options.tile_depth
-            scale = 1.0
-        lo, hi = activation_range([epoch.activations[layer.name] for epoch in export.epochs])
-        ranges.append((lo, hi))
-        plans.append(LayerPlan(layer=layer, grid=grid, x=index * options.layer_spacing,
-                               grid_layout=grid_layout, channel_gap=gap, tile_depth=depth, cell_scale=scale,
-                               value_min=lo, value_max=hi, label=layer_label(layer)))
-    global_min = min(lo for lo, _ in ranges)
-    global_max = max(hi for _, hi in ranges)
-    half_w = max(p.extent(options.cell_size)[0] for p in plans) / 2
-    half_h = max(p.extent(options.cell_size)[1] for p in plans) / 2
+            gap, depth, scale = options.channel_gap, options.tile_depth, 1.0
+        plan = LayerPlan(layer=layer, grid=grid, column=column, x=column * options.layer_spacing,
+                         y=0.0, stride=stride, block=block, grid_layout=grid_layout,
+                         channel_gap=gap, tile_depth=depth, cell_scale=scale, value_min=0.0,
+                         value_max=1.0, label=layer_label(layer, grid, stride, block))
+        plan.value_min, plan.value_max = activation_range(
+            [plan.display_values(epoch.activations[layer.name]) for epoch in export.epochs])
+        plans.append(plan)
+    _place_branches(plans, options)
+    global_min = min(p.value_min for p in plans)
+    global_max = max(p.value_max for p in plans)
+    lo = [min(p.x for p in plans) - options.cell_size, 0.0, 0.0]
+    hi = [max(p.x for p in plans) + options.cell_size, 0.0, 0.0]
+    for p in plans:
+        width, height = p.extent(options.cell_size)
+        lo[1], hi[1] = min(lo[1], p.y - width / 2), max(hi[1], p.y + width / 2)
+        lo[2], hi[2] = min(lo[2], -height / 2), max(hi[2], height / 2)
     return NetworkPlan(options=options, layers=plans, global_min=global_min, global_max=global_max,
-                       bounds_min=(plans[0].x - options.cell_size, -half_w, -half_h),
-                       bounds_max=(plans[-1].x + options.cell_size, half_w, half_h))
+                       bounds_min=tuple(lo), bounds_max=tuple(hi), warnings=warnings)
+
+
+def _place_branches(plans: list[LayerPlan], options: LayoutOptions) -> None:
+    """Layers sharing a column (parallel branches) sit side by side along the layer's right
+    (-Y), in graph order, centred on the network axis."""
+    by_column: dict[int, list[LayerPlan]] = {}
+    for plan in plans:
+        by_column.setdefault(plan.column, []).append(plan)
+    for members in by_column.values():
+        if len(members) == 1:
+            continue
+        widths = [m.extent(options.cell_size)[0] for m in members]
+        total = sum(widths) + options.branch_gap * (len(members) - 1)
+        cursor = total / 2
+        for member, width in zip(members, widths):
+            member.y = cursor - width / 2   # right is -Y: the first branch is leftmost
+            cursor -= width + options.branch_gap
 
 
 def layer_corners(plan: NetworkPlan, label_height: float) -> np.ndarray:
@@ -208,7 +324,7 @@ def layer_corners(plan: NetworkPlan, label_height: float) -> np.ndarray:
         depth = plan.options.cell_size * layer.cell_scale
         width, height = layer.extent(plan.options.cell_size)
         for x in (layer.x - depth, layer.x + depth):
-            for y in (-width / 2, width / 2):
+            for y in (layer.y - width / 2, layer.y + width / 2):
                 for z in (-height / 2, height / 2 + label_height):
                     corners.append((x, y, z))
     return np.asarray(corners, dtype=np.float64)

@@ -1,29 +1,45 @@
 """Which layer pairs get connections, and what their edges are at every epoch (numpy only).
 
-A :class:`LayerLink` is what one connection object in Blender draws: edges between the units of a
-source and a target layer (see ``connections.py`` for units), reduced to the ones worth drawing
-by their weights at the last recorded epoch, with every recorded epoch's weights for the same
-edges so playback can interpolate them.
+Every inbound edge of the layer graph (a DAG: branches, merges, skips) becomes one
+:class:`LayerLink`: what one connection object in Blender draws. Its edges run between units of
+the source and target layer (see ``connections.py`` for units), are reduced to the ones worth
+drawing by their weights at the last recorded epoch, and carry every recorded epoch's weights
+for the same edges so playback can interpolate them.
 
-Endpoints are given as cell spans: an edge starts halfway between the source layer's cells
-``source_first`` and ``source_last``. For a cell or a neuron both are the cell itself; for a
-channel they are the map's first and last cell, so the edge starts at the map's centre wherever
-the layout puts it (linear, grid, collapsed): Blender reads the cells' evaluated positions.
+* weighted layers: Dense (neuron -> neuron; from a big Flatten, channel -> neuron aggregated),
+  Conv (channel -> channel by kernel-slice norm), DepthwiseConv2D and SeparableConv2D (channel ->
+  channel through the depthwise and pointwise kernels);
+* structural links (no weights of their own, drawn neutral): pooling, element-wise layers
+  (BatchNormalization, Activation, Dropout, padding, merges such as Add) map channel c to c;
+  Concatenate maps each input's channels to its slice of the output; Flatten maps cell to
+  neuron for small maps;
+* anything else (a shape change nnvis cannot follow, an unknown layer drawn as a block) is one
+  edge between the two layers' centres.
+
+Endpoints are given as cell spans of the *drawn* grids (downsampled maps, blocks): an edge
+starts halfway between the source layer's cells ``source_first`` and ``source_last``. For a cell
+or a neuron both are the cell itself; for a channel they are the map's first and last cell, so
+the edge starts at the map's centre wherever the layout puts it; for a whole layer they are its
+first and last cell.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from .connections import (Edges, conv_edges, dense_edges, pool_edges, reduce_edges,
                           spatial_to_dense_edges)
 from .export_format import Layer, NetworkExport
-from .layout import cell_grid
+from .layout import CellGrid, NetworkPlan, cell_grid, layer_columns
 
-POOLING_TYPES = frozenset({"MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D"})
-CONV_TYPES = frozenset({"Conv1D", "Conv2D"})
+POOLING_TYPES = frozenset({"MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
+                           "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+                           "GlobalMaxPooling1D", "GlobalMaxPooling2D"})
+CONV_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D"})
+MERGE_TYPES = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
 
 
 @dataclass(frozen=True)
@@ -31,96 +47,198 @@ class WiringOptions:
     cap: int = 200_000            # most edges one layer pair hands to bundling
     top_k: int | None = None      # strongest edges kept per target unit (None: no per-target cut)
     threshold: float | None = None  # drop |w| below this (each target keeps its strongest edge)
-    per_cell_limit: int = 4096    # Flatten -> Dense edges start at cells up to this many cells
+    per_cell_limit: int = 4096    # Flatten edges run cell by cell up to this many cells
 
 
 @dataclass
 class LayerLink:
     source: Layer
     target: Layer
-    kind: str                     # "dense", "channel_dense", "conv", "pool", "flatten"
+    kind: str                     # "dense", "channel_dense", "conv", "depthwise", "separable",
+                                  # "pool", "channelwise", "concatenate", "flatten", "layer"
     edges: Edges                  # kept edges with their last-epoch weights
     epoch_weights: np.ndarray     # (epochs, E) float32: the same edges' weight at every epoch
     source_first: np.ndarray      # (E,) int32 cell indices spanning each edge's source unit
     source_last: np.ndarray
     target_first: np.ndarray
     target_last: np.ndarray
-    structural: bool              # no weights of its own (pooling, flatten): drawn neutral
+    structural: bool              # no weights of its own: drawn neutral
+    skipped_columns: int          # layer columns between source and target (0: adjacent)
 
     @property
     def name(self) -> str:
         return f"{self.source.name} -> {self.target.name}"
 
 
-def unit_span(layer: Layer, unit: str, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and last cell index of each unit ``index`` of ``layer``."""
+def unit_span(grid: CellGrid, unit: str, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last drawn cell index of each unit ``index`` of a layer drawn as ``grid``."""
     index = np.asarray(index, dtype=np.int64)
     if unit in ("cell", "neuron"):
         cells = index.astype(np.int32)
         return cells, cells
-    grid = cell_grid(layer.output_shape)
+    if unit == "layer":
+        return np.zeros(index.size, np.int32), np.full(index.size, grid.cells - 1, np.int32)
     last_pixel = grid.height * grid.width - 1
     return index.astype(np.int32), (last_pixel * grid.channels + index).astype(np.int32)
 
 
-def _kernel(export: NetworkExport, layer: Layer, epoch_index: int) -> np.ndarray:
+def _weight(export: NetworkExport, layer: Layer, epoch_index: int, name: str) -> np.ndarray:
     names = [w.name for w in layer.weights]
-    return export.weights(layer.name, epoch_index)[names.index("kernel")]
+    return export.weights(layer.name, epoch_index)[names.index(name)]
 
 
-def _edge_function(export: NetworkExport, layer: Layer, options: WiringOptions):
-    """(source layer, kind, edges-at-epoch function) for ``layer``'s incoming link, or None."""
-    if len(layer.inbound) != 1:
+def depthwise_edges(kernel, pointwise=None) -> Edges:
+    """DepthwiseConv2D (kh, kw, C, M): channel c -> channel c*M + m by the slice's L2 norm and
+    the sign of its sum. With a SeparableConv2D's pointwise kernel (1, 1, C*M, O): channel c ->
+    output o, strength sum over m of |depthwise norm x pointwise|, sign of the signed sum."""
+    kernel = np.asarray(kernel, dtype=np.float64)
+    channels, multiplier = kernel.shape[-2], kernel.shape[-1]
+    flat = kernel.reshape(-1, channels, multiplier)
+    strength = np.sqrt((flat ** 2).sum(axis=0))                 # (C, M)
+    signed = np.where(flat.sum(axis=0) < 0, -strength, strength)
+    if pointwise is None:
+        source = np.repeat(np.arange(channels), multiplier)
+        target = np.arange(channels * multiplier)
+        return Edges(source, target, signed.reshape(-1), channels, channels * multiplier,
+                     "channel", "channel")
+    mixing = np.asarray(pointwise, dtype=np.float64).reshape(channels, multiplier, -1)
+    combined = signed[:, :, None] * mixing                       # (C, M, O)
+    magnitude = np.abs(combined).sum(axis=1)
+    weight = np.where(combined.sum(axis=1) < 0, -magnitude, magnitude)
+    return Edges(np.repeat(np.arange(channels), weight.shape[1]),
+                 np.tile(np.arange(weight.shape[1]), channels), weight.reshape(-1),
+                 channels, weight.shape[1], "channel", "channel", dense=True)
+
+
+def _identity(count: int, offset: int, n_target: int, source_unit: str, target_unit: str,
+              n_source: int | None = None) -> Edges:
+    units = np.arange(count, dtype=np.int32)
+    return Edges(units, units + offset, np.ones(count, np.float32),
+                 count if n_source is None else n_source, n_target, source_unit, target_unit)
+
+
+def _unit_of(grid: CellGrid) -> str:
+    return "neuron" if grid.height * grid.width == 1 else "channel"
+
+
+def _edge_function(export: NetworkExport, source: Layer, layer: Layer, grids: dict,
+                   blocks: set, options: WiringOptions) -> tuple[Layer, str, Callable] | None:
+    """(source layer, kind, edges-at-epoch function) for the link ``source -> layer``."""
+    if source.name in blocks or layer.name in blocks:
         return None
-    source = export.layer(layer.inbound[0])
-    has_kernel = any(w.name == "kernel" for w in layer.weights)
-    if layer.type == "Dense" and has_kernel and len(layer.output_shape) == 1:
+    weights = {w.name for w in layer.weights}
+    source_grid, grid = grids[source.name], grids[layer.name]
+    true_source = cell_grid(source.output_shape)
+    single = len(layer.inbound) == 1
+    if layer.type == "Dense" and "kernel" in weights and single and len(layer.output_shape) == 1:
         if len(source.output_shape) != 1:
             return None
         feeder = export.layer(source.inbound[0]) if len(source.inbound) == 1 else None
         if (source.type == "Flatten" and feeder is not None and len(feeder.output_shape) >= 2
-                and source.cells > options.per_cell_limit):
-            shape = feeder.output_shape
-            return feeder, "channel_dense", \
-                lambda e: spatial_to_dense_edges(_kernel(export, layer, e), shape)
-        return source, "dense", lambda e: dense_edges(_kernel(export, layer, e))
-    if layer.type in CONV_TYPES and has_kernel and len(source.output_shape) >= 2:
-        return source, "conv", lambda e: conv_edges(_kernel(export, layer, e))
-    if layer.type in POOLING_TYPES and source.output_shape[-1] == layer.output_shape[-1]:
-        channels = layer.output_shape[-1]
-        return source, "pool", lambda e: pool_edges(channels)
+                and feeder.name not in blocks and source.cells > options.per_cell_limit):
+            shape = grids[feeder.name]
+            if grids[feeder.name] != cell_grid(feeder.output_shape):
+                return None  # downsampled maps: the kernel rows no longer match drawn cells
+            return feeder, "channel_dense", lambda e: spatial_to_dense_edges(
+                _weight(export, layer, e, "kernel"), (shape.height, shape.width, shape.channels))
+        return source, "dense", lambda e: dense_edges(_weight(export, layer, e, "kernel"))
+    if layer.type in CONV_TYPES and "kernel" in weights and single and len(source.output_shape) >= 2:
+        return source, "conv", lambda e: conv_edges(_weight(export, layer, e, "kernel"))
+    if layer.type == "DepthwiseConv2D" and "depthwise_kernel" in weights and single:
+        return source, "depthwise", lambda e: depthwise_edges(
+            _weight(export, layer, e, "depthwise_kernel"))
+    if layer.type == "SeparableConv2D" and {"depthwise_kernel", "pointwise_kernel"} <= weights \
+            and single:
+        return source, "separable", lambda e: depthwise_edges(
+            _weight(export, layer, e, "depthwise_kernel"),
+            _weight(export, layer, e, "pointwise_kernel"))
+    if layer.type == "Concatenate" and layer.config.get("axis", -1) in (-1, len(layer.output_shape)):
+        offset = 0
+        for name in layer.inbound:
+            if name == source.name:
+                break
+            offset += export.layer(name).output_shape[-1]
+        count = source.output_shape[-1]
+        return source, "concatenate", lambda e: _identity(
+            count, offset, grid.channels, _unit_of(source_grid), _unit_of(grid))
     if layer.type == "Flatten" and len(source.output_shape) >= 2 \
-            and source.cells <= options.per_cell_limit:
-        cells = np.arange(source.cells, dtype=np.int32)
-        return source, "flatten", lambda e: Edges(cells, cells, np.ones(cells.size, np.float32),
-                                                  source.cells, layer.cells, "cell", "neuron")
+            and true_source.cells <= options.per_cell_limit and source_grid == true_source:
+        return source, "flatten", lambda e: _identity(source_grid.cells, 0, grid.cells, "cell",
+                                                      "neuron")
+    same_channels = source.output_shape[-1] == layer.output_shape[-1]
+    if same_channels and (layer.type in POOLING_TYPES or layer.type in MERGE_TYPES
+                          or len(source.output_shape) == len(layer.output_shape)
+                          or len(layer.output_shape) == 1):
+        channels = layer.output_shape[-1]
+        kind = "pool" if layer.type in POOLING_TYPES else "channelwise"
+        return source, kind, lambda e: _identity(channels, 0, channels, _unit_of(source_grid),
+                                                 _unit_of(grid))
     return None
 
 
-def plan_links(export: NetworkExport, options: WiringOptions | None = None) -> list[LayerLink]:
+def plan_links(export: NetworkExport, options: WiringOptions | None = None,
+               plan: NetworkPlan | None = None) -> list[LayerLink]:
+    """Every link of the layer graph, in graph order. ``plan`` gives the drawn grids (downsampled
+    maps, blocks); without it every layer is drawn cell by cell."""
     options = options or WiringOptions()
+    if plan is not None:
+        grids = {p.layer.name: p.grid for p in plan.layers}
+        blocks = {p.layer.name for p in plan.layers if p.block}
+    else:
+        grids = {layer.name: cell_grid(layer.output_shape) for layer in export.layers}
+        blocks = set()
+    column = dict(zip((layer.name for layer in export.layers), layer_columns(export.layers)))
     links = []
     last = len(export.epochs) - 1
     for layer in export.layers:
-        found = _edge_function(export, layer, options)
-        if found is None:
-            continue
-        source, kind, edges_at = found
-        final = edges_at(last)
-        structural = kind in ("pool", "flatten")
-        if final.dense:
-            kept = reduce_edges(final, cap=options.cap, top_k=options.top_k,
-                                threshold=options.threshold)
-            index = kept.source.astype(np.int64) * final.n_target + kept.target
-            per_epoch = [edges_at(e).weight[index] for e in range(last)] + [kept.weight]
-        else:
-            kept = final
-            per_epoch = [kept.weight] * (last + 1)
-        source_first, source_last = unit_span(source, kept.source_unit, kept.source)
-        target_first, target_last = unit_span(layer, kept.target_unit, kept.target)
-        links.append(LayerLink(
-            source=source, target=layer, kind=kind, edges=kept,
-            epoch_weights=np.ascontiguousarray(np.stack(per_epoch), dtype=np.float32),
-            source_first=source_first, source_last=source_last,
-            target_first=target_first, target_last=target_last, structural=structural))
+        for inbound in layer.inbound:
+            source = export.layer(inbound)
+            found = _edge_function(export, source, layer, grids, blocks, options)
+            if found is None:
+                found = source, "layer", lambda e: Edges([0], [0], [1.0], 1, 1, "layer", "layer")
+            drawn_from, kind, edges_at = found
+            links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
+                               column[layer.name] - column[drawn_from.name] - 1))
     return links
+
+
+def _link(source: Layer, target: Layer, kind: str, edges_at, last: int, grids: dict,
+          options: WiringOptions, skipped: int) -> LayerLink:
+    final = edges_at(last)
+    if final.dense:
+        kept = reduce_edges(final, cap=options.cap, top_k=options.top_k,
+                            threshold=options.threshold)
+        index = kept.source.astype(np.int64) * final.n_target + kept.target
+        per_epoch = [edges_at(e).weight[index] for e in range(last)] + [kept.weight]
+    else:
+        kept = final
+        per_epoch = [kept.weight] * (last + 1)
+    source_first, source_last = unit_span(grids[source.name], kept.source_unit, kept.source)
+    target_first, target_last = unit_span(grids[target.name], kept.target_unit, kept.target)
+    weighted = kind in ("dense", "channel_dense", "conv", "depthwise", "separable")
+    return LayerLink(
+        source=source, target=target, kind=kind, edges=kept,
+        epoch_weights=np.ascontiguousarray(np.stack(per_epoch), dtype=np.float32),
+        source_first=source_first, source_last=source_last,
+        target_first=target_first, target_last=target_last, structural=not weighted,
+        skipped_columns=max(0, skipped))
+
+
+def skip_arc(points_per_edge: int, skipped_columns: int, height: float) -> np.ndarray:
+    """(P,) lift along +Z of a link that skips ``skipped_columns`` columns of layers: zero at
+    both ends, ``height`` over every skipped column (a sine profile flattened on top)."""
+    t = np.linspace(0.0, 1.0, points_per_edge)
+    if skipped_columns <= 0 or height <= 0:
+        return np.zeros(points_per_edge, np.float32)
+    # The first skipped column sits at t = 1 / (k + 1): reach full height by then.
+    steepness = 1.0 / np.sin(np.pi / (skipped_columns + 1))
+    return (height * np.minimum(1.0, steepness * np.sin(np.pi * t))).astype(np.float32)
+
+
+def skip_clearance(plan: NetworkPlan, link: LayerLink, label_height: float) -> float:
+    """How high a skip link must rise to pass over the layers of the columns it skips."""
+    first = next(p for p in plan.layers if p.layer.name == link.source.name).column
+    last = next(p for p in plan.layers if p.layer.name == link.target.name).column
+    heights = [p.extent(plan.options.cell_size)[1] / 2 + label_height
+               for p in plan.layers if first < p.column < last]
+    return max(heights, default=0.0) + 2 * plan.options.cell_size
