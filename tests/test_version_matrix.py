@@ -1,0 +1,106 @@
+"""The built extension on every supported Blender line: 4.2 LTS, 4.5 LTS and 5.0.
+
+Each Blender is a bpy wheel in its own venv (bpy 5.0.1 is the suite's own ``.venv``; the older
+ones come from scripts/env_matrix.sh, which this test runs to create them when missing, so
+``bash scripts/test.sh`` works from a clean clone). In each, tests/smoke_blender.py installs the
+zip, fails a broken import cleanly, imports the bundled example (one object per layer, every
+cell evaluated), renders a tiny Cycles frame, removes the network and cycles disable/enable.
+The three Blenders run at once, each in its own process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from blender_utils import ROOT, build_zip
+
+pytestmark = pytest.mark.slow
+
+SMOKE = ROOT / "tests" / "smoke_blender.py"
+EXAMPLE = ROOT / "examples" / "digits" / "digits_cnn.nnvis.json"
+# matrix entry -> the Blender version it must report
+MATRIX = {"bpy50": "5.0", "bpy45": "4.5", "bpy42": "4.2"}
+TIMEOUT = 600
+
+
+def matrix_pythons() -> dict[str, str]:
+    """Python of each matrix venv, creating the missing ones (idempotent, stamp-checked)."""
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "env_matrix.sh")],
+                            capture_output=True, text=True, timeout=3600)
+    assert result.returncode == 0, f"scripts/env_matrix.sh failed:\n{result.stderr[-4000:]}"
+    pythons = dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+    pythons["bpy50"] = sys.executable  # the suite's own .venv (bpy 5.0.1)
+    return pythons
+
+
+def clean_env() -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
+           and not key.startswith("BLENDER_USER_")}
+    env["PYTHONNOUSERSITE"] = "1"
+    return env
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """Start the smoke script in every Blender at once; each test waits for its own."""
+    zip_path = build_zip(tmp_path_factory.mktemp("dist"))
+    setup_started = time.perf_counter()
+    pythons = matrix_pythons()
+    setup_seconds = time.perf_counter() - setup_started
+    runs = {}
+    for name in MATRIX:
+        out = tmp_path_factory.mktemp(f"smoke-{name}")
+        log = open(out / "log.txt", "w")
+        process = subprocess.Popen(
+            [pythons[name], str(SMOKE), "--zip", str(zip_path), "--export", str(EXAMPLE),
+             "--out", str(out)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=clean_env())
+        runs[name] = {"process": process, "out": out, "log": log, "started": time.perf_counter(),
+                      "setup_seconds": setup_seconds}
+    yield runs
+    for run in runs.values():
+        if run["process"].poll() is None:
+            run["process"].kill()
+        run["log"].close()
+
+
+def finish(run) -> tuple[int, str, float]:
+    try:
+        code = run["process"].wait(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        run["process"].kill()
+        code = None
+    run["log"].flush()
+    return code, (run["out"] / "log.txt").read_text(errors="replace"), time.perf_counter() - run["started"]
+
+
+@pytest.mark.parametrize("name", list(MATRIX))
+def test_extension_works_in_blender(smoke_runs, name):
+    run = smoke_runs[name]
+    code, log, seconds = finish(run)
+    lines = [line for line in log.splitlines() if line.startswith("NNVIS-SMOKE ")]
+    assert lines, f"{name}: no summary (exit code {code}, {seconds:.0f} s); log tail:\n{log[-4000:]}"
+    summary = json.loads(lines[-1][len("NNVIS-SMOKE "):])
+    failed = {check: result.get("error", "") + "\n" + result.get("traceback", "")
+              for check, result in summary["checks"].items() if not result["ok"]}
+    assert not failed, f"Blender {summary['blender']}: " + "\n\n".join(
+        f"[{check}] {message}" for check, message in failed.items())
+    assert summary["ok"] and code == 0, (code, summary)
+    assert summary["blender"].startswith(MATRIX[name]), summary["blender"]
+    expected = {"install", "broken_import", "import", "render", "remove_network", "reregister"}
+    assert set(summary["checks"]) == expected
+    layers = json.loads(EXAMPLE.read_text(encoding="utf-8"))["layers"]
+    assert summary["checks"]["import"]["layers"] == len(layers)
+    assert summary["checks"]["import"]["cells"] == sum(math.prod(layer["output_shape"])
+                                                       for layer in layers)
+    print(f"Blender {summary['blender']}: smoke {summary['seconds']:.1f} s in-process, "
+          f"{seconds:.1f} s wall (matrix venv check {run['setup_seconds']:.1f} s)")
