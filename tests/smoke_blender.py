@@ -11,7 +11,8 @@ library, so it runs in a venv that holds nothing but a bpy wheel (scripts/env_ma
 2. a broken copy of the export fails with one operator error and leaves ``bpy.data`` unchanged;
 3. File > Import (``bpy.ops.import_scene.nnvis``) builds one object per layer, and every layer's
    evaluated instances (counted through ``depsgraph.object_instances``; the GeometrySet Python
-   API only exists from 4.3 on) are its cells; every connection object evaluates to geometry;
+   API only exists from 4.3 on) are its cells, each showing its recorded activation; every
+   connection object evaluates to geometry;
 4. a 32x18 Cycles frame (4 samples, CPU; ``--size``, ``--samples``) is not black;
 5. "Remove Network" leaves ``bpy.data`` as it was before the import;
 6. disabling and re-enabling the extension leaves no nnvis class registered in between, and
@@ -175,8 +176,68 @@ def main(argv=None) -> int:
         check(connections, "no connection objects")
         check(not empty, f"connection objects without evaluated geometry: {empty}")
         check(bpy.context.scene.camera is not None, "no scene camera")
+        state["layers"] = layers
         return {"layers": len(layers), "cells": sum(per_layer.values()),
                 "connections": len(connections)}
+
+    def activations():
+        """Every cell's evaluated ``activation`` is the recorded value it shows (NaN/Inf read 0)
+        and ``activation_norm`` lies in 0..1. Instance attributes have no Python API before
+        4.3, so a temporary Realize Instances modifier bakes them onto the cubes' vertices."""
+        root, layers = state["root"], state["layers"]
+        sample, epoch = int(root["nnvis_sample"]), int(round(root["nnvis_epoch"]))
+        group = bpy.data.node_groups.new("smoke realize", "GeometryNodeTree")
+        group.interface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
+        group.interface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
+        group.is_modifier = True
+        group_in = group.nodes.new("NodeGroupInput")
+        realize = group.nodes.new("GeometryNodeRealizeInstances")
+        group_out = group.nodes.new("NodeGroupOutput")
+        group.links.new(group_in.outputs[0], realize.inputs[0])
+        group.links.new(realize.outputs[0], group_out.inputs[0])
+        checked = 0
+        try:
+            for obj in layers:
+                cells = len(obj.data.vertices)
+                recorded = [0.0] * cells
+                obj.data.attributes[f"nnvis_act_s{sample}_e{epoch}"].data.foreach_get(
+                    "value", recorded)
+                expected = [v if math.isfinite(v) else 0.0 for v in recorded]
+                modifier = obj.modifiers.new("smoke realize", "NODES")
+                modifier.node_group = group
+                try:
+                    depsgraph = bpy.context.evaluated_depsgraph_get()
+                    evaluated = obj.evaluated_get(depsgraph)
+                    mesh = evaluated.to_mesh()
+                    try:
+                        values = {}
+                        for name in ("activation", "activation_norm"):
+                            attribute = mesh.attributes.get(name)
+                            check(attribute is not None and attribute.domain == "POINT",
+                                  f"{obj.name}: no realized {name!r} point attribute")
+                            data = [0.0] * len(mesh.vertices)
+                            attribute.data.foreach_get("value", data)
+                            values[name] = data
+                        realized = len(mesh.vertices)  # the label's, then 8 per cube
+                        # The layer's own mesh (the label) comes first, then the cubes.
+                        got = values["activation"][realized - cells * 8::8]
+                        norm = values["activation_norm"][realized - cells * 8::8]
+                    finally:
+                        evaluated.to_mesh_clear()
+                finally:
+                    obj.modifiers.remove(modifier)
+                check(realized >= 8 * cells, f"{obj.name}: {realized} realized vertices for "
+                                             f"{cells} cells")
+                bad = [i for i, (a, b) in enumerate(zip(got, expected))
+                       if abs(a - b) > 1e-4 * max(1.0, abs(b))]
+                check(not bad, f"{obj.name}: cell {bad[:1]} shows {got[bad[0]] if bad else 0} "
+                               f"instead of {expected[bad[0]] if bad else 0} ({len(bad)} cells off)")
+                check(all(0.0 <= v <= 1.0 for v in norm), f"{obj.name}: activation_norm "
+                                                          "outside 0..1 (or NaN)")
+                checked += cells
+        finally:
+            bpy.data.node_groups.remove(group)
+        return {"cells": checked, "sample": sample, "epoch": epoch}
 
     def render():
         scene = bpy.context.scene
@@ -246,6 +307,7 @@ def main(argv=None) -> int:
     if checks.run("install", install):
         checks.run("broken_import", broken_import)
         if checks.run("import", import_example):
+            checks.run("activations", activations)
             if not args.no_render:
                 checks.run("render", render)
             checks.run("remove_network", remove)
