@@ -294,3 +294,23 @@ def test_disable_enable_cycles_leave_nothing_and_import_still_works(installed, t
     assert_cells_evaluate(root)
     assert bpy.ops.nnvis.remove_network(network=root.name) == {"FINISHED"}
     assert all_data() == before, difference(before, all_data())
+
+
+def test_remove_an_animated_network_with_its_epoch_counter(empty, tiny):
+    """Epoch playback adds keyframes (an action) and a counter object parented to the camera."""
+    before = all_data()
+    orphans_before = orphans()
+    root = import_file(tiny)
+    playback = installed_module("nnvis_addon.blender.playback")
+    playback.animate_epochs(root, frames_per_epoch=4, hold_frames=2)
+    counter = playback.find_counter(root)
+    assert counter is not None and root.animation_data.action is not None
+    counter_name = counter.name
+    # Picking the counter picks its network.
+    for obj in bpy.context.view_layer.objects.selected:
+        obj.select_set(False)
+    bpy.context.view_layer.objects.active = counter
+    assert bpy.ops.nnvis.remove_network() == {"FINISHED"}
+    assert counter_name not in bpy.data.objects
+    assert all_data() == before, difference(before, all_data())
+    assert orphans() == orphans_before

@@ -1,7 +1,7 @@
 """Removing an imported network: the plain function behind "Remove Network".
 
 A network is its root empty, everything parented below it and everything in its collection
-(``NNVis <model>``: layers, connections, camera, light). Removing it removes those objects, the
+(``NNVis <model>``: layers, connections, camera, light, epoch counter). Removing it removes those objects, the
 data only they used (meshes, hair curves, camera and light data, their actions) and the
 collection. The shared pieces -- the "NNVis ..." node groups and materials and the "NNVis World"
 -- are removed only once no other network (or anything else) uses them, so ``bpy.data`` after
@@ -17,15 +17,21 @@ from .scene import ROOT_MARKER
 
 WORLD_MARKER = "nnvis_world"
 CAMERA_MARKER = "nnvis_camera"
+ROOT_LINK = "nnvis_root"  # an object's link to its network's root (the epoch counter's)
 BUILTIN_FONT = "<builtin>"
 
+
 def find_root(obj: bpy.types.Object | None) -> bpy.types.Object | None:
-    """The root of the network ``obj`` belongs to (itself, an ancestor, or the root sharing its
-    network collection), or None."""
+    """The root of the network ``obj`` belongs to (itself, an ancestor, the root an object links
+    to through ``nnvis_root`` such as the epoch counter, or the root sharing its network
+    collection, for the camera and light), or None."""
     seen = obj
     while seen is not None:
         if seen.get(ROOT_MARKER):
             return seen
+        linked = seen.get(ROOT_LINK)
+        if isinstance(linked, bpy.types.Object) and linked.get(ROOT_MARKER):
+            return linked
         seen = seen.parent
     if obj is None:
         return None
@@ -51,13 +57,18 @@ def network_collections(root: bpy.types.Object) -> list[bpy.types.Collection]:
 
 
 def network_objects(root: bpy.types.Object) -> list[bpy.types.Object]:
-    """Every object of the network: root, its descendants, and its collections' objects."""
+    """Every object of the network: root, its descendants, its collections' objects and the
+    objects linked to it through ``nnvis_root`` (the epoch counter), with their descendants."""
     objects = {root.as_pointer(): root}
     for child in root.children_recursive:
         objects[child.as_pointer()] = child
     for collection in network_collections(root):
         for obj in collection.all_objects:
             objects.setdefault(obj.as_pointer(), obj)
+    for obj in bpy.data.objects:
+        if obj.get(ROOT_LINK) == root:
+            for linked in (obj, *obj.children_recursive):
+                objects.setdefault(linked.as_pointer(), linked)
     return list(objects.values())
 
 
