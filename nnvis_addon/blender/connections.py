@@ -163,6 +163,7 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
     """
     if not obj.get(CONNECTION_MARKER):
         raise ValueError(f"{obj.name!r} is not an nnvis connection object")
+    bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
     modifier = obj.modifiers[MODIFIER_NAME]
     source = compat.get_modifier_input(modifier, "Source")
     target = compat.get_modifier_input(modifier, "Target")

@@ -128,7 +128,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
         obj = _build_layer(export, layer_plan, plan, group, cell_material, label_material)
         collection.objects.link(obj)
         obj.parent = root
-        _drive_layer(obj, root, column_heads.get(layer_plan.column - 1))
+        _drive_layer(obj, root, column_heads.get(layer_plan.column - 1), layer_plan.spacing_factor)
         column_heads.setdefault(layer_plan.column, obj)
         layer_objects[layer_plan.layer.name] = obj
         done += layer_plan.grid.cells
@@ -255,7 +255,7 @@ def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
                     {"var": (root, f'["{key}"]')})
 
 
-def _drive_layer(obj, root, previous) -> None:
+def _drive_layer(obj, root, previous, spacing_factor: float) -> None:
     """Layer controls follow the root; the layer sits one spacing after the previous column
     (represented by its first layer), less when that layer is collapsed."""
     _drive_inputs(obj, obj.modifiers[MODIFIER_NAME], root, LAYER_DRIVERS)
@@ -266,7 +266,8 @@ def _drive_layer(obj, root, previous) -> None:
         "previous": (previous, "location[0]"),
         "spacing": (root, '["nnvis_layer_spacing"]'),
         "collapse": (previous, collapse_path),
-    }, f"previous + spacing * (1 - {1 - COLLAPSED_SPACING} * collapse)", index=0)
+    }, f"previous + spacing * {spacing_factor:g} * (1 - {1 - COLLAPSED_SPACING:g} * collapse)",
+        index=0)
 
 
 def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> None:

@@ -123,6 +123,15 @@ KNOWN_LAYER_TYPES = frozenset({
 })
 
 
+# Layers that keep their input's shape (normalisation, activation, merges): they follow the
+# previous column at a fraction of the layer spacing, so deep networks stay compact.
+COMPACT_LAYER_TYPES = frozenset({
+    "BatchNormalization", "LayerNormalization", "Activation", "ReLU", "LeakyReLU", "PReLU", "ELU",
+    "Softmax", "Dropout", "SpatialDropout2D", "Rescaling", "Normalization", "ZeroPadding1D",
+    "ZeroPadding2D", "Identity", "Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum",
+})
+
+
 @dataclass
 class LayoutOptions:
     map_layout: str = "grid"          # feature maps: "linear" or "grid"
@@ -137,6 +146,7 @@ class LayoutOptions:
     max_layer_cells: int | None = 250_000  # larger layers show downsampled maps (None: never)
     branch_gap: float = 1.0           # between layers side by side in one column (branches)
     block_cells: float = 6.0          # size of an unknown layer's block, in cells
+    compact_spacing: float = 0.4      # spacing before a column of COMPACT_LAYER_TYPES, relative
 
     def __post_init__(self):
         if self.map_layout not in MAP_LAYOUTS:
@@ -152,6 +162,7 @@ class LayerPlan:
     layer: Layer
     grid: CellGrid                    # what is drawn (downsampled or a block for big/unknown)
     column: int                       # longest path from an input: layers of a column share x
+    spacing_factor: float             # gap to the previous column, in layer spacings
     x: float
     y: float                          # side-by-side offset of parallel branches in a column
     stride: int                       # display downsampling of each map (1: every cell)
@@ -280,13 +291,14 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
         else:
             grid_layout = 1.0 if options.map_layout == "grid" else 0.0
             gap, depth, scale = options.channel_gap, options.tile_depth, 1.0
-        plan = LayerPlan(layer=layer, grid=grid, column=column, x=column * options.layer_spacing,
+        plan = LayerPlan(layer=layer, grid=grid, column=column, spacing_factor=1.0, x=0.0,
                          y=0.0, stride=stride, block=block, grid_layout=grid_layout,
                          channel_gap=gap, tile_depth=depth, cell_scale=scale, value_min=0.0,
                          value_max=1.0, label=layer_label(layer, grid, stride, block))
         plan.value_min, plan.value_max = activation_range(
             [plan.display_values(epoch.activations[layer.name]) for epoch in export.epochs])
         plans.append(plan)
+    _place_columns(plans, options)
     _place_branches(plans, options)
     global_min = min(p.value_min for p in plans)
     global_max = max(p.value_max for p in plans)
@@ -298,6 +310,21 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
         lo[2], hi[2] = min(lo[2], -height / 2), max(hi[2], height / 2)
     return NetworkPlan(options=options, layers=plans, global_min=global_min, global_max=global_max,
                        bounds_min=tuple(lo), bounds_max=tuple(hi), warnings=warnings)
+
+
+def _place_columns(plans: list[LayerPlan], options: LayoutOptions) -> None:
+    """x of each column: the previous column's plus the spacing, a fraction of it when every
+    layer of the column is a compact (shape-keeping) layer."""
+    factor: dict[int, float] = {}
+    for plan in plans:
+        own = options.compact_spacing if plan.layer.type in COMPACT_LAYER_TYPES else 1.0
+        factor[plan.column] = max(factor.get(plan.column, 0.0), own)
+    x = {0: 0.0}
+    for column in range(1, max(factor) + 1):
+        x[column] = x[column - 1] + options.layer_spacing * factor[column]
+    for plan in plans:
+        plan.spacing_factor = factor[plan.column] if plan.column else 0.0
+        plan.x = x[plan.column]
 
 
 def _place_branches(plans: list[LayerPlan], options: LayoutOptions) -> None:
