@@ -14,8 +14,10 @@ library, so it runs in a venv that holds nothing but a bpy wheel (scripts/env_ma
    API only exists from 4.3 on) are its cells, each showing its recorded activation; every
    connection object evaluates to geometry;
 4. a 32x18 Cycles frame (4 samples, CPU; ``--size``, ``--samples``) is not black;
-5. "Remove Network" leaves ``bpy.data`` as it was before the import;
-6. disabling and re-enabling the extension leaves no nnvis class registered in between, and
+5. re-bundling to another point count and epoch playback work (their APIs moved in 4.3/4.4);
+6. "Remove Network" (with the playback's keyframes and epoch counter) leaves ``bpy.data`` as it
+   was before the import;
+7. disabling and re-enabling the extension leaves no nnvis class registered in between, and
    importing works again afterwards.
 
 Prints a JSON summary (also written to ``--out``/summary.json) and exits 1 if any check failed.
@@ -274,6 +276,42 @@ def main(argv=None) -> int:
                                                 f"mean {mean:.4f}")
         return {"max": round(brightest, 4), "mean": round(mean, 4), "image": str(path)}
 
+    def features():
+        """Re-bundle with another point count (``Curves.resize_curves`` is 4.3+) and keyframed
+        epoch playback (legacy F-curves before 4.4, layered actions after) through the UI's
+        operators."""
+        root = state["root"]
+        scene = bpy.context.scene
+        connections = [c for c in root.children if c.get("nnvis_connection")]
+        for obj in bpy.context.view_layer.objects.selected:
+            obj.select_set(False)
+        for obj in connections:
+            obj.select_set(True)
+        bpy.context.view_layer.objects.active = connections[0]
+        result = bpy.ops.object.nnvis_rebundle(points_per_edge=7)
+        check(result == {"FINISHED"}, f"re-bundle returned {result}")
+        connections = [c for c in root.children if c.get("nnvis_connection")]
+        for obj in connections:
+            points = len(obj.data.points) // max(1, len(obj.data.curves))
+            check(points == 7, f"{obj.name}: {points} points per curve after re-bundling to 7")
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        tubes = {instance.parent.original.name for instance in depsgraph.object_instances
+                 if instance.is_instance and instance.parent is not None
+                 and instance.parent.original.get("nnvis_connection")}
+        check(tubes == {obj.name for obj in connections}, "connections without tubes after re-bundle")
+
+        bpy.context.view_layer.objects.active = root
+        result = bpy.ops.nnvis.animate_epochs(frames_per_epoch=2, hold_frames=1)
+        check(result == {"FINISHED"}, f"animate epochs returned {result}")
+        epochs = len(root["nnvis_epoch_numbers"])
+        scene.frame_set(scene.frame_start)
+        first = float(root["nnvis_epoch"])
+        scene.frame_set(scene.frame_end)
+        last = float(root["nnvis_epoch"])
+        check((first, last) == (0.0, float(epochs - 1)),
+              f"epoch at the first/last frame: {first}/{last}, expected 0/{epochs - 1}")
+        return {"frames": [scene.frame_start, scene.frame_end]}
+
     def remove():
         root = state["root"]
         for obj in bpy.context.view_layer.objects.selected:
@@ -310,6 +348,7 @@ def main(argv=None) -> int:
             checks.run("activations", activations)
             if not args.no_render:
                 checks.run("render", render)
+            checks.run("features", features)
             checks.run("remove_network", remove)
         checks.run("reregister", reregister)
 

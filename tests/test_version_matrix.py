@@ -4,7 +4,7 @@ Each Blender is a bpy wheel in its own venv (bpy 5.0.1 is the suite's own ``.ven
 ones come from scripts/env_matrix.sh, which this test runs to create them when missing, so
 ``bash scripts/test.sh`` works from a clean clone). In each, tests/smoke_blender.py installs the
 zip, fails a broken import cleanly, imports the bundled example (one object per layer, every
-cell evaluated and showing its recorded activation), renders a tiny Cycles frame, removes the network and cycles disable/enable.
+cell evaluated and showing its recorded activation), renders a tiny Cycles frame, re-bundles, animates epochs, removes the network and cycles disable/enable.
 The three Blenders run at once, each in its own process.
 """
 
@@ -96,8 +96,8 @@ def test_extension_works_in_blender(smoke_runs, name):
         f"[{check}] {message}" for check, message in failed.items())
     assert summary["ok"] and code == 0, (code, summary)
     assert summary["blender"].startswith(MATRIX[name]), summary["blender"]
-    expected = {"install", "broken_import", "import", "activations", "render", "remove_network",
-                "reregister"}
+    expected = {"install", "broken_import", "import", "activations", "render", "features",
+                "remove_network", "reregister"}
     assert set(summary["checks"]) == expected
     layers = json.loads(EXAMPLE.read_text(encoding="utf-8"))["layers"]
     assert summary["checks"]["import"]["layers"] == len(layers)

@@ -3,6 +3,7 @@
 * Geometry-nodes modifier inputs are ID properties keyed by socket identifier up to 5.1
   (``mod["Socket_2"]``); 5.2 moves them to ``mod.properties.inputs``.
 * ``Action.fcurves`` was removed in 5.0 (layered actions): F-curves live in channelbags.
+* ``Curves.resize_curves`` exists from 4.3 on; 4.2 gets a new hair-curves data-block.
 """
 
 from __future__ import annotations
@@ -73,3 +74,49 @@ def enable_nodes(id_data) -> None:
     """Materials and worlds always use nodes from 5.0 on (``use_nodes`` is deprecated there)."""
     if id_data.node_tree is None:
         id_data.use_nodes = True
+
+
+# Attribute data type -> (foreach key, components, numpy dtype name)
+_ATTRIBUTE_LAYOUT = {
+    "FLOAT": ("value", 1, "float32"), "INT": ("value", 1, "int32"), "INT8": ("value", 1, "int32"),
+    "BOOLEAN": ("value", 1, "bool"), "FLOAT2": ("vector", 2, "float32"),
+    "INT32_2D": ("value", 2, "int32"), "FLOAT_VECTOR": ("vector", 3, "float32"),
+    "FLOAT_COLOR": ("color", 4, "float32"), "BYTE_COLOR": ("color", 4, "float32"),
+    "QUATERNION": ("value", 4, "float32"), "FLOAT4X4": ("value", 16, "float32"),
+}
+
+
+def resize_curves(obj: bpy.types.Object, sizes: list[int]):
+    """Give every curve of ``obj``'s hair curves ``sizes[i]`` points; return the data-block.
+
+    Curve-domain attributes are kept; point-domain ones (positions included) must be rewritten.
+    Blender 4.3+ resizes in place (``Curves.resize_curves``); 4.2 has no such call, so a new
+    data-block with the curve attributes copied replaces the old one, which is removed.
+    """
+    import numpy as np
+
+    old = obj.data
+    if hasattr(old, "resize_curves"):
+        old.resize_curves(sizes)
+        return old
+    new = bpy.data.hair_curves.new(old.name)
+    new.add_curves(sizes)
+    count = len(old.curves)
+    for attribute in old.attributes:
+        if attribute.domain != "CURVE" or attribute.name.startswith(".") or \
+                attribute.data_type not in _ATTRIBUTE_LAYOUT:
+            continue
+        key, components, dtype = _ATTRIBUTE_LAYOUT[attribute.data_type]
+        values = np.zeros(count * components, dtype)
+        attribute.data.foreach_get(key, values)
+        target = new.attributes.get(attribute.name) or new.attributes.new(
+            attribute.name, attribute.data_type, "CURVE")
+        target.data.foreach_set(key, values)
+    for material in old.materials:
+        new.materials.append(material)
+    name = old.name
+    obj.data = new
+    if old.users == 0:
+        bpy.data.hair_curves.remove(old)
+        new.name = name
+    return new

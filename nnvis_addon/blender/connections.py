@@ -191,7 +191,7 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
     curves, straight = link_curves(start, end, weights, arc,
                                    ConnectionOptions(bundling=params), bundle=bundle)
     if curves.shape[1] != len(data.points) // count:
-        data.resize_curves([curves.shape[1]] * count)
+        data = compat.resize_curves(obj, [curves.shape[1]] * count)
     _write_shape(data, curves, straight)
     data.update_tag()
     obj.update_tag()
