@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import ExportError
+from .errors import CustomLayerWarning, ExportError
 from .summary import summarize
 
 from ._version import __version__
@@ -25,7 +25,7 @@ _KERAS_NAMES = {
     "load_model", "load_samples", "model_graph",
 }
 
-__all__ = sorted(_KERAS_NAMES | {"ExportError", "summarize", "__version__"})
+__all__ = sorted(_KERAS_NAMES | {"CustomLayerWarning", "ExportError", "summarize", "__version__"})
 
 if TYPE_CHECKING:  # pragma: no cover
     from .keras_export import (EpochRecorder, export_checkpoints, export_model, list_checkpoints,

@@ -7,3 +7,8 @@ from nnvis_addon.core.export_format import NnvisError
 
 class ExportError(NnvisError):
     """The exporter cannot do what was asked: a wrong input, an unsupported model, a bad file."""
+
+
+class CustomLayerWarning(UserWarning):
+    """A layer is a user-defined class: it is exported (type = its class name, its output and
+    weights) but nnvis has no special drawing for it and shows it as a generic block."""

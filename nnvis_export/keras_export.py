@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -28,7 +29,7 @@ import keras
 from nnvis_addon.core.export_format import ExportFormatError, ExportWriter, read_export
 
 from ._version import __version__
-from .errors import ExportError
+from .errors import CustomLayerWarning, ExportError
 
 ACTIVATION_DTYPES = ("float16", "float32")
 WEIGHT_DTYPE = "float32"
@@ -36,7 +37,22 @@ GENERATOR = f"nnvis_export {__version__}"
 
 #: Layer configuration keys that matter for drawing; only the ones a layer has are exported.
 CONFIG_KEYS = ("filters", "units", "kernel_size", "strides", "padding", "pool_size", "activation",
-               "use_bias", "axis", "rate", "data_format")
+               "use_bias", "axis", "rate", "data_format",
+               # DepthwiseConv2D/SeparableConv2D, dilated and grouped convolutions
+               "depth_multiplier", "dilation_rate", "groups",
+               # ReLU, LeakyReLU
+               "max_value", "negative_slope", "threshold",
+               # Reshape, global pooling, resampling, cropping
+               "target_shape", "keepdims", "size", "interpolation", "cropping",
+               # Rescaling, Normalization (mean/variance only when given as small constants)
+               "scale", "offset", "mean", "variance", "invert")
+
+#: Keys left out when they hold Keras's default (plain convolutions stay as they always were).
+CONFIG_DEFAULTS = {"dilation_rate": 1, "groups": 1}
+
+#: Config values that are lists of numbers (Normalization's mean/variance, a Rescaling scale per
+#: channel) are exported only up to this many numbers; larger ones stay in the weights or out.
+CONFIG_MAX_NUMBERS = 256
 
 #: Variable names kept as they are; any other variable is named after its path's last part.
 SHORT_WEIGHT_NAMES = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance",
@@ -187,13 +203,48 @@ def _config_subset(layer) -> dict:
         config = layer.get_config()
     except Exception:  # noqa: BLE001 - some layers (TFSMLayer, custom) have no usable config
         return {}
+    if not isinstance(config, Mapping):
+        return {}
     subset = {}
     for key in CONFIG_KEYS:
         if key in config:
             value = _jsonable(config[key])
+            if _count_numbers(value) > CONFIG_MAX_NUMBERS or _is_default(key, value):
+                continue
             if value is not None or key == "axis":
                 subset[key] = value
     return subset
+
+
+def _is_default(key: str, value) -> bool:
+    if key not in CONFIG_DEFAULTS:
+        return False
+    values = value if isinstance(value, list) else [value]
+    return all(v == CONFIG_DEFAULTS[key] for v in values)
+
+
+def _count_numbers(value) -> int:
+    if isinstance(value, list):
+        return sum(_count_numbers(v) for v in value)
+    return 1
+
+
+def is_builtin_layer(layer) -> bool:
+    """Whether ``layer`` is one of Keras's own layer classes (not a user-defined subclass)."""
+    module = type(layer).__module__ or ""
+    return module == "keras" or module.startswith(("keras.", "tf_keras.", "tensorflow."))
+
+
+def _warn_custom_layers(graph: list[GraphLayer]) -> None:
+    for g in graph:
+        if g.is_input or is_builtin_layer(g.layer):
+            continue
+        weights = len(getattr(g.layer, "weights", []) or [])
+        warnings.warn(
+            f"layer {g.name!r} is a custom layer class {g.type} "
+            f"({type(g.layer).__module__}.{type(g.layer).__qualname__}); it is exported with its "
+            f"output{' and its ' + str(weights) + ' weights' if weights else ''}, and nnvis will "
+            f"draw it as a generic block", CustomLayerWarning, stacklevel=4)
 
 
 def _jsonable(value):
@@ -206,18 +257,29 @@ def _jsonable(value):
         return items
     if isinstance(value, np.generic):
         return _jsonable(value.item())
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
     if isinstance(value, dict):  # a serialized object such as a custom activation
         name = value.get("config", {}).get("name") if isinstance(value.get("config"), dict) else None
         return str(name or value.get("class_name") or value)
     return str(value)
 
 
+#: Keras 3 names some weights differently from the format's short names: {class: {keras: nnvis}}.
+WEIGHT_RENAMES = {
+    "DepthwiseConv1D": {"kernel": "depthwise_kernel"},
+    "DepthwiseConv2D": {"kernel": "depthwise_kernel"},
+}
+
+
 def _weight_names(layer, variables) -> list[str]:
+    renames = WEIGHT_RENAMES.get(type(layer).__name__, {}) if is_builtin_layer(layer) else {}
     names = []
     for v in variables:
         name = str(getattr(v, "name", "") or "").split(":")[0]
         if name not in SHORT_WEIGHT_NAMES:
             name = str(getattr(v, "path", name)).split("/")[-1].split(":")[0] or name
+        name = renames.get(name, name)
         names.append(name or "weight")
     if len(set(names)) == len(names):
         return names
@@ -415,6 +477,7 @@ class ExportSession:
         _build_sequential(model, samples)
         self.graph = model_graph(model)
         _check_data_format(self.graph)
+        _warn_custom_layers(self.graph)
         input_shape, input_dtype = _input_spec(model)
         self.samples = prepare_samples(samples, input_shape, input_dtype)
         count = self.samples.shape[0]
@@ -447,8 +510,14 @@ class ExportSession:
     # -- recording ---------------------------------------------------------------------------
 
     def _add(self, array: np.ndarray, dtype: str) -> int:
+        array = np.asarray(array)
         ref = self.writer.add_array(array, dtype=dtype)
-        self.bytes_written += int(np.asarray(array).size) * np.dtype(dtype).itemsize
+        if array.ndim == 0 and self.writer.arrays[ref]["shape"] != []:
+            # A scalar weight (Normalization's ``count``): ExportWriter.add_array stores 0-d
+            # arrays as shape [1] (np.ascontiguousarray returns at least 1-d); the format allows
+            # shape [] (one element) and the layer declares [], so record it as such.
+            self.writer.arrays[ref]["shape"] = []
+        self.bytes_written += int(array.size) * np.dtype(dtype).itemsize
         return ref
 
     def _start(self, activations: dict[str, np.ndarray]) -> None:
