@@ -28,7 +28,7 @@ import math
 from .builder import FieldMath, TreeBuilder, find_current, new_tree
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 5
+VERSION = 6
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
 # Collapse Summary -> attribute prefix of the per-cell summary over channels.
 SUMMARY_PREFIXES = {1: "nnvis_max_", 2: "nnvis_mean_"}
@@ -71,6 +71,7 @@ INPUTS = (
     ("Label", "STRING", "", None, None, None, "Text shown above the layer"),
     ("Label Size", "FLOAT", 0.3, 0.0, None, "DISTANCE", "Height of the label's letters"),
     ("Show Label", "BOOLEAN", True, None, None, None, "Draw the label"),
+    ("Viewport Points", "BOOLEAN", False, None, None, None, "Draw cells as points in the viewport (big layers); tiles in renders"),
     ("Label Material", "MATERIAL", None, None, None, None, "Material of the label"),
 )
 
@@ -207,6 +208,16 @@ def build_layer_group():
     label = b.node("GeometryNodeSwitch", {0: inp["Show Label"], "True": label.outputs[0]},
                    input_type="GEOMETRY")
 
+    # Level of detail: in the viewport a big layer can show points instead of tile instances.
+    points = b.node("GeometryNodeMeshToPoints", {"Mesh": stored.outputs[0],
+                                                  "Radius": m.mul(tile, 0.5)})
+    points = b.node("GeometryNodeSetMaterial", {"Geometry": points.outputs[0],
+                                                "Material": inp["Cell Material"]})
+    as_points = b.node("FunctionNodeBooleanMath", {
+        0: b.node("GeometryNodeIsViewport").outputs[0], 1: inp["Viewport Points"]},
+        operation="AND").outputs[0]
+    cells = b.node("GeometryNodeSwitch", {0: as_points, "False": cells.outputs[0],
+                                          "True": points.outputs[0]}, input_type="GEOMETRY")
     joined = b.node("GeometryNodeJoinGeometry")
     b.link(cells.outputs[0], joined.inputs[0])
     b.link(label.outputs[0], joined.inputs[0])

@@ -14,7 +14,7 @@ from .builder import BUILDER_VERSION_KEY, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 1
+VERSION = 2
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -86,7 +86,7 @@ def ensure_label_material() -> bpy.types.Material:
 
 CONNECTION_MATERIAL = "NNVis Connection"
 NEGATIVE_COLOUR = (0.05, 0.25, 1.0, 1.0)
-NEUTRAL_COLOUR = (0.45, 0.45, 0.5, 1.0)
+NEUTRAL_COLOUR = (0.16, 0.17, 0.2, 1.0)
 POSITIVE_COLOUR = (1.0, 0.18, 0.06, 1.0)
 
 

@@ -35,6 +35,7 @@ MODIFIER_NAME = "NNVis Layer"
 ROOT_MARKER = "nnvis_network"
 LAYER_MARKER = "nnvis_layer"
 NORMALIZE_MODES = ("layer", "global")
+VIEWPORT_POINTS_ABOVE = 50_000  # layers with more cells show points in the viewport
 COLLAPSED_SPACING = 0.5  # the gap after a fully collapsed layer, relative to the layer spacing
 
 Progress = Callable[[float, str], None]
@@ -222,6 +223,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
         "Cell Material": cell_material, "Label Material": label_material,
         "Label": layer_plan.label, "Label Size": label_size(plan.options.cell_size),
         "Has Summaries": summaries,
+        "Viewport Points": grid.cells > VIEWPORT_POINTS_ABOVE,
     }
     for name, value in inputs.items():
         compat.set_modifier_input(modifier, name, value)
