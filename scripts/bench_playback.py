@@ -1,0 +1,203 @@
+#!/usr/bin/env python3
+"""Playback benchmark: geometry-nodes evaluation time per frame of an epoch animation. Prints
+figures only (not a test).
+
+1. the bundled digits example (8 layers, 7 connection objects, the epoch counter), animated with
+   ``playback.animate_epochs`` (default 24 frames per epoch, 12 hold frames); every frame of the
+   animation is visited with ``scene.frame_set`` (which evaluates the depsgraph: keyframes,
+   drivers, every modifier) and timed; mean / median / max, goal <= 40 ms a frame. Then the same
+   frames with only the layers, only the connections, only the counter evaluated (the other
+   modifiers switched off), to show where the time goes;
+2. a VGG16-shaped scene: ``keras.applications.VGG16(weights=None)``, one random sample, two
+   recorded epochs (the random weights, then the same weights plus 1 % noise, so the animation
+   interpolates real changes), exported with nnvis_export into a temporary folder, imported with
+   connections, animated and stepped through ``--vgg-frames`` frames.
+
+    .venv/bin/python scripts/bench_playback.py [--frames-per-epoch 24] [--hold-frames 12]
+        [--no-vgg] [--vgg-frames 12] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "digits" / "digits_cnn.nnvis.json"
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def import_extension_package(name: str = "nnvis"):
+    import importlib.util
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_average() -> str:
+    try:
+        return "load average %.1f %.1f %.1f" % os.getloadavg()
+    except OSError:
+        return "load average n/a"
+
+
+def step_frames(scene, frames) -> list[float]:
+    """Seconds per ``frame_set`` (full depsgraph evaluation of that frame)."""
+    scene.frame_set(frames[0] - 1 if frames[0] > scene.frame_start else frames[-1])
+    times = []
+    for frame in frames:
+        start = time.perf_counter()
+        scene.frame_set(frame)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float]) -> str:
+    return (f"mean {statistics.fmean(times) * 1e3:7.1f} ms, median "
+            f"{statistics.median(times) * 1e3:7.1f} ms, max {max(times) * 1e3:7.1f} ms "
+            f"({len(times)} frames)")
+
+
+def modifier_groups(root, scene_api, connections, playback):
+    layers = [o.modifiers[0] for o in scene_api.network_layers(root)]
+    links = [o.modifiers[0] for o in connections.network_connections(root)]
+    counter = playback.find_counter(root)
+    return {"layers": layers, "connections": links,
+            "counter": [counter.modifiers[0]] if counter is not None else []}
+
+
+def breakdown(scene, frames, groups) -> None:
+    everything = [m for group in groups.values() for m in group]
+    for name, group in groups.items():
+        for modifier in everything:
+            modifier.show_viewport = modifier in group
+        for modifier in everything:
+            modifier.id_data.update_tag()
+        print(f"  only {name:12s} ({len(group)} modifiers): {summary(step_frames(scene, frames))}")
+    for modifier in everything:
+        modifier.show_viewport = True
+        modifier.id_data.update_tag()
+    for modifier in everything:
+        modifier.show_viewport = False
+        modifier.id_data.update_tag()
+    print(f"  no modifiers (keyframes + drivers only): {summary(step_frames(scene, frames))}")
+    for modifier in everything:
+        modifier.show_viewport = True
+        modifier.id_data.update_tag()
+
+
+def describe(root, scene_api, connections) -> str:
+    layers = scene_api.network_layers(root)
+    links = connections.network_connections(root)
+    cells = sum(len(o.data.vertices) for o in layers)
+    edges = sum(len(o.data.curves) for o in links)
+    return (f"{len(layers)} layers, {cells:,} cells, {len(links)} connection objects, "
+            f"{edges:,} edges, {len(root['nnvis_epoch_numbers'])} epochs")
+
+
+def bench_example(args, bpy, scene_api, connections, playback) -> None:
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    root = scene_api.import_network(EXAMPLE, scene_api.ImportOptions())
+    first, last = playback.animate_epochs(root, args.frames_per_epoch, args.hold_frames)
+    print(f"\nexample: {describe(root, scene_api, connections)}; frames {first}-{last}")
+    frames = list(range(first, last + 1))
+    step_frames(scene, frames[:5])  # warm-up
+    print(f"  every frame, everything:    {summary(step_frames(scene, frames))}   [{load_average()}]")
+    sample = frames[:: max(1, len(frames) // 60)]
+    breakdown(scene, sample, modifier_groups(root, scene_api, connections, playback))
+
+
+def export_vgg(folder: Path) -> Path:
+    import keras
+    import numpy as np
+    from nnvis_export.keras_export import ExportSession
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.VGG16(weights=None, input_shape=(224, 224, 3))
+    sample = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32) * 255.0
+    session = ExportSession(model, sample, folder, name="vgg16", verbose=False)
+    try:
+        session.record(0, None)
+        rng = np.random.default_rng(1)
+        model.set_weights([w + 0.01 * np.std(w) * rng.standard_normal(w.shape).astype(w.dtype)
+                           for w in model.get_weights()])
+        session.record(1, None)
+    except BaseException:
+        session.abort()
+        raise
+    return session.finish()
+
+
+def bench_vgg(args, bpy, scene_api, connections, playback) -> None:
+    import resource
+
+    work = args.keep or Path(tempfile.mkdtemp(prefix="nnvis-bench-playback-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        start = time.perf_counter()
+        path = export_vgg(work / "vgg16")
+        size = sum(p.stat().st_size for p in path.parent.iterdir())
+        print(f"\nVGG16 export (1 random sample, 2 epochs): {time.perf_counter() - start:.1f} s, "
+              f"{size / 1e6:.0f} MB")
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene = bpy.context.scene
+        start = time.perf_counter()
+        root = scene_api.import_network(path, scene_api.ImportOptions())
+        print(f"  import with connections: {time.perf_counter() - start:.1f} s; "
+              f"{describe(root, scene_api, connections)}")
+        start = time.perf_counter()
+        first, last = playback.animate_epochs(root, args.frames_per_epoch, args.hold_frames)
+        print(f"  animate_epochs (+ first frame): {time.perf_counter() - start:.1f} s; "
+              f"frames {first}-{last}")
+        transition = list(range(first + args.hold_frames, last - args.hold_frames + 1))
+        frames = transition[:: max(1, len(transition) // args.vgg_frames)][: args.vgg_frames]
+        print(f"  transition frames, everything: {summary(step_frames(scene, frames))}   "
+              f"[{load_average()}]")
+        breakdown(scene, frames[: max(3, len(frames) // 3)],
+                  modifier_groups(root, scene_api, connections, playback))
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+        print(f"  peak resident memory of this process: {peak:.1f} GB")
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames-per-epoch", type=int, default=24)
+    parser.add_argument("--hold-frames", type=int, default=12)
+    parser.add_argument("--no-example", action="store_true")
+    parser.add_argument("--no-vgg", action="store_true")
+    parser.add_argument("--vgg-frames", type=int, default=12)
+    parser.add_argument("--keep", type=Path, help="write the VGG export here and keep it")
+    args = parser.parse_args(argv)
+
+    import bpy
+    import_extension_package()
+    from nnvis.nnvis_addon.blender import connections, playback, scene as scene_api
+
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+          f"Blender {bpy.app.version_string}; {load_average()}")
+    if not args.no_example:
+        bench_example(args, bpy, scene_api, connections, playback)
+    if not args.no_vgg:
+        bench_vgg(args, bpy, scene_api, connections, playback)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
