@@ -232,7 +232,9 @@ def skip_arc(points_per_edge: int, skipped_columns: int, height: float) -> np.nd
         return np.zeros(points_per_edge, np.float32)
     # The first skipped column sits at t = 1 / (k + 1): reach full height by then.
     steepness = 1.0 / np.sin(np.pi / (skipped_columns + 1))
-    return (height * np.minimum(1.0, steepness * np.sin(np.pi * t))).astype(np.float32)
+    arc = (height * np.minimum(1.0, steepness * np.sin(np.pi * t))).astype(np.float32)
+    arc[[0, -1]] = 0.0  # end points stay exactly on their cells
+    return arc
 
 
 def skip_clearance(plan: NetworkPlan, link: LayerLink, label_height: float) -> float:
