@@ -14,7 +14,7 @@ from .builder import BUILDER_VERSION_KEY, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 2
+VERSION = 3
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -116,6 +116,10 @@ def ensure_connection_material() -> bpy.types.Material:
                     data_type="RGBA")
     strength = attribute("strength_norm").outputs["Fac"]
     glow = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.4, "To Max": 3.0})
+    # Structural links (pooling, merges) carry no weights: keep them quiet beside weighted ones.
+    quiet = b.node("ShaderNodeMapRange", {"Value": attribute("structural").outputs["Fac"],
+                                          "To Min": 1.0, "To Max": 0.35})
+    glow = b.node("ShaderNodeMath", {0: glow.outputs[0], 1: quiet.outputs[0]}, operation="MULTIPLY")
     emission = b.node("ShaderNodeEmission", {"Color": b.out(colour, "Result"),
                                              "Strength": glow.outputs[0]})
     opacity = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.12, "To Max": 0.9})
