@@ -25,7 +25,7 @@ first and last cell.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -45,6 +45,9 @@ MERGE_TYPES = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "M
 @dataclass(frozen=True)
 class WiringOptions:
     cap: int = 200_000            # most edges one layer pair hands to bundling
+    budget: int | None = 400_000  # most edges of the whole network: big networks get a smaller
+                                  # cap per pair (never below min_cap); None: no budget
+    min_cap: int = 2_000
     top_k: int | None = None      # strongest edges kept per target unit (None: no per-target cut)
     threshold: float | None = None  # drop |w| below this (each target keeps its strongest edge)
     per_cell_limit: int = 4096    # Flatten edges run cell by cell up to this many cells
@@ -188,6 +191,10 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
         grids = {layer.name: cell_grid(layer.output_shape) for layer in export.layers}
         blocks = set()
     column = dict(zip((layer.name for layer in export.layers), layer_columns(export.layers)))
+    pairs = sum(len(layer.inbound) for layer in export.layers)
+    if options.budget is not None and pairs:
+        cap = min(options.cap, max(options.min_cap, options.budget // pairs))
+        options = replace(options, cap=cap)
     links = []
     last = len(export.epochs) - 1
     for layer in export.layers:
