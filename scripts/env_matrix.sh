@@ -7,7 +7,8 @@
 #   bash scripts/env_matrix.sh bpy45      # only .venv-bpy45
 #
 # Prints "<name> <venv python>" per venv on stdout (progress goes to stderr).
-# tests/test_version_matrix.py calls this when a venv is missing; bpy 5.0.1 is .venv (scripts/env.sh).
+# tests/test_version_matrix.py runs this (a no-op once the venvs match their stamps);
+# bpy 5.0.1 is the suite's own .venv (scripts/env.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 python="${NNVIS_PYTHON:-python3.11}"
@@ -40,7 +41,8 @@ for name in "${selected[@]}"; do
       "$python" -m venv "$venv"
       "$venv/bin/python" -m pip install --quiet --upgrade pip
       "$venv/bin/python" -m pip install --quiet "bpy==$version" "$numpy_pin"
-      "$venv/bin/python" -c "import bpy; print('nnvis: bpy', bpy.app.version_string, file=__import__('sys').stderr)"
+      "$venv/bin/python" -c \
+        "import sys, bpy; print('nnvis: bpy', bpy.app.version_string, file=sys.stderr)"
       echo "$want" > "$stamp"
     fi
   )

@@ -8,7 +8,8 @@ library, so it runs in a venv that holds nothing but a bpy wheel (scripts/env_ma
 
 1. Blender's user folders point at fresh folders under ``--out``; the zip is installed with
    ``bpy.ops.extensions.package_install_files`` (as a user would, headless);
-2. a broken copy of the export fails with one operator error and leaves ``bpy.data`` unchanged;
+2. a broken copy of the export (and each of ``--hostile``'s broken exports) fails with one
+   operator error, the reader's message, and leaves ``bpy.data`` unchanged;
 3. File > Import (``bpy.ops.import_scene.nnvis``) builds one object per layer, and every layer's
    evaluated instances (counted through ``depsgraph.object_instances``; the GeometrySet Python
    API only exists from 4.3 on) are its cells, each showing its recorded activation; every
@@ -44,6 +45,8 @@ def parse_args(argv=None):
     parser.add_argument("--zip", required=True, type=Path, help="the built extension zip")
     parser.add_argument("--export", required=True, type=Path, help="a valid *.nnvis.json export")
     parser.add_argument("--out", required=True, type=Path, help="folder for the render and summary")
+    parser.add_argument("--hostile", type=Path, help="JSON list of broken exports, each "
+                        "{name, path, message}: every one must fail with exactly that message")
     parser.add_argument("--no-render", action="store_true", help="skip the Cycles render")
     parser.add_argument("--size", type=int, nargs=2, default=(32, 18), metavar=("W", "H"),
                         help="render resolution (default 32 18)")
@@ -138,8 +141,27 @@ def main(argv=None) -> int:
         lines = [line for line in message.splitlines() if line.strip()]
         check(len(lines) == 1 and lines[0].startswith("Error: ") and "not valid JSON" in message,
               f"expected one error about invalid JSON, got {message!r}")
-        check(data_names() == before, f"failed import left data: {differences(before, data_names())}")
+        check(data_names() == before,
+              f"failed import left data: {differences(before, data_names())}")
         return {"message": message}
+
+    def hostile():
+        cases = json.loads(args.hostile.read_text(encoding="utf-8"))
+        before = data_names()
+        wrong = []
+        for case in cases:
+            try:
+                bpy.ops.import_scene.nnvis(filepath=case["path"])
+            except RuntimeError as exc:
+                if str(exc) != f"Error: {case['message']}\n":
+                    wrong.append(f"{case['name']}: {str(exc)[:300]!r}")
+            else:
+                wrong.append(f"{case['name']}: imported")
+            if data_names() != before:
+                wrong.append(f"{case['name']}: left {differences(before, data_names())}")
+                before = data_names()
+        check(not wrong, "; ".join(wrong))
+        return {"cases": len(cases)}
 
     def import_example():
         document = json.loads(args.export.read_text(encoding="utf-8"))
@@ -232,8 +254,9 @@ def main(argv=None) -> int:
                                              f"{cells} cells")
                 bad = [i for i, (a, b) in enumerate(zip(got, expected))
                        if abs(a - b) > 1e-4 * max(1.0, abs(b))]
-                check(not bad, f"{obj.name}: cell {bad[:1]} shows {got[bad[0]] if bad else 0} "
-                               f"instead of {expected[bad[0]] if bad else 0} ({len(bad)} cells off)")
+                first = bad[0] if bad else 0
+                check(not bad, f"{obj.name}: cell {first} shows {got[first]} instead of "
+                               f"{expected[first]} ({len(bad)} cells off)")
                 check(all(0.0 <= v <= 1.0 for v in norm), f"{obj.name}: activation_norm "
                                                           "outside 0..1 (or NaN)")
                 checked += cells
@@ -298,7 +321,8 @@ def main(argv=None) -> int:
         tubes = {instance.parent.original.name for instance in depsgraph.object_instances
                  if instance.is_instance and instance.parent is not None
                  and instance.parent.original.get("nnvis_connection")}
-        check(tubes == {obj.name for obj in connections}, "connections without tubes after re-bundle")
+        check(tubes == {obj.name for obj in connections},
+              "connections without tubes after re-bundle")
 
         bpy.context.view_layer.objects.active = root
         result = bpy.ops.nnvis.animate_epochs(frames_per_epoch=2, hold_frames=1)
@@ -322,7 +346,8 @@ def main(argv=None) -> int:
         after = data_names()
         if "Render Result" not in state["before"]["images"]:  # the render's, not the network's
             after["images"] = [name for name in after["images"] if name != "Render Result"]
-        check(after == state["before"], f"left after removal: {differences(state['before'], after)}")
+        check(after == state["before"],
+              f"left after removal: {differences(state['before'], after)}")
         return {}
 
     def reregister():
@@ -344,6 +369,8 @@ def main(argv=None) -> int:
 
     if checks.run("install", install):
         checks.run("broken_import", broken_import)
+        if args.hostile is not None:
+            checks.run("hostile", hostile)
         if checks.run("import", import_example):
             checks.run("activations", activations)
             if not args.no_render:

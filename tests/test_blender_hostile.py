@@ -151,7 +151,8 @@ def test_nan_and_inf_activations_import_without_nan_colours(installed, scene, co
         warnings.simplefilter("always")
         assert bpy.ops.import_scene.nnvis(filepath=str(case.path), epoch=1) == {"FINISHED"}
     assert any(case.expected in str(w.message) for w in caught)
-    root = next(o for o in bpy.data.objects if o.as_pointer() not in known and o.get("nnvis_network"))
+    root = next(o for o in bpy.data.objects
+                if o.as_pointer() not in known and o.get("nnvis_network"))
     assert all(math.isfinite(v) for v in root["nnvis_global_range"])
     scene_api = installed_scene_module()
     compat = installed_module("nnvis_addon.blender.compat")
@@ -162,7 +163,8 @@ def test_nan_and_inf_activations_import_without_nan_colours(installed, scene, co
             for obj in scene_api.network_layers(root):
                 modifier = obj.modifiers["NNVis Layer"]
                 for name in ("Value Min", "Value Max", "Global Min", "Global Max"):
-                    assert math.isfinite(compat.get_modifier_input(modifier, name)), (obj.name, name)
+                    value = compat.get_modifier_input(modifier, name)
+                    assert math.isfinite(value), (obj.name, name)
                 _, attributes = evaluated_instances(obj)
                 norm, activation = attributes["activation_norm"], attributes["activation"]
                 assert not np.isnan(norm).any(), (obj.name, epoch)

@@ -121,7 +121,8 @@ def test_same_file_twice_gives_two_independent_networks(empty, example_export):
             for fcurve in obj.animation_data.drivers if obj.animation_data else ():
                 for variable in fcurve.driver.variables:  # the root, or a layer before it
                     for target in variable.targets:
-                        assert target.id is None or target.id.name in own, (obj.name, fcurve.data_path)
+                        assert target.id is None or target.id.name in own, \
+                            (obj.name, fcurve.data_path)
         compat = installed_module("nnvis_addon.blender.compat")
         connections = installed_module("nnvis_addon.blender.connections")
         links = connections.network_connections(root)
@@ -152,7 +153,8 @@ def test_remove_network_operator_then_function_restores_bpy_data(empty, tiny):
     shared = {("node_groups", g.name) for g in bpy.data.node_groups} | \
              {("materials", m.name) for m in bpy.data.materials} | \
              {("worlds", w.name) for w in bpy.data.worlds}
-    assert empty.camera == next(o for o in first.users_collection[0].objects if o.get("nnvis_camera"))
+    first_camera = next(o for o in first.users_collection[0].objects if o.get("nnvis_camera"))
+    assert empty.camera == first_camera
 
     # The operator removes the network of the active object, here one of its layers.
     layer = scene_api().network_layers(first)[2]
@@ -248,8 +250,8 @@ def registered_leftovers() -> list[str]:
         leftovers += [f"{menu}: {f.__module__}" for f in draw_funcs
                       if "nnvis" in getattr(f, "__module__", "")]
     for type_name in ("Scene", "Object", "WindowManager", "ViewLayer"):
-        leftovers += [f"{type_name}.{p}" for p in getattr(bpy.types, type_name).bl_rna.properties.keys()
-                      if p.startswith("nnvis")]
+        properties = getattr(bpy.types, type_name).bl_rna.properties.keys()
+        leftovers += [f"{type_name}.{p}" for p in properties if p.startswith("nnvis")]
     for name in dir(bpy.app.handlers):
         handlers = getattr(bpy.app.handlers, name)
         if isinstance(handlers, list):

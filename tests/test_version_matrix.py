@@ -3,8 +3,9 @@
 Each Blender is a bpy wheel in its own venv (bpy 5.0.1 is the suite's own ``.venv``; the older
 ones come from scripts/env_matrix.sh, which this test runs to create them when missing, so
 ``bash scripts/test.sh`` works from a clean clone). In each, tests/smoke_blender.py installs the
-zip, fails a broken import cleanly, imports the bundled example (one object per layer, every
-cell evaluated and showing its recorded activation), renders a tiny Cycles frame, re-bundles, animates epochs, removes the network and cycles disable/enable.
+zip, fails every export of the hostile corpus cleanly, imports the bundled example (one object
+per layer, every cell evaluated and showing its recorded activation), renders a tiny Cycles
+frame, re-bundles, animates epochs, removes the network and cycles disable/enable.
 The three Blenders run at once, each in its own process.
 """
 
@@ -16,11 +17,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from blender_utils import ROOT, build_zip
+from hostile_corpus import build_corpus, outcome
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +54,11 @@ def clean_env() -> dict[str, str]:
 def smoke_runs(tmp_path_factory):
     """Start the smoke script in every Blender at once; each test waits for its own."""
     zip_path = build_zip(tmp_path_factory.mktemp("dist"))
+    # The hostile corpus, with what the reader says about each broken export.
+    cases = [{"name": case.name, "path": str(case.path), "message": outcome(case)[1]}
+             for case in build_corpus(tmp_path_factory.mktemp("hostile")) if case.kind == "error"]
+    hostile = tmp_path_factory.mktemp("hostile-list") / "cases.json"
+    hostile.write_text(json.dumps(cases))
     setup_started = time.perf_counter()
     pythons = matrix_pythons()
     setup_seconds = time.perf_counter() - setup_started
@@ -62,7 +68,7 @@ def smoke_runs(tmp_path_factory):
         log = open(out / "log.txt", "w")
         process = subprocess.Popen(
             [pythons[name], str(SMOKE), "--zip", str(zip_path), "--export", str(EXAMPLE),
-             "--out", str(out)],
+             "--out", str(out), "--hostile", str(hostile)],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=clean_env())
         runs[name] = {"process": process, "out": out, "log": log, "started": time.perf_counter(),
                       "setup_seconds": setup_seconds}
@@ -80,7 +86,8 @@ def finish(run) -> tuple[int, str, float]:
         run["process"].kill()
         code = None
     run["log"].flush()
-    return code, (run["out"] / "log.txt").read_text(errors="replace"), time.perf_counter() - run["started"]
+    log = (run["out"] / "log.txt").read_text(errors="replace")
+    return code, log, time.perf_counter() - run["started"]
 
 
 @pytest.mark.parametrize("name", list(MATRIX))
@@ -88,7 +95,8 @@ def test_extension_works_in_blender(smoke_runs, name):
     run = smoke_runs[name]
     code, log, seconds = finish(run)
     lines = [line for line in log.splitlines() if line.startswith("NNVIS-SMOKE ")]
-    assert lines, f"{name}: no summary (exit code {code}, {seconds:.0f} s); log tail:\n{log[-4000:]}"
+    assert lines, (f"{name}: no summary (exit code {code}, {seconds:.0f} s); "
+                   f"log tail:\n{log[-4000:]}")
     summary = json.loads(lines[-1][len("NNVIS-SMOKE "):])
     failed = {check: result.get("error", "") + "\n" + result.get("traceback", "")
               for check, result in summary["checks"].items() if not result["ok"]}
@@ -96,8 +104,8 @@ def test_extension_works_in_blender(smoke_runs, name):
         f"[{check}] {message}" for check, message in failed.items())
     assert summary["ok"] and code == 0, (code, summary)
     assert summary["blender"].startswith(MATRIX[name]), summary["blender"]
-    expected = {"install", "broken_import", "import", "activations", "render", "features",
-                "remove_network", "reregister"}
+    expected = {"install", "broken_import", "hostile", "import", "activations", "render",
+                "features", "remove_network", "reregister"}
     assert set(summary["checks"]) == expected
     layers = json.loads(EXAMPLE.read_text(encoding="utf-8"))["layers"]
     assert summary["checks"]["import"]["layers"] == len(layers)

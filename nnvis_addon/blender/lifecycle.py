@@ -1,11 +1,11 @@
 """Removing an imported network: the plain function behind "Remove Network".
 
 A network is its root empty, everything parented below it and everything in its collection
-(``NNVis <model>``: layers, connections, camera, light, epoch counter). Removing it removes those objects, the
-data only they used (meshes, hair curves, camera and light data, their actions) and the
-collection. The shared pieces -- the "NNVis ..." node groups and materials and the "NNVis World"
--- are removed only once no other network (or anything else) uses them, so ``bpy.data`` after
-removing every imported network is what it was before the first import.
+(``NNVis <model>``: layers, connections, camera, light, epoch counter). Removing it removes those
+objects, the data only they used (meshes, hair curves, camera and light data, their actions) and
+the collection. The shared pieces -- the "NNVis ..." node groups and materials and the
+"NNVis World" -- are removed only once no other network (or anything else) uses them, so
+``bpy.data`` after removing every imported network is what it was before the first import.
 """
 
 from __future__ import annotations
@@ -120,7 +120,8 @@ def _repoint_cameras(scenes) -> None:
     """A scene whose camera went with the network uses another network's camera, if any."""
     for scene in scenes:
         if scene.camera is None:
-            cameras = [obj for obj in scene.objects if obj.get(CAMERA_MARKER) and obj.type == "CAMERA"]
+            cameras = [obj for obj in scene.objects
+                       if obj.get(CAMERA_MARKER) and obj.type == "CAMERA"]
             if cameras:
                 scene.camera = cameras[0]
 
