@@ -247,3 +247,19 @@ def test_playback_needs_no_python(api, network):
     drivers = list(counter.animation_data.drivers)
     assert len(drivers) == 6  # epoch input, location x/y, scale x/y/z
     assert all(d.driver.is_simple_expression and d.driver.is_valid for d in drivers)
+
+
+def test_network_without_a_camera_still_animates(api, example_export):
+    """(Last in the file: it replaces the shared network's scene.)"""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    options = api.scene.ImportOptions(stage=False)
+    options.connections.enabled = False
+    root = api.scene.import_network(example_export, options)
+    assert bpy.context.scene.camera is None
+    first, last = api.playback.animate_epochs(root, frames_per_epoch=1, hold_frames=0)
+    assert (first, last) == (1, len(root["nnvis_epoch_numbers"]))
+    counter = api.playback.find_counter(root)
+    assert counter.parent is None
+    bpy.context.scene.frame_set(last)
+    shown, _ = counter_attributes(counter)
+    assert shown["nnvis_counter_epoch"] == root["nnvis_epoch_numbers"][-1]
