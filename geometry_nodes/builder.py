@@ -105,6 +105,22 @@ class TreeBuilder:
         return _socket(node.outputs, key)
 
 
+def new_modifier_group(name: str, version: int, description: str, inputs) -> tuple:
+    """A geometry-nodes modifier group with Geometry in and out and the ``inputs`` table
+    (name, kind, default, min, max, subtype, description); returns (builder, math, the group
+    input node's outputs)."""
+    tree = new_tree(name, "GeometryNodeTree", version)
+    tree.is_modifier = True
+    tree.description = description
+    b = TreeBuilder(tree)
+    b.add_socket("Geometry", "GEOMETRY")
+    for socket, kind, default, lo, hi, subtype, text in inputs:
+        b.add_socket(socket, kind, default=default, min_value=lo, max_value=hi, subtype=subtype,
+                     description=text)
+    b.add_socket("Geometry", "GEOMETRY", output=True)
+    return b, FieldMath(b), b.node("NodeGroupInput").outputs
+
+
 def new_tree(name: str, tree_type: str, version: int) -> bpy.types.NodeTree:
     tree = bpy.data.node_groups.new(name, tree_type)
     tree[BUILDER_VERSION_KEY] = version

@@ -17,7 +17,7 @@ hides edges weaker than that fraction of the pair's strongest weight without re-
 
 from __future__ import annotations
 
-from .builder import FieldMath, TreeBuilder, find_current, new_tree
+from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Connections"
 VERSION = 1
@@ -49,17 +49,8 @@ def ensure_connection_group():
 
 
 def build_connection_group():
-    tree = new_tree(GROUP_NAME, "GeometryNodeTree", VERSION)
-    tree.is_modifier = True
-    tree.description = "nnvis: weighted, bundled connections between two layers"
-    b = TreeBuilder(tree)
-    m = FieldMath(b)
-    b.add_socket("Geometry", "GEOMETRY")
-    for name, kind, default, lo, hi, subtype, description in INPUTS:
-        b.add_socket(name, kind, default=default, min_value=lo, max_value=hi, subtype=subtype,
-                     description=description)
-    b.add_socket("Geometry", "GEOMETRY", output=True)
-    inp = b.node("NodeGroupInput").outputs
+    b, m, inp = new_modifier_group(GROUP_NAME, VERSION, "nnvis: weighted, bundled connections between two layers",
+                                   INPUTS)
 
     def int_attribute(name):
         return b.node("GeometryNodeInputNamedAttribute", {"Name": name}, data_type="INT").outputs[0]
@@ -123,4 +114,4 @@ def build_connection_group():
                                                 "Material": inp["Material"]})
     out = b.node("NodeGroupOutput")
     b.link(shaded.outputs[0], out.inputs[0])
-    return tree
+    return b.tree

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 
-from .builder import FieldMath, TreeBuilder, find_current, new_tree
+from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
 VERSION = 6
@@ -82,19 +82,8 @@ def ensure_layer_group():
 
 
 def build_layer_group():
-    tree = new_tree(GROUP_NAME, "GeometryNodeTree", VERSION)
-    tree.is_modifier = True
-    tree.description = "nnvis: cells of one network layer, coloured by activation"
-    b = TreeBuilder(tree)
-    m = FieldMath(b)
-    b.add_socket("Geometry", "GEOMETRY")
-    for name, kind, default, lo, hi, subtype, description in INPUTS:
-        b.add_socket(name, kind, default=default, min_value=lo, max_value=hi, subtype=subtype,
-                     description=description)
-    b.add_socket("Geometry", "GEOMETRY", output=True)
-
-    gi = b.node("NodeGroupInput")
-    inp = gi.outputs
+    b, m, inp = new_modifier_group(GROUP_NAME, VERSION, "nnvis: cells of one network layer, coloured by activation",
+                                   INPUTS)
 
     # -- layout of the maps (single values) --------------------------------------------------
     pitch = m.mul(inp["Cell Size"], inp["Cell Scale"])
@@ -223,4 +212,4 @@ def build_layer_group():
     b.link(label.outputs[0], joined.inputs[0])
     go = b.node("NodeGroupOutput")
     b.link(joined.outputs[0], go.inputs[0])
-    return tree
+    return b.tree
