@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from demo import EXAMPLE, ROOT, import_extension_package  # noqa: E402
 
 IMAGES = ROOT / "docs" / "images"
@@ -28,10 +29,50 @@ def collapsed_and_grid(scene_api, connections_api, root):
     scene_api.frame_network(root)
 
 
+def tiny_resnet_export(folder: Path) -> Path:
+    """A small ResNet-style model (stem, two residual blocks with BatchNormalization and skip
+    Adds, global average pooling) trained 3 epochs on the digits, recorded with EpochRecorder."""
+    document = folder / "tiny_resnet.nnvis.json"
+    if document.exists():
+        return document
+    import keras
+    import numpy as np
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    import nnvis_export
+
+    keras.utils.set_random_seed(1)
+    digits = load_digits()
+    images = np.stack([zoom(image, 2, order=1) for image in digits.images])[..., None] / 16.0
+    inputs = keras.Input((16, 16, 1), name="input")
+    h = keras.layers.Conv2D(8, 3, padding="same", name="stem")(inputs)
+    h = keras.layers.ReLU(name="stem_relu")(keras.layers.BatchNormalization(name="stem_bn")(h))
+    for block in range(2):
+        skip = h
+        h = keras.layers.Conv2D(8, 3, padding="same", name=f"b{block}_conv1")(h)
+        h = keras.layers.BatchNormalization(name=f"b{block}_bn1")(h)
+        h = keras.layers.ReLU(name=f"b{block}_relu1")(h)
+        h = keras.layers.Conv2D(8, 3, padding="same", name=f"b{block}_conv2")(h)
+        h = keras.layers.BatchNormalization(name=f"b{block}_bn2")(h)
+        h = keras.layers.Add(name=f"b{block}_add")([h, skip])
+        h = keras.layers.ReLU(name=f"b{block}_out")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    outputs = keras.layers.Dense(10, activation="softmax", name="output")(h)
+    model = keras.Model(inputs, outputs, name="tiny_resnet")
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    recorder = nnvis_export.EpochRecorder(images[-4:], folder, labels=digits.target[-4:],
+                                          name="tiny_resnet")
+    model.fit(images[:1500], digits.target[:1500], epochs=3, batch_size=64, verbose=0,
+              callbacks=[recorder])
+    return Path(recorder.export_path)
+
+
 PICTURES = {
-    # name: (import options, adjust function)
-    "digits_cnn": ({}, None),
-    "digits_cnn_collapsed": ({"map_layout": "linear"}, collapsed_and_grid),
+    # name: (export, import options, adjust function)
+    "digits_cnn": (lambda: EXAMPLE, {}, None),
+    "digits_cnn_collapsed": (lambda: EXAMPLE, {"map_layout": "linear"}, collapsed_and_grid),
+    "tiny_resnet": (lambda: tiny_resnet_export(ROOT / "out" / "tiny_resnet"), {}, None),
 }
 
 
@@ -48,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     for name in args.only or PICTURES:
-        options, adjust = PICTURES[name]
+        export, options, adjust = PICTURES[name]
+        path = export()
         bpy.ops.wm.read_factory_settings(use_empty=True)
         render.configure_cycles(bpy.context.scene, width=args.width, height=args.height,
                                 samples=args.samples)
-        root = scene.import_network(EXAMPLE, scene.ImportOptions(**options))
+        root = scene.import_network(path, scene.ImportOptions(**options))
         if adjust is not None:
             adjust(scene, connections, root)
         bpy.context.scene.render.filepath = str(IMAGES / f"{name}.png")
