@@ -102,6 +102,57 @@ def breakdown(scene, frames, groups) -> None:
         modifier.id_data.update_tag()
 
 
+def fill_glyphs_first(tree) -> bool:
+    """What-if, in memory only: String to Curves -> Fill Curve -> Realize Instances instead of
+    String to Curves -> Realize -> Fill (each character filled on its own). False if the group
+    has no such chain."""
+    swapped = False
+    for fill in [n for n in tree.nodes if n.bl_idname == "GeometryNodeFillCurve"]:
+        feed = fill.inputs[0].links
+        if not feed or feed[0].from_node.bl_idname != "GeometryNodeRealizeInstances":
+            continue
+        realize = feed[0].from_node
+        source = realize.inputs[0].links[0].from_socket if realize.inputs[0].links else None
+        if source is None or source.node.bl_idname != "GeometryNodeStringToCurves":
+            continue
+        targets = [link.to_socket for link in fill.outputs[0].links]
+        tree.links.new(source, fill.inputs[0])
+        tree.links.new(fill.outputs[0], realize.inputs[0])
+        for socket in targets:
+            tree.links.new(realize.outputs[0], socket)
+        swapped = True
+    return swapped
+
+
+def what_if(scene, frames, root, scene_api, connections, compat) -> None:
+    """Where the time goes: the same frames with labels off, connections as hair curves, labels
+    filled per character (none of these changes is saved anywhere)."""
+    layers = scene_api.network_layers(root)
+    links = connections.network_connections(root)
+
+    def set_all(objects, name, value):
+        for obj in objects:
+            compat.set_modifier_input(obj.modifiers[0], name, value)
+            obj.update_tag()
+
+    tubes = {obj.name: compat.get_modifier_input(obj.modifiers[0], "As Tubes") for obj in links}
+    set_all(layers, "Show Label", False)
+    print(f"  what if no layer labels:                   {summary(step_frames(scene, frames))}")
+    set_all(links, "As Tubes", False)
+    print(f"  ... and connections as hair curves:        {summary(step_frames(scene, frames))}")
+    set_all(layers, "Show Label", True)
+    print(f"  what if labels + hair curves only:         {summary(step_frames(scene, frames))}")
+    tree = layers[0].modifiers[0].node_group
+    if fill_glyphs_first(tree):
+        for obj in layers:
+            obj.update_tag()
+        print(f"  ... with labels filled per character:      {summary(step_frames(scene, frames))}")
+    for obj in links:
+        compat.set_modifier_input(obj.modifiers[0], "As Tubes", tubes[obj.name])
+        obj.update_tag()
+    print(f"  ... and the tubes back:                    {summary(step_frames(scene, frames))}")
+
+
 def describe(root, scene_api, connections) -> str:
     layers = scene_api.network_layers(root)
     links = connections.network_connections(root)
@@ -111,7 +162,7 @@ def describe(root, scene_api, connections) -> str:
             f"{edges:,} edges, {len(root['nnvis_epoch_numbers'])} epochs")
 
 
-def bench_example(args, bpy, scene_api, connections, playback) -> None:
+def bench_example(args, bpy, scene_api, connections, playback, compat) -> None:
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     root = scene_api.import_network(EXAMPLE, scene_api.ImportOptions())
@@ -122,6 +173,7 @@ def bench_example(args, bpy, scene_api, connections, playback) -> None:
     print(f"  every frame, everything:    {summary(step_frames(scene, frames))}   [{load_average()}]")
     sample = frames[:: max(1, len(frames) // 60)]
     breakdown(scene, sample, modifier_groups(root, scene_api, connections, playback))
+    what_if(scene, sample, root, scene_api, connections, compat)
 
 
 def export_vgg(folder: Path) -> Path:
@@ -191,12 +243,12 @@ def main(argv=None) -> int:
 
     import bpy
     import_extension_package()
-    from nnvis.nnvis_addon.blender import connections, playback, scene as scene_api
+    from nnvis.nnvis_addon.blender import compat, connections, playback, scene as scene_api
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"Blender {bpy.app.version_string}; {load_average()}")
     if not args.no_example:
-        bench_example(args, bpy, scene_api, connections, playback)
+        bench_example(args, bpy, scene_api, connections, playback, compat)
     if not args.no_vgg:
         bench_vgg(args, bpy, scene_api, connections, playback)
     return 0
