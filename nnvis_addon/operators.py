@@ -75,6 +75,7 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
             wm.progress_end()
             if context.workspace is not None:
                 context.workspace.status_text_set(None)
+        context.view_layer.update()  # new objects join the view layer's object list
         for obj in context.view_layer.objects.selected:
             obj.select_set(False)
         if root.name in context.view_layer.objects:

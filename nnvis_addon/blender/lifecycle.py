@@ -108,12 +108,13 @@ def _remove_blocks(blocks) -> None:
 
 
 def _release_worlds(scenes) -> None:
-    """Scenes with no network left give back the NNVis World."""
+    """Scenes with no network left give back the NNVis World, and get the world it replaced."""
     for scene in scenes:
         world = scene.world
         if world is not None and world.get(WORLD_MARKER) and not any(
                 obj.get(ROOT_MARKER) for obj in scene.objects):
-            scene.world = None
+            replaced = world.get("nnvis_replaced_world")
+            scene.world = replaced if isinstance(replaced, bpy.types.World) else None
 
 
 def _repoint_cameras(scenes) -> None:

@@ -292,6 +292,10 @@ def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> 
     if scene.world is None or not scene.world.get("nnvis_world"):
         world = bpy.data.worlds.new("NNVis World")
         world["nnvis_world"] = 1
+        if scene.world is not None:
+            # An ID property holds a user: the scene's own world survives saving, and Remove
+            # Network gives it back.
+            world["nnvis_replaced_world"] = scene.world
         compat.enable_nodes(world)
         background = world.node_tree.nodes.get("Background")
         background.inputs["Color"].default_value = (0.008, 0.010, 0.016, 1.0)
