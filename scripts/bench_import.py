@@ -1,0 +1,327 @@
+#!/usr/bin/env python3
+"""Import benchmark at scale: VGG16 and ResNet50 (224x224x3, random weights) into Blender.
+
+For each model: build ``keras.applications.<Model>(weights=None)``, export one random sample
+(float16 activations) with ``export_model`` to a temporary folder, then import it headless with
+the working tree's scene API (``scene.import_network``, default options: connections bundled,
+camera and light) in a **subprocess per model**, so the peak memory (``ru_maxrss``) is that
+model's alone. Prints, per model:
+
+* export time and size; import time (wall and CPU) and peak memory of the import process
+  (``ru_maxrss``, and the resident size before the import: bpy itself);
+* objects created, layer objects, connection objects; points: cells the layer meshes hold (what
+  is drawn) next to the cells of the layers' outputs (the export), and the evaluated instances;
+  connection edges (curves);
+* viewport evaluation: the first ``evaluated_depsgraph_get()`` after the import (every layer's
+  geometry nodes and every connection object), then a ``view_layer.update()`` after changing the
+  epoch control (``scene.set_control``, which tags every layer and connection).
+
+Targets on the 2-core development VM: VGG16 import <= 15 s and <= 6 GB, ResNet50 <= 30 s and
+<= 8 GB, viewport evaluation <= 1 s.
+
+    .venv/bin/python scripts/bench_import.py [--models vgg16 resnet50] [--keep DIR]
+                                             [--profile 25] [--repeat-eval 3]
+    .venv/bin/python scripts/bench_import.py --import-only EXPORT [--profile 25]   # one import
+
+Not a test: it prints figures (recorded in docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODELS = {"vgg16": "VGG16", "resnet50": "ResNet50"}
+TARGETS = {"vgg16": (15.0, 6.0), "resnet50": (30.0, 8.0)}  # import seconds, peak GB
+VIEWPORT_TARGET = 1.0
+RESULT_MARKER = "NNVIS_BENCH_RESULT "
+
+
+def rss_gb() -> float:
+    """Current resident set size (Linux /proc), in GB."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 1e9
+    except OSError:  # pragma: no cover - not Linux
+        return float("nan")
+
+
+def peak_gb() -> float:
+    """ru_maxrss of this process (kB on Linux), in GB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --------------------------------------------------------------------------------------------
+# The child: one import in a fresh Blender
+
+
+def import_extension_package(name: str = "nnvis"):
+    """Load the working tree as the extension package (what Blender does with the zip)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py",
+                                                  submodule_search_locations=[str(ROOT)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_import(export_path: Path, profile: int, repeat_eval: int) -> dict:
+    # Blender's user folders point at empty temporary ones, so an installed nnvis never shadows
+    # the working tree.
+    user = Path(tempfile.mkdtemp(prefix="nnvis-bench-blender-user-"))
+    for var in ("BLENDER_USER_EXTENSIONS", "BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS"):
+        os.environ[var] = str(user / var.lower())
+        Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
+    import bpy
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT))
+    import_extension_package()
+    from nnvis.nnvis_addon.blender import scene
+    from nnvis.nnvis_addon.core.export_format import read_export
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    rss_before = rss_gb()
+    objects_before = len(bpy.data.objects)
+    profiler = None
+    if profile:
+        import cProfile
+        profiler = cProfile.Profile()
+    steps: list[tuple[float, str]] = []
+    started = time.perf_counter()
+    cpu_started = cpu_seconds()
+
+    def progress(fraction, message):
+        steps.append((time.perf_counter() - started, message))
+
+    if profiler:
+        profiler.enable()
+    root = scene.import_network(export_path, scene.ImportOptions(), progress=progress)
+    if profiler:
+        profiler.disable()
+    t_import = time.perf_counter() - started
+    cpu_import = cpu_seconds() - cpu_started
+    peak_import = peak_gb()
+
+    # Viewport evaluation: the first depsgraph evaluation evaluates every modifier.
+    start = time.perf_counter()
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    t_first_eval = time.perf_counter() - start
+    view_layer = bpy.context.view_layer
+    epoch_evals = []
+    for i in range(repeat_eval):
+        scene.set_control(root, "nnvis_epoch", 0.0)  # tags every layer and connection
+        start = time.perf_counter()
+        view_layer.update()
+        epoch_evals.append(time.perf_counter() - start)
+    cell_evals = []
+    cell_size = root["nnvis_cell_size"]
+    for i in range(repeat_eval):
+        scene.set_control(root, "nnvis_cell_size", cell_size * (1.1 if i % 2 == 0 else 1.0))
+        start = time.perf_counter()
+        view_layer.update()
+        cell_evals.append(time.perf_counter() - start)
+
+    export = read_export(export_path, check_finite=False)
+    layers = scene.network_layers(root)
+    connections = [o for o in root.users_collection[0].objects if o.get("nnvis_connection")
+                   or o.get("nnvis_source_layer") is not None]
+    # Layers with few cells are drawn as instanced tiles, big ones as points (level of detail).
+    instances = points = 0
+    for obj in layers:
+        geometry = bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
+        cloud = geometry.instances_pointcloud()
+        instances += len(cloud.points) if cloud is not None else 0
+        points += len(geometry.pointcloud.points) if geometry.pointcloud is not None else 0
+    # The layers' share of the viewport evaluation: the same epoch change, connections hidden.
+    for obj in connections:
+        obj.hide_viewport = True
+    view_layer.update()
+    layer_evals = []
+    for i in range(repeat_eval):
+        scene.set_control(root, "nnvis_epoch", 0.0)
+        start = time.perf_counter()
+        view_layer.update()
+        layer_evals.append(time.perf_counter() - start)
+    for obj in connections:
+        obj.hide_viewport = False
+    edges = sum(len(o.data.curves) for o in connections if o.type == "CURVES")
+    curve_points = sum(len(o.data.points) for o in connections if o.type == "CURVES")
+    result = {
+        "export": str(export_path),
+        "import_s": t_import, "import_cpu_s": cpu_import,
+        "peak_gb": peak_gb(), "peak_after_import_gb": peak_import, "rss_before_gb": rss_before,
+        "objects": len(bpy.data.objects) - objects_before, "layer_objects": len(layers),
+        "connection_objects": len(connections),
+        "drawn_cells": int(sum(len(o.data.vertices) for o in layers)),
+        "output_cells": int(sum(layer.cells for layer in export.layers)),
+        "evaluated_instances": int(instances), "evaluated_points": int(points),
+        "edges": int(edges), "curve_points": int(curve_points),
+        "first_eval_s": t_first_eval,
+        "epoch_eval_s": statistics.median(epoch_evals) if epoch_evals else None,
+        "epoch_evals_s": epoch_evals,
+        "cell_size_eval_s": statistics.median(cell_evals) if cell_evals else None,
+        "layers_only_eval_s": statistics.median(layer_evals) if layer_evals else None,
+        "steps": steps,
+        "downsampled": [(o["nnvis_layer"], int(o.get("nnvis_display_stride", 1)))
+                        for o in layers if int(o.get("nnvis_display_stride", 1)) > 1],
+        "warnings": list(root.get("nnvis_warnings", [])),
+    }
+    if profiler:
+        import io
+        import pstats
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats("cumulative").print_stats(profile)
+        stats.sort_stats("tottime").print_stats(profile)
+        result["profile"] = out.getvalue()
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The parent: export, then one subprocess per import
+
+
+def export_one(key: str, work: Path) -> tuple[Path, dict]:
+    import numpy as np
+    import keras
+
+    from nnvis_export import export_model
+
+    keras.utils.set_random_seed(0)
+    start = time.perf_counter()
+    model = getattr(keras.applications, MODELS[key])(weights=None, input_shape=(224, 224, 3))
+    t_build = time.perf_counter() - start
+    sample = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32) * 255.0
+    start = time.perf_counter()
+    path = export_model(model, sample, work / key, name=key, activation_dtype="float16",
+                        verbose=False)
+    t_export = time.perf_counter() - start
+    size = sum(p.stat().st_size for p in path.parent.iterdir())
+    info = {"layers": len(model.layers), "params": model.count_params(), "build_s": t_build,
+            "export_s": t_export, "size_mb": size / 1e6}
+    del model
+    keras.backend.clear_session()
+    return path, info
+
+
+def import_in_subprocess(path: Path, profile: int, repeat_eval: int) -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--import-only", str(path),
+               "--profile", str(profile), "--repeat-eval", str(repeat_eval)]
+    start = time.perf_counter()
+    completed = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    lines = [line for line in completed.stdout.splitlines() if line.startswith(RESULT_MARKER)]
+    if completed.returncode != 0 or not lines:
+        sys.stderr.write(completed.stdout[-4000:] + completed.stderr[-8000:])
+        return {"error": f"import process exited with status {completed.returncode}",
+                "stderr": completed.stderr[-8000:]}
+    result = json.loads(lines[-1][len(RESULT_MARKER):])
+    result["process_s"] = wall
+    return result
+
+
+def report(key: str, info: dict, result: dict) -> None:
+    name = MODELS[key]
+    print(f"\n== {name}: {info['layers']} layers, {info['params']:,} parameters")
+    print(f"export (1 sample, float16 activations, float32 weights): {info['export_s']:.2f} s, "
+          f"{info['size_mb']:.0f} MB  (model built in {info['build_s']:.1f} s)")
+    if "error" in result:
+        print(f"IMPORT FAILED: {result['error']}\n{result['stderr']}")
+        return
+    seconds, gigabytes = TARGETS[key]
+
+    def verdict(value, limit):
+        return "ok" if value <= limit else "OVER"
+
+    print(f"import: {result['import_s']:.2f} s wall, {result['import_cpu_s']:.2f} s CPU  "
+          f"(target <= {seconds:g} s: {verdict(result['import_s'], seconds)}); whole process "
+          f"{result['process_s']:.1f} s")
+    print(f"peak memory (ru_maxrss): {result['peak_gb']:.2f} GB, after the import "
+          f"{result['peak_after_import_gb']:.2f} GB; bpy before the import {result['rss_before_gb']:.2f}"
+          f" GB  (target <= {gigabytes:g} GB: {verdict(result['peak_gb'], gigabytes)})")
+    print(f"objects: {result['objects']} ({result['layer_objects']} layers, "
+          f"{result['connection_objects']} connection objects)")
+    print(f"points: {result['drawn_cells']:,} drawn cells (evaluated: "
+          f"{result['evaluated_instances']:,} instanced tiles + {result['evaluated_points']:,} "
+          f"points) for {result['output_cells']:,} output cells")
+    if result["downsampled"]:
+        print("downsampled layers (stride): " + ", ".join(f"{n} x{s}" for n, s in
+                                                          result["downsampled"]))
+    print(f"connections: {result['edges']:,} edges ({result['curve_points']:,} curve points)")
+    print(f"viewport: first evaluation {result['first_eval_s']:.2f} s; after changing the epoch "
+          f"{result['epoch_eval_s']:.2f} s (median of {[round(t, 2) for t in result['epoch_evals_s']]})"
+          f" (target <= {VIEWPORT_TARGET:g} s: "
+          f"{verdict(max(result['first_eval_s'], result['epoch_eval_s']), VIEWPORT_TARGET)}); "
+          f"after changing the cell size {result['cell_size_eval_s']:.2f} s; epoch change with "
+          f"the connections hidden (layers only) {result['layers_only_eval_s']:.2f} s")
+    steps = result["steps"]
+    slow = sorted(((b[0] - a[0], a[1]) for a, b in zip(steps, steps[1:])), reverse=True)[:6]
+    print("slowest import steps: " + "; ".join(f"{m} {t:.2f} s" for t, m in slow))
+    if result.get("warnings"):
+        print(f"import warnings: {len(result['warnings'])}, e.g. {result['warnings'][0]}")
+    if result.get("profile"):
+        print(result["profile"])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--keep", type=Path, help="write the exports here and keep them")
+    parser.add_argument("--profile", type=int, default=0,
+                        help="print the top N functions of a cProfile of each import")
+    parser.add_argument("--repeat-eval", type=int, default=3)
+    parser.add_argument("--import-only", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.import_only:
+        result = run_import(args.import_only, args.profile, args.repeat_eval)
+        print(RESULT_MARKER + json.dumps(result), flush=True)
+        return 0
+
+    sys.path.insert(0, str(ROOT))
+    import keras
+    import tensorflow as tf
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load "
+          f"average {load:.1f}; TensorFlow {tf.__version__}, Keras {keras.__version__}")
+    work = args.keep or Path(tempfile.mkdtemp(prefix="nnvis-bench-import-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        for key in args.models:
+            path, info = export_one(key, work)
+            result = import_in_subprocess(path, args.profile, args.repeat_eval)
+            report(key, info, result)
+            if not args.keep:
+                shutil.rmtree(path.parent, ignore_errors=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
