@@ -49,8 +49,8 @@ INPUTS = (
     ("Size", "FLOAT", 0.1, 0.0, None, "DISTANCE", "Height of the epoch line's letters"),
     ("Metric Size", "FLOAT", 0.7, 0.0, None, "FACTOR", "Metric line's letters, relative to Size"),
     *(row for slot in SLOTS for row in (
-        (f"Metric {slot} Label", "STRING", "", None, None, None, f"Name shown before metric {slot}"),
-        (f"Metric {slot} Scale", "FLOAT", 1.0, None, None, None, f"Metric {slot} is shown times this"),
+        (f"Metric {slot} Label", "STRING", "", None, None, None, f"Name before metric {slot}"),
+        (f"Metric {slot} Scale", "FLOAT", 1.0, None, None, None, f"Metric {slot} shown times this"),
         (f"Metric {slot} Decimals", "INT", 3, 0, 9, None, f"Decimals of metric {slot}"),
         (f"Metric {slot} Suffix", "STRING", "", None, None, None, f"Text after metric {slot}"),
     )),
@@ -93,7 +93,8 @@ def build_counter_group():
         return node.outputs[0]
 
     def number_text(value, decimals):
-        return b.node("FunctionNodeValueToString", {"Value": value, "Decimals": decimals}).outputs[0]
+        node = b.node("FunctionNodeValueToString", {"Value": value, "Decimals": decimals})
+        return node.outputs[0]
 
     def switch_string(condition, if_false, if_true):
         node = b.node("GeometryNodeSwitch", {0: condition}, input_type="STRING")

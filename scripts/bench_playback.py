@@ -170,7 +170,8 @@ def bench_example(args, bpy, scene_api, connections, playback, compat) -> None:
     print(f"\nexample: {describe(root, scene_api, connections)}; frames {first}-{last}")
     frames = list(range(first, last + 1))
     step_frames(scene, frames[:5])  # warm-up
-    print(f"  every frame, everything:    {summary(step_frames(scene, frames))}   [{load_average()}]")
+    print(f"  every frame, everything:    {summary(step_frames(scene, frames))}   "
+          f"[{load_average()}]")
     sample = frames[:: max(1, len(frames) // 60)]
     breakdown(scene, sample, modifier_groups(root, scene_api, connections, playback))
     what_if(scene, sample, root, scene_api, connections, compat)

@@ -77,7 +77,8 @@ FRESH_RENDER = textwrap.dedent("""
 def api(tmp_path_factory):
     install_zip(build_zip(tmp_path_factory.mktemp("dist")))
     bpy.ops.wm.save_userpref()
-    return installed_module("nnvis_addon.blender.scene"), installed_module("nnvis_addon.blender.playback")
+    return (installed_module("nnvis_addon.blender.scene"),
+            installed_module("nnvis_addon.blender.playback"))
 
 
 def fresh_environment(tmp_path: Path) -> dict:

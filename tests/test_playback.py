@@ -148,8 +148,8 @@ def test_edge_weights_interpolate_at_a_fractional_frame(api, network, export):
         assert epoch == pytest.approx(2 + 2 / FPE, abs=1e-6)
         a = export.weights("output", 2)[0].reshape(-1).astype(np.float32)
         b = export.weights("output", 3)[0].reshape(-1).astype(np.float32)
-        np.testing.assert_allclose(evaluated_curves(obj)["weight"], a + (b - a) * np.float32(epoch - 2),
-                                   rtol=1e-5, atol=1e-7)
+        expected = a + (b - a) * np.float32(epoch - 2)
+        np.testing.assert_allclose(evaluated_curves(obj)["weight"], expected, rtol=1e-5, atol=1e-7)
         show_frame(network, arrive(3))
         np.testing.assert_allclose(evaluated_curves(obj)["weight"], b, rtol=1e-6)
     finally:
@@ -212,10 +212,12 @@ def test_counter_shows_the_epoch_number_and_its_metrics(api, network, export):
         assert shown["nnvis_counter_metric_chars"] == len(metric_line), (frame, metric_line)
         metrics = export.epochs[index].metrics
         if metrics:
-            assert shown["nnvis_counter_metric_1"] == pytest.approx(metrics["accuracy"] * 100, rel=1e-5)
-            assert shown["nnvis_counter_metric_2"] == pytest.approx(metrics["loss"], rel=1e-5)
+            accuracy, loss = metrics["accuracy"] * 100, metrics["loss"]
+            assert shown["nnvis_counter_metric_1"] == pytest.approx(accuracy, rel=1e-5)
+            assert shown["nnvis_counter_metric_2"] == pytest.approx(loss, rel=1e-5)
         # Inside the camera's frame, in its lower-left quarter, in front of the lens.
-        view = np.array([world_to_camera_view(network.scene, camera, Vector(v)) for v in vertices[::7]])
+        view = np.array([world_to_camera_view(network.scene, camera, Vector(v))
+                         for v in vertices[::7]])
         assert np.all(view[:, :2] > 0.0) and np.all(view[:, :2] < 0.6), view[:, :2].max(axis=0)
         assert np.all(view[:, 2] > camera.data.clip_start)
 
