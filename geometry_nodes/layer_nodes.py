@@ -28,7 +28,7 @@ import math
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 6
+VERSION = 8
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
 # Collapse Summary -> attribute prefix of the per-cell summary over channels.
 SUMMARY_PREFIXES = {1: "nnvis_max_", 2: "nnvis_mean_"}
@@ -144,7 +144,13 @@ def build_layer_group():
                             input_type="STRING").outputs[0]
     summary = m.epoch_attribute([summary_prefix, "s", sample_text, "_e"], inp["Epoch"],
                                 inp["Epoch Count"], inp["Step Epochs"])
-    activation = m.lerp(activation, summary, m.mul(collapse, merge))
+    summary_weight = m.mul(collapse, merge)
+    # A single-value switch evaluates only the branch it takes: no summary lookups (two more
+    # named attributes per epoch) while the layer is not merging.
+    merging_now = b.node("FunctionNodeCompare", {0: summary_weight, 1: 0.0}, data_type="FLOAT",
+                         operation="GREATER_THAN").outputs[0]
+    activation = m.switch("FLOAT", merging_now, activation,
+                          m.lerp(activation, summary, summary_weight))
     use_global = inp["Normalize Globally"]
     value_min = m.switch("FLOAT", use_global, inp["Value Min"], inp["Global Min"])
     value_max = m.switch("FLOAT", use_global, inp["Value Max"], inp["Global Max"])
@@ -184,8 +190,9 @@ def build_layer_group():
     # -- label above the layer ---------------------------------------------------------------------
     text = b.node("GeometryNodeStringToCurves", {"String": inp["Label"], "Size": inp["Label Size"]},
                   align_x="CENTER", align_y="BOTTOM_BASELINE")
-    label = b.node("GeometryNodeRealizeInstances", {"Geometry": text.outputs[0]})
-    label = b.node("GeometryNodeFillCurve", {"Curve": label.outputs[0]})
+    # Fill each glyph instance, then realize: a glyph is filled once however often it appears.
+    label = b.node("GeometryNodeFillCurve", {"Curve": text.outputs[0]})
+    label = b.node("GeometryNodeRealizeInstances", {"Geometry": label.outputs[0]})
     label = b.node("GeometryNodeSetMaterial", {"Geometry": label.outputs[0],
                                                "Material": inp["Label Material"]})
     label_z = m.add(m.mul(total_h, 0.5), m.mul(inp["Label Size"], 0.8))

@@ -18,7 +18,9 @@ from . import compat
 
 MODIFIER_NAME = "NNVis Connections"
 CONNECTION_MARKER = "nnvis_connection"
-TUBES_UP_TO = 20_000  # more edges render as hair curves: tubes would cost millions of vertices
+# More edges draw as hair curves (Cycles renders them round): tubes cost a mesh of points x
+# sides vertices, rebuilt every frame an epoch animation changes the weights.
+TUBES_UP_TO = 2_000
 
 
 @dataclass
