@@ -189,6 +189,8 @@ def test_edges_validation():
         Edges(np.zeros(2), np.zeros(2), np.zeros(2), 1, 1, dense=True)
     e = Edges([0, 1], [1, 0], [-2.0, 0.0], 2, 2)
     assert e.strength.tolist() == [2.0, 0.0] and e.sign.tolist() == [-1, 1]
+    whole = Edges([0], [0], [1.0], 1, 1, "layer", "layer")  # a layer drawn as one unit
+    assert whole.source.dtype == np.int32 and whole.source_unit == "layer"
 
 
 def test_endpoints():

@@ -51,7 +51,8 @@ class Edges:
     weight: float32 (E,), signed weight; ``abs(weight)`` is the strength.
     n_source, n_target: number of units in the source and target layer (units without edges
         count too).
-    source_unit, target_unit: what a unit is: ``"neuron"``, ``"channel"`` or ``"cell"``.
+    source_unit, target_unit: what a unit is: ``"neuron"``, ``"channel"``, ``"cell"`` or
+        ``"layer"`` (see :data:`UNIT_KINDS`).
     dense: True when the edges are exactly all ``n_source * n_target`` pairs in source-major
         order (``edge i = (i // n_target, i % n_target)``).
     """
