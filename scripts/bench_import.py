@@ -265,7 +265,8 @@ def in_subprocess(*arguments: str) -> dict:
 
 def report(key: str, info: dict, result: dict) -> None:
     name = MODELS[key]
-    print(f"\n== {name}: {info['layers']} layers, {info['params']:,} parameters ({info['versions']})")
+    print(f"\n== {name}: {info['layers']} layers, {info['params']:,} parameters "
+          f"({info['versions']})")
     print(f"export (1 sample, float16 activations, float32 weights): {info['export_s']:.2f} s, "
           f"{info['size_mb']:.0f} MB  (model built in {info['build_s']:.1f} s; export process "
           f"peak {info['export_peak_gb']:.2f} GB)")
@@ -281,8 +282,9 @@ def report(key: str, info: dict, result: dict) -> None:
           f"(target <= {seconds:g} s: {verdict(result['import_s'], seconds)}); whole process "
           f"{result['process_s']:.1f} s")
     print(f"peak memory of the import process (ru_maxrss): {result['peak_gb']:.2f} GB (VmHWM "
-          f"{result['hwm_gb']:.2f} GB), of which after the import {result['peak_after_import_gb']:.2f}"
-          f" GB, the rest in the first evaluation; bpy before the import "
+          f"{result['hwm_gb']:.2f} GB), of which after the import "
+          f"{result['peak_after_import_gb']:.2f} GB, the rest in the first evaluation; bpy "
+          f"before the import "
           f"{result['rss_before_gb']:.2f} GB  (target <= {gigabytes:g} GB: "
           f"{verdict(result['peak_gb'], gigabytes)})")
     print(f"objects: {result['objects']} ({result['layer_objects']} layers, "
@@ -295,14 +297,16 @@ def report(key: str, info: dict, result: dict) -> None:
                                                           result["downsampled"]))
     print(f"connections: {result['edges']:,} edges ({result['curve_points']:,} curve points)")
     print(f"viewport: first evaluation {result['first_eval_s']:.2f} s; after changing the epoch "
-          f"{result['epoch_eval_s']:.2f} s (median of {[round(t, 2) for t in result['epoch_evals_s']]})"
+          f"{result['epoch_eval_s']:.2f} s (median of "
+          f"{[round(t, 2) for t in result['epoch_evals_s']]})"
           f" (target <= {VIEWPORT_TARGET:g} s: "
           f"{verdict(max(result['first_eval_s'], result['epoch_eval_s']), VIEWPORT_TARGET)}); "
           f"after changing the cell size {result['cell_size_eval_s']:.2f} s; epoch change with "
           f"the connections hidden (layers only) {result['layers_only_eval_s']:.2f} s")
     steps = result["steps"]
     slow = sorted(((b[0] - a[0], a[1]) for a, b in zip(steps, steps[1:])), reverse=True)[:6]
-    print("slowest import steps: " + "; ".join(f"{m} {t:.2f} s" for t, m in slow))
+    print("slowest import steps (from a progress message to the next; after the last layer's "
+          "message comes the wiring plan): " + "; ".join(f"{m} {t:.2f} s" for t, m in slow))
     if result.get("warnings"):
         print(f"import warnings: {len(result['warnings'])}, e.g. {result['warnings'][0]}")
     if result.get("profile"):

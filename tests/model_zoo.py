@@ -102,7 +102,7 @@ def depthwise_separable_block(seed: int = 0) -> keras.Model:
 
 
 def bn_dropout(seed: int = 0) -> keras.Model:
-    """A Sequential CNN with BatchNormalization and Dropout (inference mode: Dropout is identity)."""
+    """A Sequential CNN with BatchNormalization and Dropout (inference: Dropout is identity)."""
     _seed(seed)
     return keras.Sequential([
         keras.Input(IMAGE_SHAPE, name="input"),

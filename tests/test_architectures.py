@@ -140,8 +140,10 @@ def test_every_layer_type_config_and_weight_names(zoo):
     assert config["drop"]["rate"] == 0.3
     assert config["reshape"]["target_shape"] == [8, 4] and shapes["reshape"] == (8, 4)
     assert config["conv1d"]["kernel_size"] == [3] and shapes["conv1d"] == (8, 4)
-    assert config["rescale"]["scale"] == pytest.approx(1 / 255) and config["rescale"]["offset"] == -0.5
-    assert config["norm"]["mean"] == [0.1, 0.0, -0.1] and config["norm"]["variance"] == [1.0, 2.0, 0.5]
+    assert config["rescale"]["scale"] == pytest.approx(1 / 255)
+    assert config["rescale"]["offset"] == -0.5
+    assert config["norm"]["mean"] == [0.1, 0.0, -0.1]
+    assert config["norm"]["variance"] == [1.0, 2.0, 0.5]
     assert config["output"]["units"] == model_zoo.CLASSES
     assert list(export.layer("mul").inbound) == ["relu6", "sep"]
     assert list(export.layer("add").inbound) == ["mul", "conv_dilated"]
