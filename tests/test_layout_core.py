@@ -10,7 +10,7 @@ from export_factory import LayerDef, make_export
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.layout import (CellGrid, LayoutOptions, cell_centres, display_stride,
                                      downsample_maps, layer_columns, plan_network)
-from nnvis_addon.core.wiring import depthwise_edges, plan_links, skip_arc
+from nnvis_addon.core.wiring import depthwise_edges, plan_links, skip_arc, skip_route
 
 
 def inception_residual_layers():
@@ -102,13 +102,30 @@ def test_links_cover_every_inbound_edge_with_the_right_kind(dag_export):
 
 
 def test_skip_arc_clears_every_skipped_column():
-    for skipped in (1, 2, 5, 11):
-        points = 16 * (skipped + 1)
-        arc = skip_arc(points, skipped, 2.0)
-        assert arc[0] == 0 and arc[-1] == 0
+    start_z = np.array([-1.5, 0.0, 0.7])
+    end_z = np.array([0.4, -2.0, 0.7])
+    for rise, fall in ((0.5, 0.5), (0.2, 0.9), (0.05, 0.97)):
+        points = 48
+        arc = skip_arc(points, rise, fall, 2.0, start_z, end_z)
+        assert np.all(arc[:, 0] == 0) and np.all(arc[:, -1] == 0)
         t = np.linspace(0, 1, points)
-        inner = (t >= 1 / (skipped + 1) - 1e-9) & (t <= skipped / (skipped + 1) + 1e-9)
-        assert np.all(arc[inner] >= 2.0 - 1e-5)
+        z = start_z[:, None] + (end_z - start_z)[:, None] * t[None, :] + arc
+        # Every segment touching [rise, fall] stays above the clearance (no corner cutting).
+        inner = (t >= rise - 1 / (points - 1)) & (t <= fall + 1 / (points - 1))
+        assert np.all(z[:, inner] >= 2.0 - 1e-5)
+
+
+def test_skip_route_spans_the_skipped_columns(dag_export):
+    plan = plan_network(dag_export)
+    link = next(l for l in plan_links(dag_export, plan=plan)
+                if (l.source.name, l.target.name) == ("stem", "add"))
+    route = skip_route(plan, link, label_height=0.5, points_per_edge=16)
+    x = {p.layer.name: p.x for p in plan.layers}
+    length = x["add"] - x["stem"]
+    assert route.rise < (x["branch_a"] - x["stem"]) / length
+    assert route.fall > (x["bn"] - x["stem"]) / length
+    tallest = max(p.extent(0.1)[1] / 2 for p in plan.layers if 1 < p.column < 6)
+    assert route.clearance > tallest + 0.5 and route.points >= 16
 
 
 def test_depthwise_and_separable_edges_against_loops():

@@ -169,13 +169,15 @@ def test_frame_network_keeps_every_layer_in_view(api, network):
     scene.set_control(root, "nnvis_layer_spacing", 6.0)
     camera = scene.frame_network(root)
     from bpy_extras.object_utils import world_to_camera_view
+    from mathutils import Vector
     bpy.context.view_layer.update()
     for layer in layers.values():
-        for corner in layer.evaluated_get(bpy.context.evaluated_depsgraph_get()).bound_box:
-            from mathutils import Vector
-            x, y, depth = world_to_camera_view(bpy.context.scene, camera,
-                                               layer.matrix_world @ Vector(corner))
-            assert -0.01 <= x <= 1.01 and -0.01 <= y <= 1.01 and depth > 0
+        cells, _ = evaluated_instances(layer)
+        matrix = np.array(layer.matrix_world)
+        world = cells @ matrix[:3, :3].T + matrix[:3, 3]
+        for point in (world.min(axis=0), world.max(axis=0)):
+            x, y, depth = world_to_camera_view(bpy.context.scene, camera, Vector(point))
+            assert -0.01 <= x <= 1.01 and -0.01 <= y <= 1.01 and depth > 0, layer.name
 
 
 def test_panel_operators_run(api, network):

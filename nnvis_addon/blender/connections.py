@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import bpy
@@ -13,7 +13,8 @@ from ...geometry_nodes import connection_nodes, materials
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
 from ..core.export_format import NetworkExport
 from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_size
-from ..core.wiring import LayerLink, WiringOptions, plan_links, skip_arc, skip_clearance
+from ..core.wiring import (LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc,
+                           skip_route)
 from . import compat
 
 MODIFIER_NAME = "NNVis Connections"
@@ -63,16 +64,22 @@ def layer_cell_positions(obj: bpy.types.Object) -> np.ndarray:
 def link_curves(link_start: np.ndarray, link_end: np.ndarray, weights: np.ndarray, arc: np.ndarray,
                 options: ConnectionOptions, bundle: bool = True,
                 progress: Callable[[float], None] | None = None):
-    """(curves, straight) arrays (E, P, 3) between the given end points; skip links rise by the
-    ``arc`` profile (P,) over the layers they skip."""
+    """(curves, straight) arrays (E, P, 3) between the given end points; skip links rise by
+    ``arc`` (E, P) over the layers they skip."""
     params = options.bundling
     straight = straight_curves(link_start, link_end, params.points_per_edge)
     if bundle and len(weights) > 1:
         curves = bundle_edges(link_start, link_end, weights, params=params, progress=progress)
     else:
         curves = straight.copy()
-    curves[..., 2] += arc[None, :]
+    curves[..., 2] += arc
     return curves, straight
+
+
+def _arc(route: SkipRoute | None, points: int, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    if route is None:
+        return np.zeros((len(start), points), np.float32)
+    return skip_arc(points, route.rise, route.fall, route.clearance, start[:, 2], end[:, 2])
 
 
 def span_midpoints(cells: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
@@ -118,17 +125,25 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
     material = materials.ensure_connection_material()
     links = plan_links(export, options.wiring, plan)
     label_height = 2.6 * label_size(plan.options.cell_size)
+    positions = {}  # layer object name -> its cells' positions, computed once per layer
     objects = []
     for number, link in enumerate(links):
         base = number / max(1, len(links))
         report(base, f"bundling {link.name} ({len(link.edges)} edges)")
         source, target = layers[link.source.name], layers[link.target.name]
-        start = span_midpoints(layer_cell_positions(source), link.source_first, link.source_last)
-        end = span_midpoints(layer_cell_positions(target), link.target_first, link.target_last)
-        arc_height = skip_clearance(plan, link, label_height) if link.skipped_columns else 0.0
-        arc = skip_arc(options.bundling.points_per_edge, link.skipped_columns, arc_height)
+        for obj in (source, target):
+            if obj.name not in positions:
+                positions[obj.name] = layer_cell_positions(obj)
+        start = span_midpoints(positions[source.name], link.source_first, link.source_last)
+        end = span_midpoints(positions[target.name], link.target_first, link.target_last)
+        route = skip_route(plan, link, label_height, options.bundling.points_per_edge)
+        params = options.bundling if route is None else \
+            replace(options.bundling, points_per_edge=route.points)
+        arc = _arc(route, params.points_per_edge, start, end)
+        # Structural links (channel to same channel) are parallel already: nothing to bundle.
         curves, straight = link_curves(
-            start, end, link.edges.weight, arc, options, bundle=options.bundle,
+            start, end, link.edges.weight, arc, replace(options, bundling=params),
+            bundle=options.bundle and not link.structural,
             progress=lambda f: report(base + f / max(1, len(links)), f"bundling {link.name}"))
         name = f"{export.name}.{link.source.name}->{link.target.name}"
         data = bpy.data.hair_curves.new(name)
@@ -141,7 +156,8 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         obj["nnvis_target_layer"] = link.target.name
         obj["nnvis_link_kind"] = link.kind
         obj["nnvis_skipped_columns"] = link.skipped_columns
-        obj["nnvis_arc_height"] = arc_height
+        if route is not None:
+            obj["nnvis_skip_route"] = [route.rise, route.fall, route.clearance, route.points]
         modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
         modifier.node_group = group
         weight_max = full_scale_weight(link.epoch_weights)
@@ -188,8 +204,11 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
     start = span_midpoints(layer_cell_positions(source), spans["source_first"],
                            spans["source_last"])
     end = span_midpoints(layer_cell_positions(target), spans["target_first"], spans["target_last"])
-    arc = skip_arc(params.points_per_edge, int(obj.get("nnvis_skipped_columns", 0)),
-                   float(obj.get("nnvis_arc_height", 0.0)))
+    stored = obj.get("nnvis_skip_route")
+    route = SkipRoute(*stored[:3], points=int(stored[3])) if stored is not None else None
+    if route is not None:
+        params = replace(params, points_per_edge=max(params.points_per_edge, route.points))
+    arc = _arc(route, params.points_per_edge, start, end)
     curves, straight = link_curves(start, end, weights, arc,
                                    ConnectionOptions(bundling=params), bundle=bundle)
     if curves.shape[1] != len(data.points) // count:

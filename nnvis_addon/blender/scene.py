@@ -386,14 +386,21 @@ def frame_network(root: bpy.types.Object, scene: bpy.types.Scene | None = None) 
     camera = next((o for o in root.users_collection[0].objects if o.get("nnvis_camera")), None)
     if camera is None:
         raise ValueError(f"network {root.name!r} has no nnvis camera (imported without staging)")
-    depsgraph = bpy.context.evaluated_depsgraph_get()
-    corners = []
+    bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
+    label_height = 2.6 * label_size(root["nnvis_cell_size"])
+    points = []
     for layer in network_layers(root):
         if layer.hide_render:
             continue
-        evaluated = layer.evaluated_get(depsgraph)
-        corners.extend(evaluated.matrix_world @ Vector(corner) for corner in evaluated.bound_box)
-    if corners:
-        fit_camera_to_points(camera, np.array([c[:] for c in corners]), scene)
+        # Instanced cells are not in an object's bounding box: use the layout maths.
+        cells = connections.layer_cell_positions(layer)
+        lo, hi = cells.min(axis=0), cells.max(axis=0)
+        hi[2] += label_height
+        box = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                        for z in (lo[2], hi[2])])
+        matrix = np.array(root.matrix_world)
+        points.append(box @ matrix[:3, :3].T + matrix[:3, 3])
+    if points:
+        fit_camera_to_points(camera, np.concatenate(points), scene)
     scene.camera = camera
     return camera

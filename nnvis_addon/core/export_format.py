@@ -710,7 +710,7 @@ class ExportWriter:
         if dtype_name not in DTYPES:
             raise ValueError(f"dtype {dtype_name} is not allowed in nnvis exports ({DTYPES})")
         target = np.dtype(dtype_name).newbyteorder("<")
-        data = np.ascontiguousarray(array, dtype=target)
+        data = np.asarray(array, dtype=target, order="C")  # keeps 0-d scalars 0-d
         spec: dict[str, Any] = {"dtype": dtype_name, "shape": [int(d) for d in data.shape]}
         # JSON has no Inf: an array holding NaN/Inf goes to the sidecar so it reads back exactly
         # (inline, both would come back as NaN via null).

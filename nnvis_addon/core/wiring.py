@@ -231,23 +231,53 @@ def _link(source: Layer, target: Layer, kind: str, edges_at, last: int, grids: d
         skipped_columns=max(0, skipped))
 
 
-def skip_arc(points_per_edge: int, skipped_columns: int, height: float) -> np.ndarray:
-    """(P,) lift along +Z of a link that skips ``skipped_columns`` columns of layers: zero at
-    both ends, ``height`` over every skipped column (a sine profile flattened on top)."""
+def skip_profile(points_per_edge: int, rise: float, fall: float) -> np.ndarray:
+    """(P,) 0..1 lift profile of a skip link: 0 at both ends, 1 from ``rise`` to ``fall`` (the
+    fractions of the way where the skipped layers begin and end), quarter sines in between.
+    The top starts one sample early and ends one late, so no straight segment between two
+    samples cuts the corner of a skipped layer."""
     t = np.linspace(0.0, 1.0, points_per_edge)
-    if skipped_columns <= 0 or height <= 0:
-        return np.zeros(points_per_edge, np.float32)
-    # The first skipped column sits at t = 1 / (k + 1): reach full height by then.
-    steepness = 1.0 / np.sin(np.pi / (skipped_columns + 1))
-    arc = (height * np.minimum(1.0, steepness * np.sin(np.pi * t))).astype(np.float32)
-    arc[[0, -1]] = 0.0  # end points stay exactly on their cells
-    return arc
+    step = 1.0 / max(1, points_per_edge - 1)
+    rise = min(max(rise - step, step), 0.5)
+    fall = max(min(fall + step, 1.0 - step), 0.5)
+    profile = np.ones(points_per_edge)
+    before, after = t < rise, t > fall
+    profile[before] = np.sin(0.5 * np.pi * t[before] / rise)
+    profile[after] = np.sin(0.5 * np.pi * (1.0 - t[after]) / (1.0 - fall))
+    profile[[0, -1]] = 0.0  # end points stay exactly on their cells
+    return profile
 
 
-def skip_clearance(plan: NetworkPlan, link: LayerLink, label_height: float) -> float:
-    """How high a skip link must rise to pass over the layers of the columns it skips."""
-    first = next(p for p in plan.layers if p.layer.name == link.source.name).column
-    last = next(p for p in plan.layers if p.layer.name == link.target.name).column
-    heights = [p.extent(plan.options.cell_size)[1] / 2 + label_height
-               for p in plan.layers if first < p.column < last]
-    return max(heights, default=0.0) + 2 * plan.options.cell_size
+def skip_arc(points_per_edge: int, rise: float, fall: float, clearance: float,
+             start_z: np.ndarray, end_z: np.ndarray) -> np.ndarray:
+    """(E, P) lift along +Z that takes every edge of a skip link over ``clearance`` (an absolute
+    height) between ``rise`` and ``fall``, whatever height its ends are at."""
+    start_z = np.asarray(start_z, dtype=np.float64)
+    lift = np.maximum(0.0, clearance - np.minimum(start_z, np.asarray(end_z, np.float64)))
+    profile = skip_profile(points_per_edge, rise, fall)
+    return (lift[:, None] * profile[None, :]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class SkipRoute:
+    rise: float        # fraction of the way where the first skipped layer begins
+    fall: float        # fraction of the way where the last skipped layer ends
+    clearance: float   # absolute height above every skipped layer and its label
+    points: int        # curve samples: enough for the arc to clear every skipped layer
+
+
+def skip_route(plan: NetworkPlan, link: LayerLink, label_height: float,
+               points_per_edge: int) -> SkipRoute | None:
+    """How a link that skips columns of layers arcs over them (None for adjacent layers)."""
+    if link.skipped_columns <= 0:
+        return None
+    by_name = {p.layer.name: p for p in plan.layers}
+    source, target = by_name[link.source.name], by_name[link.target.name]
+    skipped = [p for p in plan.layers if source.column < p.column < target.column]
+    length = max(target.x - source.x, 1e-9)
+    depth = max(p.tile_depth * p.cell_scale for p in skipped) * plan.options.cell_size
+    clearance = max(p.extent(plan.options.cell_size)[1] / 2 for p in skipped) + label_height
+    return SkipRoute(rise=(min(p.x for p in skipped) - depth - source.x) / length,
+                     fall=(max(p.x for p in skipped) + depth - source.x) / length,
+                     clearance=clearance + 2 * plan.options.cell_size,
+                     points=max(points_per_edge, 6 * (link.skipped_columns + 2)))
