@@ -24,7 +24,7 @@ on y = 0. For tests and tools the output mesh carries what it shows as point att
 
 from __future__ import annotations
 
-from .builder import FieldMath, TreeBuilder, find_current, new_tree
+from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Epoch Counter"
 VERSION = 2
@@ -63,17 +63,8 @@ def ensure_counter_group():
 
 
 def build_counter_group():
-    tree = new_tree(GROUP_NAME, "GeometryNodeTree", VERSION)
-    tree.is_modifier = True
-    tree.description = "nnvis: 'Epoch N' and that epoch's metrics, picked by the Epoch input"
-    b = TreeBuilder(tree)
-    m = FieldMath(b)
-    b.add_socket("Geometry", "GEOMETRY")
-    for name, kind, default, lo, hi, subtype, description in INPUTS:
-        b.add_socket(name, kind, default=default, min_value=lo, max_value=hi, subtype=subtype,
-                     description=description)
-    b.add_socket("Geometry", "GEOMETRY", output=True)
-    inp = b.node("NodeGroupInput").outputs
+    b, m, inp = new_modifier_group(GROUP_NAME, VERSION, "nnvis: 'Epoch N' and that epoch's metrics, picked by the Epoch input",
+                                   INPUTS)
 
     last = m.sub(inp["Epoch Count"], 1)
     index = m.op("ROUND", m.op("MINIMUM", m.op("MAXIMUM", inp["Epoch"], 0.0), last))
@@ -156,4 +147,4 @@ def build_counter_group():
                           data_type=kind, domain="POINT").outputs[0]
     out = b.node("NodeGroupOutput")
     b.link(geometry, out.inputs[0])
-    return tree
+    return b.tree

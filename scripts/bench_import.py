@@ -30,7 +30,6 @@ Not a test: it prints figures (recorded in docs/performance.md).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -43,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from working_tree import ROOT, import_extension_package  # noqa: E402 (scripts/ on sys.path)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = {"vgg16": "VGG16", "resnet50": "ResNet50"}
@@ -92,16 +91,6 @@ def cpu_seconds() -> float:
 # The child: one import in a fresh Blender
 
 
-def import_extension_package(name: str = "nnvis"):
-    """Load the working tree as the extension package (what Blender does with the zip)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_import(export_path: Path, profile: int, repeat_eval: int) -> dict:

@@ -6,23 +6,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "digits" / "digits_cnn.nnvis.json"
+from working_tree import EXAMPLE, ROOT, import_extension_package  # noqa: E402 (scripts/ on sys.path)
 
 
-def import_extension_package(name: str = "nnvis"):
-    """Load the working tree as the extension package (what Blender does with the zip)."""
-    spec = importlib.util.spec_from_file_location(name, ROOT / "__init__.py",
-                                                  submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
-from demo import EXAMPLE, ROOT, import_extension_package  # noqa: E402
+from working_tree import EXAMPLE, ROOT, import_extension_package  # noqa: E402
 
 IMAGES = ROOT / "docs" / "images"
 

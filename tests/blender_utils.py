@@ -13,8 +13,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION_MODULE = "bl_ext.user_default.nnvis"
-DATA_COLLECTIONS = ("objects", "meshes", "hair_curves", "curves", "materials", "node_groups",
-                    "collections", "cameras", "lights", "worlds", "actions", "images")
 
 
 def build_zip(output_dir: Path) -> Path:
@@ -38,10 +36,6 @@ def installed_module(name: str):
 
 def installed_scene_module():
     return installed_module("nnvis_addon.blender.scene")
-
-
-def data_counts() -> dict[str, int]:
-    return {name: len(getattr(bpy.data, name)) for name in DATA_COLLECTIONS}
 
 
 def evaluated_instances(obj) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -144,3 +138,20 @@ def evaluated_curves(obj) -> dict:
     curves.attributes["radius"].data.foreach_get("value", radius)
     result["radius_per_curve"] = radius.reshape(count, -1)[:, 0]
     return result
+
+
+def all_data() -> dict[str, frozenset]:
+    """Every data-block in the file by collection (names and pointers): stricter than counts."""
+    result = {}
+    for attr in dir(bpy.data):
+        value = getattr(bpy.data, attr, None)
+        if isinstance(value, bpy.types.bpy_prop_collection) and attr not in (
+                "window_managers", "workspaces", "screens"):
+            result[attr] = frozenset((block.name, block.as_pointer()) for block in value)
+    return result
+
+
+def difference(before: dict, after: dict) -> dict:
+    return {key: {"new": sorted(n for n, _ in after[key] - before[key]),
+                  "gone": sorted(n for n, _ in before[key] - after[key])}
+            for key in before if before[key] != after[key]}

@@ -3,7 +3,6 @@ so an installed copy of the extension never shadows the working tree."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import tempfile
@@ -11,25 +10,14 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_EXPORT = ROOT / "examples" / "digits" / "digits_cnn.nnvis.json"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from working_tree import EXAMPLE as EXAMPLE_EXPORT  # noqa: E402
+from working_tree import ROOT, import_extension_package  # noqa: E402,F401 (re-exported)
 
 _user_dirs = Path(tempfile.mkdtemp(prefix="nnvis-test-blender-user-"))
 for _var in ("BLENDER_USER_EXTENSIONS", "BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS"):
     os.environ[_var] = str(_user_dirs / _var.lower())
     Path(os.environ[_var]).mkdir(parents=True, exist_ok=True)
-
-
-def import_extension_package(name: str = "nnvis"):
-    """Import the repository root as a package, the way Blender imports the extension."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(
-        name, ROOT / "__init__.py", submodule_search_locations=[str(ROOT)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")

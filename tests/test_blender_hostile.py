@@ -15,30 +15,13 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (build_zip, evaluated_instances, install_zip, installed_module,
-                           installed_scene_module)
+from blender_utils import (all_data, build_zip, difference, evaluated_instances, install_zip,
+                           installed_module, installed_scene_module)
 from export_factory import make_export
 from hostile_corpus import CASES, Case, build_corpus, outcome
 
 CASE_NAMES = [make.__name__ for make in CASES]
 ERROR_CASE_NAMES = [name for name in CASE_NAMES if name != "nan_inf_activations"]
-
-
-def all_data() -> dict[str, frozenset]:
-    """Every data-block in the file by collection (names and pointers): stricter than counts."""
-    result = {}
-    for attr in dir(bpy.data):
-        value = getattr(bpy.data, attr, None)
-        if isinstance(value, bpy.types.bpy_prop_collection) and attr not in (
-                "window_managers", "workspaces", "screens"):
-            result[attr] = frozenset((block.name, block.as_pointer()) for block in value)
-    return result
-
-
-def difference(before: dict, after: dict) -> dict:
-    return {key: {"new": sorted(n for n, _ in after[key] - before[key]),
-                  "gone": sorted(n for n, _ in before[key] - after[key])}
-            for key in before if before[key] != after[key]}
 
 
 def handler_counts() -> dict[str, int]:

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from blender_utils import (EXTENSION_MODULE, installed_scene_module, ROOT, build_zip, compare_images, configure_test_render,
-                           data_counts, evaluated_instances, install_zip, load_pixels, save_pixels)
+                           all_data, evaluated_instances, install_zip, load_pixels, save_pixels)
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.layout import cell_centres, cell_grid
 
@@ -188,18 +188,18 @@ def test_malformed_export_reports_one_error_and_leaves_nothing(empty_scene, exam
     data = json.loads(document.read_text())
     data["layers"][2]["output_shape"] = [3, 3, 3]
     document.write_text(json.dumps(data))
-    before = data_counts()
+    before = all_data()
     with pytest.raises(RuntimeError, match="layer 'pool1'|layer"):
         bpy.ops.import_scene.nnvis(filepath=str(document))
-    assert data_counts() == before
+    assert all_data() == before
 
 
 def test_failure_midway_rolls_back_everything(empty_scene, example_export):
     """An error after some data-blocks exist (bad option) leaves bpy.data unchanged."""
-    before = data_counts()
+    before = all_data()
     with pytest.raises(RuntimeError, match="sample 99 does not exist"):
         bpy.ops.import_scene.nnvis(filepath=str(example_export), sample=99)
-    assert data_counts() == before
+    assert all_data() == before
 
 
 def test_golden_image(empty_scene, example_export, tmp_path):

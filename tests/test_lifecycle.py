@@ -12,26 +12,10 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (EXTENSION_MODULE, build_zip, evaluated_instances, install_zip,
-                           installed_module, installed_scene_module)
+from blender_utils import (EXTENSION_MODULE, all_data, build_zip, difference,
+                           evaluated_instances, install_zip, installed_module,
+                           installed_scene_module)
 from export_factory import make_export
-
-
-def all_data() -> dict[str, frozenset]:
-    """Every data-block in the file by collection, as (name, pointer) pairs."""
-    result = {}
-    for attr in dir(bpy.data):
-        value = getattr(bpy.data, attr, None)
-        if isinstance(value, bpy.types.bpy_prop_collection) and attr not in (
-                "window_managers", "workspaces", "screens"):
-            result[attr] = frozenset((block.name, block.as_pointer()) for block in value)
-    return result
-
-
-def difference(before: dict, after: dict) -> dict:
-    return {key: {"new": sorted(n for n, _ in after[key] - before[key]),
-                  "gone": sorted(n for n, _ in before[key] - after[key])}
-            for key in before if before[key] != after[key]}
 
 
 def orphans() -> set[tuple[str, str]]:
