@@ -19,8 +19,8 @@ from . import compat
 
 MODIFIER_NAME = "NNVis Connections"
 CONNECTION_MARKER = "nnvis_connection"
-# More edges draw as hair curves (Cycles renders them round): tubes cost a mesh of points x
-# sides vertices, rebuilt every frame an epoch animation changes the weights.
+# More edges, and structural links, draw as hair curves (Cycles renders them round): tubes cost
+# a mesh of points x sides vertices, rebuilt every frame an epoch animation changes the weights.
 TUBES_UP_TO = 2_000
 
 
@@ -164,7 +164,8 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         inputs = {
             "Source": source, "Target": target, "Epoch Count": len(export.epochs),
             "Weight Max": weight_max if weight_max > 0 else 1.0,
-            "Radius": 0.09 * plan.options.cell_size, "As Tubes": len(link.edges) <= TUBES_UP_TO,
+            "Radius": 0.09 * plan.options.cell_size,
+            "As Tubes": not link.structural and len(link.edges) <= TUBES_UP_TO,
             "Material": material,
         }
         for key, value in inputs.items():

@@ -222,7 +222,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
         "Global Min": plan.global_min, "Global Max": plan.global_max,
         "Cell Material": cell_material, "Label Material": label_material,
         "Label": layer_plan.label, "Label Size": label_size(plan.options.cell_size),
-        "Has Summaries": summaries,
+        "Has Summaries": summaries, "Show Label": layer_plan.show_label,
         "Viewport Points": grid.cells > VIEWPORT_POINTS_ABOVE,
     }
     for name, value in inputs.items():

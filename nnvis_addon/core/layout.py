@@ -147,6 +147,7 @@ class LayoutOptions:
     branch_gap: float = 1.0           # between layers side by side in one column (branches)
     block_cells: float = 6.0          # size of an unknown layer's block, in cells
     compact_spacing: float = 0.4      # spacing before a column of COMPACT_LAYER_TYPES, relative
+    compact_labels_up_to: int = 40    # deeper networks hide the labels of compact layers
 
     def __post_init__(self):
         if self.map_layout not in MAP_LAYOUTS:
@@ -174,6 +175,7 @@ class LayerPlan:
     value_min: float
     value_max: float
     label: str
+    show_label: bool = True
 
     @property
     def is_vector(self) -> bool:
@@ -300,6 +302,9 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
         plans.append(plan)
     _place_columns(plans, options)
     _place_branches(plans, options)
+    if len(plans) > options.compact_labels_up_to:
+        for plan in plans:
+            plan.show_label = plan.layer.type not in COMPACT_LAYER_TYPES
     global_min = min(p.value_min for p in plans)
     global_max = max(p.value_max for p in plans)
     lo = [min(p.x for p in plans) - options.cell_size, 0.0, 0.0]
