@@ -42,7 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from working_tree import ROOT, import_extension_package  # noqa: E402 (scripts/ on sys.path)
+from working_tree import EXAMPLE, ROOT, import_extension_package
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = {"vgg16": "VGG16", "resnet50": "ResNet50"}
@@ -328,6 +328,17 @@ def main(argv=None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load "
           f"average {load:.1f}")
+    # The bundled example first: the baseline the big models compare against.
+    example = in_subprocess("--import-only", str(EXAMPLE), "--profile", "0",
+                            "--repeat-eval", str(args.repeat_eval))
+    if "error" in example:
+        print(f"\n== bundled example: IMPORT FAILED: {example['error']}\n{example['stderr']}")
+    else:
+        print(f"\n== bundled example (digits_cnn, {example['layer_objects']} layers, 4 samples x "
+              f"13 epochs): import {example['import_s']:.2f} s wall, peak memory "
+              f"{example['peak_gb']:.2f} GB (bpy alone {example['rss_before_gb']:.2f} GB), "
+              f"{example['drawn_cells']:,} cells, {example['edges']:,} edges; viewport after an "
+              f"epoch change {example['epoch_eval_s'] * 1000:.0f} ms")
     work = args.keep or Path(tempfile.mkdtemp(prefix="nnvis-bench-import-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

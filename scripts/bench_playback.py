@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from working_tree import EXAMPLE, ROOT, import_extension_package  # noqa: E402 (scripts/ on sys.path)
+from working_tree import EXAMPLE, ROOT, import_extension_package
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from working_tree import EXAMPLE, ROOT, import_extension_package  # noqa: E402 (scripts/ on sys.path)
+from working_tree import EXAMPLE, ROOT, import_extension_package
 
 
 
