@@ -183,9 +183,14 @@ def main(argv=None) -> int:
         connections = [c for c in root.children if c.get("nnvis_connection")]
         depsgraph = bpy.context.evaluated_depsgraph_get()
         counted = {obj.name: 0 for obj in layers}
-        drawn = {obj.name: 0 for obj in connections}  # vertices of the evaluated tubes
+        drawn = {obj.name: 0 for obj in connections}  # evaluated tube vertices or curve points
         for instance in depsgraph.object_instances:
-            if not instance.is_instance or instance.parent is None:
+            if not instance.is_instance:
+                # Hair-curve connections (big or structural pairs) are the object's own geometry.
+                if instance.object.original.name in drawn and instance.object.type == "CURVES":
+                    drawn[instance.object.original.name] += len(instance.object.data.points)
+                continue
+            if instance.parent is None:
                 continue
             name = instance.parent.original.name
             if name in counted:
@@ -318,11 +323,17 @@ def main(argv=None) -> int:
             points = len(obj.data.points) // max(1, len(obj.data.curves))
             check(points == 7, f"{obj.name}: {points} points per curve after re-bundling to 7")
         depsgraph = bpy.context.evaluated_depsgraph_get()
-        tubes = {instance.parent.original.name for instance in depsgraph.object_instances
-                 if instance.is_instance and instance.parent is not None
-                 and instance.parent.original.get("nnvis_connection")}
-        check(tubes == {obj.name for obj in connections},
-              "connections without tubes after re-bundle")
+        drawn = set()
+        for instance in depsgraph.object_instances:
+            if instance.is_instance and instance.parent is not None \
+                    and instance.parent.original.get("nnvis_connection"):
+                drawn.add(instance.parent.original.name)  # tubes: a mesh instance
+            elif not instance.is_instance and instance.object.type == "CURVES" \
+                    and instance.object.original.get("nnvis_connection") \
+                    and len(instance.object.data.points):
+                drawn.add(instance.object.original.name)  # hair curves: its own geometry
+        check(drawn == {obj.name for obj in connections},
+              "connections not drawn after re-bundle")
 
         bpy.context.view_layer.objects.active = root
         result = bpy.ops.nnvis.animate_epochs(frames_per_epoch=2, hold_frames=1)
