@@ -144,6 +144,8 @@ class LayoutOptions:
     neuron_depth: float = 0.8         # neuron cubes, in cells
     neuron_scale: float = 2.0         # neurons are drawn this much larger than feature-map cells
     max_layer_cells: int | None = 250_000  # larger layers show downsampled maps (None: never)
+    max_total_cells: int | None = 4_000_000  # deep networks share this budget: each layer gets
+                                             # at most its share (never under 4,096 cells)
     branch_gap: float = 1.0           # between layers side by side in one column (branches)
     block_cells: float = 6.0          # size of an unknown layer's block, in cells
     compact_spacing: float = 0.4      # spacing before a column of COMPACT_LAYER_TYPES, relative
@@ -273,10 +275,14 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
     plans = []
     warnings = []
     columns = layer_columns(export.layers)
+    layer_budget = options.max_layer_cells
+    if options.max_total_cells is not None:
+        share = max(4096, options.max_total_cells // len(export.layers))
+        layer_budget = share if layer_budget is None else min(layer_budget, share)
     for layer, column in zip(export.layers, columns):
         true_grid = cell_grid(layer.output_shape)
         block = layer.type not in KNOWN_LAYER_TYPES
-        stride = 1 if block else display_stride(true_grid, options.max_layer_cells)
+        stride = 1 if block else display_stride(true_grid, layer_budget)
         if block:
             grid = CellGrid(1, 1, 1)
             warnings.append(f"layer {layer.name!r} has an unknown type {layer.type!r}: "
