@@ -29,6 +29,15 @@ def install_zip(zip_path: Path) -> None:
     assert EXTENSION_MODULE in sys.modules
 
 
+def install_extension(tmp_path_factory) -> Path:
+    """Build the zip, install and enable it, and save the preferences so that
+    ``read_homefile`` keeps it enabled; returns the zip."""
+    zip_path = build_zip(tmp_path_factory.mktemp("dist"))
+    install_zip(zip_path)
+    bpy.ops.wm.save_userpref()
+    return zip_path
+
+
 def installed_module(name: str):
     """A module of the installed extension (the script API users call)."""
     return importlib.import_module(f"{EXTENSION_MODULE}.{name}")
@@ -59,22 +68,25 @@ def evaluated_instances(obj) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return positions, attributes
 
 
-def configure_test_render(scene, size: int, samples: int, path: Path) -> None:
+def configure_test_render(scene, width: int, height: int, samples: int,
+                          path: Path | None = None) -> None:
+    """Deterministic tiny Cycles renders: CPU, fixed seed, no denoising, standard view."""
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"
     scene.cycles.samples = samples
     scene.cycles.seed = 0
     scene.cycles.use_denoising = False
     scene.cycles.use_adaptive_sampling = False
-    scene.render.resolution_x = size
-    scene.render.resolution_y = size
+    scene.render.resolution_x = width
+    scene.render.resolution_y = height
     scene.render.resolution_percentage = 100
     scene.render.use_compositing = False
     scene.render.use_sequencer = False
     scene.view_settings.view_transform = "Standard"
     scene.render.image_settings.file_format = "PNG"
     scene.render.image_settings.color_mode = "RGBA"
-    scene.render.filepath = str(path)
+    if path is not None:
+        scene.render.filepath = str(path)
 
 
 def load_pixels(path: Path) -> np.ndarray:

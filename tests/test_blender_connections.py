@@ -7,15 +7,14 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (build_zip, evaluated_curves, evaluated_instances, install_zip,
+from blender_utils import (evaluated_curves, evaluated_instances, install_extension,
                            installed_module)
 from nnvis_addon.core.export_format import read_export
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    install_zip(build_zip(tmp_path_factory.mktemp("dist")))
-    bpy.ops.wm.save_userpref()
+    install_extension(tmp_path_factory)
     return installed_module("nnvis_addon.blender.scene"), installed_module("nnvis_addon.blender.connections")
 
 

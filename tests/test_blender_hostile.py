@@ -15,7 +15,7 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (all_data, build_zip, difference, evaluated_instances, install_zip,
+from blender_utils import (all_data, difference, evaluated_instances, install_extension,
                            installed_module, installed_scene_module)
 from export_factory import make_export
 from hostile_corpus import CASES, Case, build_corpus, outcome
@@ -31,8 +31,7 @@ def handler_counts() -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    install_zip(build_zip(tmp_path_factory.mktemp("dist")))
-    bpy.ops.wm.save_userpref()
+    install_extension(tmp_path_factory)
     return installed_module("nnvis_addon.core.export_format")
 
 

@@ -15,8 +15,9 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (EXTENSION_MODULE, installed_scene_module, ROOT, build_zip, compare_images, configure_test_render,
-                           all_data, evaluated_instances, install_zip, load_pixels, save_pixels)
+from blender_utils import (EXTENSION_MODULE, ROOT, all_data, build_zip, compare_images,
+                           configure_test_render, evaluated_instances, install_zip,
+                           installed_scene_module, load_pixels, save_pixels)
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.layout import cell_centres, cell_grid
 
@@ -206,7 +207,7 @@ def test_golden_image(empty_scene, example_export, tmp_path):
     """Tiny Cycles render (64x64, fixed seed, no denoise) against a committed reference."""
     import_example(example_export)
     output = tmp_path / "render.png"
-    configure_test_render(empty_scene, size=64, samples=8, path=output)
+    configure_test_render(empty_scene, 64, 64, samples=8, path=output)
     bpy.ops.render.render(write_still=True)
     received = load_pixels(output)
     if not GOLDEN.exists():

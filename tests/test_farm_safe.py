@@ -19,31 +19,12 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (ROOT, build_zip, compare_images, install_zip, installed_module,
-                           load_pixels, save_pixels)
+from blender_utils import (ROOT, compare_images, configure_test_render, install_extension,
+                           installed_module, load_pixels, save_pixels)
 
 WIDTH, HEIGHT, SAMPLES = 48, 27, 4
 FPE = 4  # frames per epoch, no hold: epoch index k is at frame 1 + 4k
 RECEIVED = ROOT / "tests" / "_received"
-
-
-def configure(scene) -> None:
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = SAMPLES
-    scene.cycles.seed = 0
-    scene.cycles.use_denoising = False
-    scene.cycles.use_adaptive_sampling = False
-    scene.render.resolution_x, scene.render.resolution_y = WIDTH, HEIGHT
-    scene.render.resolution_percentage = 100
-    scene.render.use_compositing = False
-    scene.render.use_sequencer = False
-    scene.view_settings.view_transform = "Standard"
-    scene.render.image_settings.file_format = "PNG"
-    scene.render.image_settings.color_mode = "RGBA"
-    # Emissive tubes as lights cost a 15 s light-tree build a frame here; they still glow.
-    for material in bpy.data.materials:
-        material.cycles.emission_sampling = "NONE"
 
 
 # Runs in a fresh interpreter: empty user folders, so nnvis cannot be found or enabled.
@@ -75,8 +56,7 @@ FRESH_RENDER = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    install_zip(build_zip(tmp_path_factory.mktemp("dist")))
-    bpy.ops.wm.save_userpref()
+    install_extension(tmp_path_factory)
     return (installed_module("nnvis_addon.blender.scene"),
             installed_module("nnvis_addon.blender.playback"))
 
@@ -100,7 +80,7 @@ def test_saved_animation_renders_the_same_without_nnvis(api, example_export, tmp
     root = scene_api.import_network(example_export, scene_api.ImportOptions())
     last = len(root["nnvis_epoch_numbers"]) - 1
     playback.animate_epochs(root, frames_per_epoch=FPE, hold_frames=0)
-    configure(scene)
+    configure_test_render(scene, WIDTH, HEIGHT, SAMPLES)
     frames = [1, 1 + FPE * 5 + FPE // 2, 1 + FPE * last]  # epochs 0, 5.5 and the last
     assert playback.farm_safety_problems() == []
     for obj in bpy.data.objects:  # every driver in the file, stated plainly

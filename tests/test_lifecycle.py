@@ -12,9 +12,8 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (EXTENSION_MODULE, all_data, build_zip, difference,
-                           evaluated_instances, install_zip, installed_module,
-                           installed_scene_module)
+from blender_utils import (EXTENSION_MODULE, all_data, difference, evaluated_instances,
+                           install_extension, installed_module, installed_scene_module)
 from export_factory import make_export
 
 
@@ -34,8 +33,7 @@ def lifecycle_api():
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    install_zip(build_zip(tmp_path_factory.mktemp("dist")))
-    bpy.ops.wm.save_userpref()
+    install_extension(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import bpy
 import numpy as np
 import pytest
 
-from blender_utils import (build_zip, evaluated_curves, evaluated_instances, install_zip,
+from blender_utils import (evaluated_curves, evaluated_instances, install_extension,
                            installed_module)
 from nnvis_addon.core.export_format import read_export
 
@@ -20,8 +20,7 @@ FPE, HOLD = 6, 3  # frames per epoch (even: a frame lands exactly halfway), hold
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
-    install_zip(build_zip(tmp_path_factory.mktemp("dist")))
-    bpy.ops.wm.save_userpref()
+    install_extension(tmp_path_factory)
     return SimpleNamespace(**{name: installed_module(f"nnvis_addon.blender.{name}")
                               for name in ("scene", "playback", "connections", "compat")})
 
