@@ -185,6 +185,11 @@ class NNVIS_PT_layers(bpy.types.Panel):
         column = layout.column()
         for control in model.layer_controls:
             _prop(column, control)
+        if model.edge_controls:
+            # Connections follow a new layout at once but keep their bundled shape: offer to
+            # bundle them again for it.
+            layout.operator("nnvis.rebundle_network", text="Re-bundle for This Layout",
+                            icon="FILE_REFRESH")
 
 
 CLASSES = (NNVIS_UL_layers, NNVIS_PT_network, NNVIS_PT_layers)
