@@ -5,34 +5,14 @@ from __future__ import annotations
 import bpy
 from bpy.props import StringProperty
 
-from .blender import lifecycle
-
-
-def _networks(context) -> list:
-    scene = getattr(context, "scene", None)
-    objects = scene.objects if scene is not None else bpy.data.objects
-    return [obj for obj in objects if obj.get(lifecycle.ROOT_MARKER)]
-
-
-def active_network(context):
-    """The network of the active object (its root, a layer, a connection, its camera or light);
-    else the one picked in the NNVis panel; else the scene's only network; else None."""
-    root = lifecycle.find_root(getattr(context, "active_object", None))
-    if root is not None:
-        return root
-    scene = getattr(context, "scene", None)
-    picked = getattr(scene, "nnvis_network", None) if scene is not None else None
-    if picked is not None and picked.get(lifecycle.ROOT_MARKER) and picked.name in scene.objects:
-        return picked
-    networks = _networks(context)
-    return networks[0] if len(networks) == 1 else None
+from .blender import lifecycle, scene
 
 
 def _target_root(context, name: str):
     if name:
         obj = bpy.data.objects.get(name)
         return obj if obj is not None and obj.get(lifecycle.ROOT_MARKER) else None
-    return active_network(context)
+    return scene.active_network(context)
 
 
 class NNVIS_OT_remove_network(bpy.types.Operator):
@@ -50,7 +30,8 @@ class NNVIS_OT_remove_network(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         # The active network; or, for scripts passing ``network``, any network at all.
-        if active_network(context) is not None or _networks(context):
+        if scene.active_network(context) is not None or \
+                scene.iter_networks(getattr(context, "scene", None)):
             return True
         cls.poll_message_set("No nnvis network in the scene")
         return False

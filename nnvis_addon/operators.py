@@ -134,10 +134,6 @@ class NNVIS_OT_rebundle(bpy.types.Operator):
 EXAMPLE_EXPORT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_cnn.nnvis.json"
 
 
-def _active_network(context):
-    return scene.network_of(context.active_object) or getattr(context.scene, "nnvis_network", None)
-
-
 class NNVIS_OT_load_example(bpy.types.Operator):
     """Import the bundled example network (a small CNN trained on handwritten digits)"""
 
@@ -158,11 +154,11 @@ class NNVIS_OT_frame_network(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _active_network(context) is not None
+        return scene.active_network(context) is not None
 
     def execute(self, context):
         try:
-            scene.frame_network(_active_network(context), context.scene)
+            scene.frame_network(scene.active_network(context), context.scene)
         except ValueError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -178,11 +174,11 @@ class NNVIS_OT_rebundle_network(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        root = _active_network(context)
+        root = scene.active_network(context)
         return root is not None and bool(connections.network_connections(root))
 
     def execute(self, context):
-        root = _active_network(context)
+        root = scene.active_network(context)
         strength = float(root.get("nnvis_bundle_strength", 1.0))
         params = connections.BundlingParams(strength=strength)
         wm = context.window_manager

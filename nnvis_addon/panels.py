@@ -52,18 +52,6 @@ EDGE_CONTROL_LABELS = (
 )
 
 
-def active_network(context) -> bpy.types.Object | None:
-    """The network of the active object; else the scene's picked one; else the only one."""
-    root = scene.network_of(context.active_object)
-    if root is not None:
-        return root
-    picked = getattr(context.scene, "nnvis_network", None)
-    if picked is not None and picked.name in context.scene.objects:
-        return picked
-    networks = scene.iter_networks(context.scene)
-    return networks[0] if len(networks) == 1 else None
-
-
 def selected_layer(context, layers: list) -> bpy.types.Object | None:
     """The active object if it is one of ``layers``, else the one picked in the layer list
     (whose index counts in the scene's objects, the collection the list filters)."""
@@ -77,7 +65,7 @@ def selected_layer(context, layers: list) -> bpy.types.Object | None:
 
 def panel_model(context) -> PanelModel:
     model = PanelModel(networks=scene.iter_networks(context.scene))
-    root = active_network(context)
+    root = scene.active_network(context)
     if root is None:
         return model
     model.root = root
@@ -115,7 +103,7 @@ class NNVIS_UL_layers(bpy.types.UIList):
 
     def filter_items(self, context, data, propname):
         objects = getattr(data, propname)
-        root = active_network(context)
+        root = scene.active_network(context)
         order = {obj.name: i for i, obj in enumerate(scene.network_layers(root))} if root else {}
         shown = getattr(self, "bitflag_filter_item", FILTER_ITEM)
         flags = [shown if obj.name in order else 0 for obj in objects]
@@ -172,7 +160,7 @@ class NNVIS_PT_layers(bpy.types.Panel):
 
     @classmethod
     def poll(cls, context):
-        return active_network(context) is not None
+        return scene.active_network(context) is not None
 
     def draw(self, context):
         layout = self.layout

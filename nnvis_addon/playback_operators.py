@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, IntProperty
 
-from .blender import playback
+from .blender import playback, scene
 
 
 class NNVIS_OT_animate_epochs(bpy.types.Operator):
@@ -24,10 +24,10 @@ class NNVIS_OT_animate_epochs(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return playback.find_root(context.active_object) is not None
+        return scene.network_of(context.active_object) is not None
 
     def execute(self, context):
-        root = playback.find_root(context.active_object)
+        root = scene.network_of(context.active_object)
         if root is None:
             self.report({"ERROR"}, "Select an nnvis network (its root or one of its layers)")
             return {"CANCELLED"}

@@ -13,33 +13,11 @@ from __future__ import annotations
 import bpy
 
 from ...geometry_nodes.builder import BUILDER_VERSION_KEY
-from .scene import ROOT_MARKER
+from .scene import ROOT_LINK, ROOT_MARKER
 
 WORLD_MARKER = "nnvis_world"
 CAMERA_MARKER = "nnvis_camera"
-ROOT_LINK = "nnvis_root"  # an object's link to its network's root (the epoch counter's)
 BUILTIN_FONT = "<builtin>"
-
-
-def find_root(obj: bpy.types.Object | None) -> bpy.types.Object | None:
-    """The root of the network ``obj`` belongs to (itself, an ancestor, the root an object links
-    to through ``nnvis_root`` such as the epoch counter, or the root sharing its network
-    collection, for the camera and light), or None."""
-    seen = obj
-    while seen is not None:
-        if seen.get(ROOT_MARKER):
-            return seen
-        linked = seen.get(ROOT_LINK)
-        if isinstance(linked, bpy.types.Object) and linked.get(ROOT_MARKER):
-            return linked
-        seen = seen.parent
-    if obj is None:
-        return None
-    for collection in obj.users_collection:
-        roots = [o for o in collection.objects if o.get(ROOT_MARKER)]
-        if len(roots) == 1:
-            return roots[0]
-    return None
 
 
 def network_collections(root: bpy.types.Object) -> list[bpy.types.Collection]:

@@ -26,8 +26,7 @@ import numpy as np
 from ...geometry_nodes import counter_nodes, materials
 from ..core.export_format import read_export
 from . import compat
-
-ROOT_MARKER = "nnvis_network"
+from .scene import ROOT_LINK, ROOT_MARKER
 EPOCH_PROPERTY = "nnvis_epoch"
 EPOCH_PATH = f'["{EPOCH_PROPERTY}"]'
 COUNTER_MARKER = "nnvis_counter"
@@ -59,30 +58,6 @@ class EpochTiming:
 
     def frame_range(self, epoch_count: int) -> tuple[int, int]:
         return self.start_frame, self.leave(max(0, epoch_count - 1))
-
-
-def find_root(obj: bpy.types.Object | None) -> bpy.types.Object | None:
-    """The network root of ``obj``: itself, a parent, the counter's network, or the only network
-    in one of its collections (for the camera and light)."""
-    if obj is None:
-        return None
-    for candidate in _self_and_parents(obj):
-        if candidate.get(ROOT_MARKER):
-            return candidate
-        linked = candidate.get("nnvis_root")
-        if isinstance(linked, bpy.types.Object) and linked.get(ROOT_MARKER):
-            return linked
-    for collection in obj.users_collection:
-        roots = [o for o in collection.objects if o.get(ROOT_MARKER)]
-        if len(roots) == 1:
-            return roots[0]
-    return None
-
-
-def _self_and_parents(obj):
-    while obj is not None:
-        yield obj
-        obj = obj.parent
 
 
 def epoch_count(root: bpy.types.Object) -> int:
@@ -219,7 +194,7 @@ def network_camera(root: bpy.types.Object, scene: bpy.types.Scene | None = None)
 
 def find_counter(root: bpy.types.Object):
     for obj in bpy.data.objects:
-        if obj.get(COUNTER_MARKER) and obj.get("nnvis_root") == root:
+        if obj.get(COUNTER_MARKER) and obj.get(ROOT_LINK) == root:
             return obj
     return None
 
@@ -239,7 +214,7 @@ def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
     if counter is None:
         counter = bpy.data.objects.new(name, mesh)
         counter[COUNTER_MARKER] = 1
-        counter["nnvis_root"] = root
+        counter[ROOT_LINK] = root
         for collection in root.users_collection[:1] or [scene.collection]:
             collection.objects.link(counter)
     else:

@@ -34,6 +34,7 @@ from .transaction import DataTransaction
 MODIFIER_NAME = "NNVis Layer"
 ROOT_MARKER = "nnvis_network"
 LAYER_MARKER = "nnvis_layer"
+ROOT_LINK = "nnvis_root"  # an object's link to its network's root (the epoch counter's)
 NORMALIZE_MODES = ("layer", "global")
 VIEWPORT_POINTS_ABOVE = 50_000  # layers with more cells show points in the viewport
 COLLAPSED_SPACING = 0.5  # the gap after a fully collapsed layer, relative to the layer spacing
@@ -351,12 +352,36 @@ def network_layers(root: bpy.types.Object) -> list[bpy.types.Object]:
 
 
 def network_of(obj: bpy.types.Object | None) -> bpy.types.Object | None:
-    """The root of the network ``obj`` belongs to (itself, a layer, a connection, its camera)."""
-    while obj is not None:
-        if obj.get(ROOT_MARKER):
-            return obj
-        obj = obj.parent
+    """The root of the network ``obj`` belongs to: itself or an ancestor (layers, connections),
+    the root it links to through ``nnvis_root`` (the epoch counter), or the only root in one of
+    its collections (the camera and light); else None."""
+    candidate = obj
+    while candidate is not None:
+        if candidate.get(ROOT_MARKER):
+            return candidate
+        linked = candidate.get(ROOT_LINK)
+        if isinstance(linked, bpy.types.Object) and linked.get(ROOT_MARKER):
+            return linked
+        candidate = candidate.parent
+    for collection in (obj.users_collection if obj is not None else ()):
+        roots = [o for o in collection.objects if o.get(ROOT_MARKER)]
+        if len(roots) == 1:
+            return roots[0]
     return None
+
+
+def active_network(context) -> bpy.types.Object | None:
+    """The network the UI acts on: the active object's; else the one picked in the NNVis panel;
+    else the scene's only network; else None."""
+    root = network_of(getattr(context, "active_object", None))
+    if root is not None:
+        return root
+    scene = getattr(context, "scene", None)
+    picked = getattr(scene, "nnvis_network", None)
+    if picked is not None and picked.get(ROOT_MARKER) and picked.name in scene.objects:
+        return picked
+    networks = iter_networks(scene)
+    return networks[0] if len(networks) == 1 else None
 
 
 # Per-layer controls: modifier inputs of the layer objects (keyframable where they are).
