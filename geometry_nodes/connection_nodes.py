@@ -13,6 +13,9 @@ The object's hair-curves data holds one curve per kept edge, all with the same n
 Outputs tubes (or render-ready hair curves) whose radius follows |w|, with ``weight``,
 ``weight_norm`` (-1..1) and ``strength_norm`` (0..1) stored for the material. ``Threshold``
 hides edges weaker than that fraction of the pair's strongest weight without re-bundling.
+``Epoch`` is clamped to the recorded epochs. An edge whose weight at the shown epoch is NaN/Inf
+(a diverged run) gets weight 0, ``weight_invalid`` 1 (else 0), the thinnest radius, and is
+never hidden by ``Threshold``: the material draws it in its invalid colour.
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ from __future__ import annotations
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Connections"
-VERSION = 1
+VERSION = 2
 WEIGHT_ATTRIBUTE_PREFIX = "nnvis_w_e"
+# 1 on an edge whose weight at the shown epoch is NaN/Inf (read by the connection material).
+INVALID_ATTRIBUTE = "weight_invalid"
 
 
 def weight_attribute_name(epoch_index: int) -> str:
@@ -85,18 +90,21 @@ def build_connection_group():
     placed = b.node("GeometryNodeSetPosition", {"Geometry": poly.outputs[0],
                                                 "Position": curved.outputs[0]})
 
-    weight = m.epoch_attribute([WEIGHT_ATTRIBUTE_PREFIX], inp["Epoch"], inp["Epoch Count"],
-                               inp["Step Epochs"])
+    weight, valid = m.epoch_attribute([WEIGHT_ATTRIBUTE_PREFIX], inp["Epoch"],
+                                      inp["Epoch Count"], inp["Step Epochs"])
     weight_max = m.op("MAXIMUM", inp["Weight Max"], 1e-12)
     weight_norm = m.op("MINIMUM", m.op("MAXIMUM", m.div(weight, weight_max), -1.0), 1.0)
     strength = m.op("ABSOLUTE", weight_norm)
     geometry = placed.outputs[0]
-    for name, value in (("weight", weight), ("weight_norm", weight_norm), ("strength_norm", strength)):
+    invalid = m.switch("FLOAT", valid, 1.0, 0.0)
+    for name, value in (("weight", weight), ("weight_norm", weight_norm),
+                        ("strength_norm", strength), (INVALID_ATTRIBUTE, invalid)):
         geometry = b.node("GeometryNodeStoreNamedAttribute",
                           {"Geometry": geometry, "Name": name, "Value": value},
                           data_type="FLOAT", domain="CURVE").outputs[0]
     weak = b.node("FunctionNodeCompare", {0: strength, 1: inp["Threshold"]}, data_type="FLOAT",
                   operation="LESS_THAN").outputs[0]
+    weak = b.node("FunctionNodeBooleanMath", {0: weak, 1: valid}, operation="AND").outputs[0]
     kept = b.node("GeometryNodeDeleteGeometry", {"Geometry": geometry, "Selection": weak},
                   domain="CURVE")
     radius = m.mul(inp["Radius"], m.lerp(inp["Min Radius"], 1.0, strength))

@@ -11,11 +11,15 @@ a group input, so the panel and animation never rebuild meshes:
   stacked tightly along the layer axis, with 1 (max) or 2 (mean) they merge into one map showing
   the max or mean over channels (the ``nnvis_max_``/``nnvis_mean_`` attributes), the other maps
   shrinking away;
-* ``Sample`` and ``Epoch`` pick the activation attribute; a fractional epoch interpolates
-  linearly between the two neighbouring recorded epochs unless ``Step Epochs`` is on;
+* ``Sample`` and ``Epoch`` pick the activation attribute, each clamped to what was recorded
+  (``Sample Count``, ``Epoch Count``): past the last sample or epoch shows the last one, below 0
+  the first; a fractional epoch interpolates linearly between the two neighbouring recorded
+  epochs unless ``Step Epochs`` is on;
 * the activation is normalised by (``Value Min``, ``Value Max``) or by the network-wide range
   (``Normalize Globally``) and stored as ``activation`` and ``activation_norm`` on the instances,
-  which the cell material reads.
+  which the cell material reads; a cell whose recorded value is NaN/Inf (a diverged epoch) gets
+  ``activation`` 0 and ``activation_invalid`` 1 (else 0), which the material shows in its
+  invalid colour. The check runs in the nodes, so a saved .blend needs no Python for it.
 
 Layer-local axes: the network runs along +X; in a layer, "right" is -Y and "down" is -Z, so a
 camera in front-left of the network sees maps unmirrored.
@@ -28,10 +32,12 @@ import math
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 8
+VERSION = 9
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
 # Collapse Summary -> attribute prefix of the per-cell summary over channels.
 SUMMARY_PREFIXES = {1: "nnvis_max_", 2: "nnvis_mean_"}
+# 1 on a cell whose shown value is NaN/Inf in the export (read by the cell material).
+INVALID_ATTRIBUTE = "activation_invalid"
 
 
 def summary_attribute_name(kind: int, sample: int, epoch_index: int) -> str:
@@ -59,6 +65,7 @@ INPUTS = (
     ("Collapse Summary", "INT", 0, 0, 2, None, "Collapsed: 0 stack the maps, 1 show the max over channels, 2 the mean"),
     ("Has Summaries", "BOOLEAN", False, None, None, None, "The mesh holds max/mean-over-channel attributes"),
     ("Sample", "INT", 0, 0, None, None, "Input sample whose activations are shown"),
+    ("Sample Count", "INT", 1, 1, None, None, "Number of recorded samples"),
     ("Epoch", "FLOAT", 0.0, 0.0, None, None, "Recorded epoch index; fractions interpolate"),
     ("Epoch Count", "INT", 1, 1, None, None, "Number of recorded epochs"),
     ("Step Epochs", "BOOLEAN", False, None, None, None, "Hold each epoch instead of interpolating"),
@@ -134,16 +141,18 @@ def build_layer_group():
     placed = b.node("GeometryNodeSetPosition", {"Geometry": inp["Geometry"], "Position": position})
 
     # -- activation at (sample, epoch) -----------------------------------------------------------
-    sample_text = m.text(inp["Sample"])
-    activation = m.epoch_attribute([ACTIVATION_ATTRIBUTE_PREFIX + "s", sample_text, "_e"],
+    last_sample = m.sub(inp["Sample Count"], 1)
+    sample_text = m.text(m.op("MINIMUM", m.op("MAXIMUM", inp["Sample"], 0.0), last_sample))
+    activation, valid = m.epoch_attribute([ACTIVATION_ATTRIBUTE_PREFIX + "s", sample_text, "_e"],
                                    inp["Epoch"], inp["Epoch Count"], inp["Step Epochs"])
     use_max = b.node("FunctionNodeCompare", {2: inp["Collapse Summary"], 3: 1},
                      data_type="INT", operation="EQUAL").outputs[0]
     summary_prefix = b.node("GeometryNodeSwitch", {0: use_max, "False": SUMMARY_PREFIXES[2],
                                                    "True": SUMMARY_PREFIXES[1]},
                             input_type="STRING").outputs[0]
-    summary = m.epoch_attribute([summary_prefix, "s", sample_text, "_e"], inp["Epoch"],
-                                inp["Epoch Count"], inp["Step Epochs"])
+    summary, summary_valid = m.epoch_attribute([summary_prefix, "s", sample_text, "_e"],
+                                               inp["Epoch"], inp["Epoch Count"],
+                                               inp["Step Epochs"])
     summary_weight = m.mul(collapse, merge)
     # A single-value switch evaluates only the branch it takes: no summary lookups (two more
     # named attributes per epoch) while the layer is not merging.
@@ -151,6 +160,10 @@ def build_layer_group():
                          operation="GREATER_THAN").outputs[0]
     activation = m.switch("FLOAT", merging_now, activation,
                           m.lerp(activation, summary, summary_weight))
+    both_valid = b.node("FunctionNodeBooleanMath", {0: valid, 1: summary_valid},
+                        operation="AND").outputs[0]
+    valid = b.node("GeometryNodeSwitch", {0: merging_now, "False": valid, "True": both_valid},
+                   input_type="BOOLEAN").outputs[0]
     use_global = inp["Normalize Globally"]
     value_min = m.switch("FLOAT", use_global, inp["Value Min"], inp["Global Min"])
     value_max = m.switch("FLOAT", use_global, inp["Value Max"], inp["Global Max"])
@@ -162,6 +175,10 @@ def build_layer_group():
                     data_type="FLOAT", domain="POINT")
     stored = b.node("GeometryNodeStoreNamedAttribute",
                     {"Geometry": stored.outputs[0], "Name": "activation_norm", "Value": normalised},
+                    data_type="FLOAT", domain="POINT")
+    stored = b.node("GeometryNodeStoreNamedAttribute",
+                    {"Geometry": stored.outputs[0], "Name": INVALID_ATTRIBUTE,
+                     "Value": m.switch("FLOAT", valid, 1.0, 0.0)},
                     data_type="FLOAT", domain="POINT")
 
     # The per-(sample, epoch) attributes stay on the mesh; instances carry only what they draw.

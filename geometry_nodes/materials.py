@@ -4,17 +4,25 @@
   viridis colour ramp, with emission that grows with the activation so strong cells glow on a
   dark background.
 * "NNVis Label": flat, slightly emissive white for layer labels.
+* "NNVis Connection": blue (negative) through grey to red (positive) by the signed weight.
+
+Values that are NaN/Inf in the export (a diverged training run) show in ``INVALID_COLOUR``,
+magenta, Blender's own "something is missing" colour: viridis never has red and blue both high
+with no green, nor does the blue-grey-red of connections. Cells and edges read the flags
+``activation_invalid`` / ``weight_invalid`` that the geometry nodes store, so the shaders need
+no Python either.
 """
 
 from __future__ import annotations
 
 import bpy
 
+from . import connection_nodes, layer_nodes
 from .builder import BUILDER_VERSION_KEY, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 4
+VERSION = 5
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -22,6 +30,11 @@ VIRIDIS_SRGB = (
     (0.173, 0.449, 0.558), (0.128, 0.567, 0.551), (0.153, 0.680, 0.504),
     (0.369, 0.788, 0.383), (0.678, 0.864, 0.190), (0.993, 0.906, 0.144),
 )
+
+
+# Cells and edges whose value is NaN/Inf: linear RGB magenta, glowing a fixed amount.
+INVALID_COLOUR = (1.0, 0.0, 1.0, 1.0)
+INVALID_GLOW = 1.5
 
 
 def srgb_to_linear(c: float) -> float:
@@ -65,9 +78,15 @@ def ensure_activation_material() -> bpy.types.Material:
         element.color = (*(srgb_to_linear(c) for c in rgb), 1.0)
     glow = b.node("ShaderNodeMapRange", {"Value": attribute.outputs["Fac"], "To Min": 0.15,
                                          "To Max": 2.5})
+    invalid = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
+                     attribute_name=layer_nodes.INVALID_ATTRIBUTE).outputs["Fac"]
+    colour = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": ramp.outputs["Color"],
+                                            "B": INVALID_COLOUR}, data_type="RGBA"), "Result")
+    glow = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": glow.outputs[0],
+                                          "B": INVALID_GLOW}, data_type="FLOAT"), "Result")
     shader = b.node("ShaderNodeBsdfPrincipled", {
-        "Base Color": ramp.outputs["Color"], "Roughness": 0.45,
-        "Emission Color": ramp.outputs["Color"], "Emission Strength": glow.outputs[0],
+        "Base Color": colour, "Roughness": 0.45,
+        "Emission Color": colour, "Emission Strength": glow,
     })
     output = b.node("ShaderNodeOutputMaterial")
     b.link(shader.outputs[0], output.inputs["Surface"])
@@ -118,17 +137,25 @@ def ensure_connection_material() -> bpy.types.Material:
     colour = b.node("ShaderNodeMix", {"Factor": attribute("structural").outputs["Fac"],
                                       "A": ramp.outputs["Color"], "B": NEUTRAL_COLOUR},
                     data_type="RGBA")
+    invalid = attribute(connection_nodes.INVALID_ATTRIBUTE).outputs["Fac"]
+    colour = b.node("ShaderNodeMix", {"Factor": invalid, "A": b.out(colour, "Result"),
+                                      "B": INVALID_COLOUR}, data_type="RGBA")
     strength = attribute("strength_norm").outputs["Fac"]
     glow = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.4, "To Max": 3.0})
     # Structural links (pooling, merges) carry no weights: keep them quiet beside weighted ones.
     quiet = b.node("ShaderNodeMapRange", {"Value": attribute("structural").outputs["Fac"],
                                           "To Min": 1.0, "To Max": 0.35})
     glow = b.node("ShaderNodeMath", {0: glow.outputs[0], 1: quiet.outputs[0]}, operation="MULTIPLY")
+    glow = b.node("ShaderNodeMix", {"Factor": invalid, "A": glow.outputs[0], "B": INVALID_GLOW},
+                  data_type="FLOAT")
     emission = b.node("ShaderNodeEmission", {"Color": b.out(colour, "Result"),
-                                             "Strength": glow.outputs[0]})
+                                             "Strength": b.out(glow, "Result")})
     opacity = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.12, "To Max": 0.9})
+    # An invalid edge has no strength to fade by: drawn as opaque as the strongest.
+    opacity = b.node("ShaderNodeMix", {"Factor": invalid, "A": opacity.outputs[0], "B": 0.9},
+                     data_type="FLOAT")
     transparent = b.node("ShaderNodeBsdfTransparent")
-    mix = b.node("ShaderNodeMixShader", {"Fac": opacity.outputs[0]})
+    mix = b.node("ShaderNodeMixShader", {"Fac": b.out(opacity, "Result")})
     b.link(transparent.outputs[0], mix.inputs[1])
     b.link(emission.outputs[0], mix.inputs[2])
     output = b.node("ShaderNodeOutputMaterial")

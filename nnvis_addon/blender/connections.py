@@ -11,7 +11,8 @@ import numpy as np
 
 from ...geometry_nodes import connection_nodes, materials
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
-from ..core.export_format import NetworkExport
+from ..core.connections import latest_finite_weights
+from ..core.export_format import NetworkExport, errors_naming_layer
 from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_size
 from ..core.wiring import (LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc,
                            skip_route)
@@ -141,10 +142,11 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
             replace(options.bundling, points_per_edge=route.points)
         arc = _arc(route, params.points_per_edge, start, end)
         # Structural links (channel to same channel) are parallel already: nothing to bundle.
-        curves, straight = link_curves(
-            start, end, link.edges.weight, arc, replace(options, bundling=params),
-            bundle=options.bundle and not link.structural,
-            progress=lambda f: report(base + f / max(1, len(links)), f"bundling {link.name}"))
+        with errors_naming_layer(export.path, link.target.name, f"the connections {link.name}"):
+            curves, straight = link_curves(
+                start, end, link.edges.weight, arc, replace(options, bundling=params),
+                bundle=options.bundle and not link.structural,
+                progress=lambda f: report(base + f / max(1, len(links)), f"bundling {link.name}"))
         name = f"{export.name}.{link.source.name}->{link.target.name}"
         data = bpy.data.hair_curves.new(name)
         write_curves(data, curves, straight, link)
@@ -198,10 +200,15 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
 
     spans = {name: read(name) for name in ("source_first", "source_last", "target_first",
                                            "target_last")}
-    weights = np.zeros(count, np.float32)
-    last_epoch = compat.get_modifier_input(modifier, "Epoch Count") - 1
-    data.attributes[connection_nodes.weight_attribute_name(last_epoch)].data.foreach_get(
-        "value", weights)
+    def epoch_weights(epoch_index):
+        weights = np.zeros(count, np.float32)
+        data.attributes[connection_nodes.weight_attribute_name(epoch_index)].data.foreach_get(
+            "value", weights)
+        return weights
+
+    # Bundled by the same weights as at import: each edge's latest finite one.
+    weights = latest_finite_weights(
+        epoch_weights, compat.get_modifier_input(modifier, "Epoch Count") - 1)
     start = span_midpoints(layer_cell_positions(source), spans["source_first"],
                            spans["source_last"])
     end = span_midpoints(layer_cell_positions(target), spans["target_first"], spans["target_last"])

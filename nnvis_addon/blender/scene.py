@@ -218,7 +218,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
         "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
         "Grid Layout": layer_plan.grid_layout, "Channel Gap": layer_plan.channel_gap,
         "Tile Depth": layer_plan.tile_depth, "Cell Scale": layer_plan.cell_scale, "Cell Size": plan.options.cell_size,
-        "Epoch Count": len(export.epochs),
+        "Sample Count": export.num_samples, "Epoch Count": len(export.epochs),
         "Value Min": layer_plan.value_min, "Value Max": layer_plan.value_max,
         "Global Min": plan.global_min, "Global Max": plan.global_max,
         "Cell Material": cell_material, "Label Material": label_material,

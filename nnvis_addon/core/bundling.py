@@ -259,6 +259,12 @@ def bundle_edges(start, end, weights=None, *, params: BundlingParams | None = No
         w64 = np.abs(w.astype(np.float64))
         if not np.all(np.isfinite(w64)):
             raise ValueError("weights contain non-finite values")
+        peak = float(w64.max()) if n_edges else 0.0
+        if peak > 0:
+            # Only relative weights matter. Scaled by a power of two (exact: the same curves to
+            # the bit), so a diverging run's weights near float32's limit cannot overflow the
+            # float32 density into Inf/NaN.
+            w64 = np.ldexp(w64, -math.frexp(peak)[1])
 
     done = (n_edges == 0 or P < 3 or int(p.iterations) == 0 or float(p.strength) == 0.0
             or float(p.initial_bandwidth) == 0.0 or not np.any(w64 > 0))

@@ -14,6 +14,10 @@ Weights follow Keras' channels-last layout: Dense kernel ``(in, units)``; Conv2D
 ``(kh, kw, in_ch, out_ch)``; Conv1D kernel ``(k, in_ch, out_ch)``. An edge weight is signed;
 its magnitude is the connection's strength.
 
+Diverged runs. Kernels may hold NaN/Inf (and values so large that an aggregate overflows): the
+builders pass them on as non-finite edge weights, without warnings. Which edges are drawn, and
+how they bundle, is decided by :func:`latest_finite_weights`.
+
 Edge order. The builders return every (source, target) pair in source-major order
 (``edge = source * n_target + target``, ``Edges.dense`` is True): :func:`reduce_edges` uses that
 layout for its fast paths. Any edge list is accepted otherwise.
@@ -25,6 +29,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -37,6 +42,7 @@ __all__ = [
     "pool_edges",
     "reduce_edges",
     "cell_coordinates",
+    "latest_finite_weights",
 ]
 
 UNIT_KINDS = ("neuron", "channel", "cell", "layer")
@@ -151,23 +157,26 @@ def _aggregate(blocks: np.ndarray, square: bool) -> tuple[np.ndarray, np.ndarray
     total = np.zeros((rows, cols), dtype=np.float64)
     chunk = max(1, (1 << 16) // max(1, cols))
     scratch = np.empty((chunk, cols), dtype=np.float64)
-    for r0 in range(0, rows, chunk):
-        r1 = min(rows, r0 + chunk)
-        mag, tot, tmp = magnitude[r0:r1], total[r0:r1], scratch[: r1 - r0]
-        for p in range(positions):
-            np.copyto(tmp, blocks[p, r0:r1], casting="unsafe")
-            tot += tmp
-            if square:
-                tmp *= tmp
-            else:
-                np.abs(tmp, out=tmp)
-            mag += tmp
+    with np.errstate(over="ignore", invalid="ignore"):  # NaN/Inf kernels: NaN/Inf sums
+        for r0 in range(0, rows, chunk):
+            r1 = min(rows, r0 + chunk)
+            mag, tot, tmp = magnitude[r0:r1], total[r0:r1], scratch[: r1 - r0]
+            for p in range(positions):
+                np.copyto(tmp, blocks[p, r0:r1], casting="unsafe")
+                tot += tmp
+                if square:
+                    tmp *= tmp
+                else:
+                    np.abs(tmp, out=tmp)
+                mag += tmp
     return magnitude, total
 
 
 def _signed(strength: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """strength with the sign of total (total == 0 counts as +), as float32."""
-    return np.where(total < 0, -strength, strength).astype(np.float32)
+    """strength with the sign of total (total == 0 counts as +), as float32 (Inf where it
+    overflows float32)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(total < 0, -strength, strength).astype(np.float32)
 
 
 def spatial_to_dense_edges(kernel, input_shape, per_cell: bool = False) -> Edges:
@@ -227,6 +236,31 @@ def pool_edges(channels: int) -> Edges:
     index = np.arange(channels, dtype=np.int32)
     return Edges(index, index.copy(), np.ones(channels, dtype=np.float32), channels, channels,
                  "channel", "channel", dense=channels <= 1)
+
+
+def latest_finite_weights(weights_at: Callable[[int], np.ndarray], last: int) -> np.ndarray:
+    """Each edge's weight at the latest of the epochs ``0..last`` where it is finite; 0 where it
+    never is. What a diverged run's edges are chosen and bundled by: the edge's strength from
+    the epochs that have one.
+
+    ``weights_at(epoch)`` gives the (E,) weights of the same edges at that epoch. Earlier epochs
+    are only asked for while some edge is still NaN/Inf, so a clean export costs one
+    ``np.isfinite`` pass over the last epoch, whose array comes back as it is.
+    """
+    weights = np.asarray(weights_at(last), dtype=np.float32)
+    missing = ~np.isfinite(weights)
+    if not missing.any():
+        return weights
+    chosen = weights.copy()
+    for epoch in range(last - 1, -1, -1):
+        earlier = np.asarray(weights_at(epoch), dtype=np.float32)
+        found = missing & np.isfinite(earlier)
+        chosen[found] = earlier[found]
+        missing &= ~found
+        if not missing.any():
+            break
+    chosen[missing] = 0.0
+    return chosen
 
 
 def cell_coordinates(index, input_shape) -> tuple[np.ndarray, ...]:

@@ -13,6 +13,7 @@ import math
 import os
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -59,6 +60,19 @@ class ExportFormatError(NnvisError):
         if field is not None:
             where.append(f"field {field if len(field) <= 200 else field[:197] + '...'}")
         super().__init__(f"{': '.join(where)}: {message}")
+
+
+@contextmanager
+def errors_naming_layer(file: os.PathLike | str, layer: str, drawing: str):
+    """Re-raise a ``ValueError`` or ``ArithmeticError`` raised while ``drawing`` part of a layer
+    (its cells, its connections) from its values as an :class:`ExportFormatError` naming the
+    file and the layer; nnvis's own errors pass unchanged."""
+    try:
+        yield
+    except NnvisError:
+        raise
+    except (ValueError, ArithmeticError) as exc:
+        raise ExportFormatError(f"cannot draw {drawing}: {exc}", file=file, layer=layer) from exc
 
 
 class ExportFormatWarning(UserWarning):

@@ -192,15 +192,20 @@ class LayerPlan:
                             cell_size=cell_size * self.cell_scale, channel_gap=self.channel_gap)
 
     def display_values(self, activations: np.ndarray) -> np.ndarray:
-        """(samples, drawn cells) float32 values for one epoch's (samples, *output) array."""
+        """(samples, drawn cells) float32 values for one epoch's (samples, *output) array.
+
+        A drawn cell standing for several values (a downsampled block, an unknown layer's
+        block) is their mean, or NaN if any of them is NaN/Inf: the nodes draw it as invalid.
+        """
         samples = activations.shape[0]
         if self.block:
             values = np.asarray(activations, dtype=np.float32).reshape(samples, -1)
-            finite = np.where(np.isfinite(values), values, np.nan)
+            if not values.shape[1]:
+                return np.zeros((samples, 1), np.float32)
             with np.errstate(all="ignore"):
-                mean = np.nanmean(finite, axis=1, keepdims=True) if values.shape[1] else \
-                    np.zeros((samples, 1), np.float32)
-            return np.nan_to_num(mean, nan=0.0).astype(np.float32)
+                mean = values.mean(axis=1, keepdims=True, dtype=np.float64)
+            mean[~np.isfinite(values).all(axis=1)] = np.nan
+            return mean.astype(np.float32)
         true = cell_grid(self.layer.output_shape)
         values = np.asarray(activations, dtype=np.float32).reshape(
             samples, true.height, true.width, true.channels)
@@ -224,16 +229,19 @@ class NetworkPlan:
 
 
 def downsample_maps(values: np.ndarray, stride: int) -> np.ndarray:
-    """Mean over stride x stride blocks of (samples, H, W, C) maps (partial edge blocks too)."""
+    """Mean over stride x stride blocks of (samples, H, W, C) maps (partial edge blocks too);
+    NaN for a block holding a NaN/Inf value (drawn as invalid)."""
     samples, height, width, channels = values.shape
     rows, cols = -(-height // stride), -(-width // stride)
+    shape = (samples, rows, stride, cols, stride, channels)
     padded = np.full((samples, rows * stride, cols * stride, channels), np.nan, np.float32)
     padded[:, :height, :width] = values
-    blocks = padded.reshape(samples, rows, stride, cols, stride, channels)
-    finite = np.where(np.isfinite(blocks), blocks, np.nan)
+    invalid = np.zeros(padded.shape, bool)  # the padding is not invalid, only missing
+    invalid[:, :height, :width] = ~np.isfinite(values)
     with np.errstate(all="ignore"):
-        mean = np.nanmean(finite, axis=(2, 4))
-    return np.nan_to_num(mean, nan=0.0).astype(np.float32)
+        mean = np.nanmean(padded.reshape(shape), axis=(2, 4))
+    mean[invalid.reshape(shape).any(axis=(2, 4))] = np.nan
+    return mean.astype(np.float32)
 
 
 def display_stride(grid: CellGrid, max_cells: int | None) -> int:

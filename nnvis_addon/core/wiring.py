@@ -4,7 +4,10 @@ Every inbound edge of the layer graph (a DAG: branches, merges, skips) becomes o
 :class:`LayerLink`: what one connection object in Blender draws. Its edges run between units of
 the source and target layer (see ``connections.py`` for units), are reduced to the ones worth
 drawing by their weights at the last recorded epoch, and carry every recorded epoch's weights
-for the same edges so playback can interpolate them.
+for the same edges so playback can interpolate them. In a diverged run an edge whose last weight
+is NaN/Inf is chosen (and bundled) by its weight at the latest epoch where it was finite
+(:func:`connections.latest_finite_weights`); its NaN/Inf epochs stay in ``epoch_weights`` for
+the nodes to draw as invalid.
 
 * weighted layers: Dense (neuron -> neuron; from a big Flatten, channel -> neuron aggregated),
   Conv (channel -> channel by kernel-slice norm), DepthwiseConv2D and SeparableConv2D (channel ->
@@ -30,9 +33,9 @@ from typing import Callable
 
 import numpy as np
 
-from .connections import (Edges, conv_edges, dense_edges, pool_edges, reduce_edges,
-                          spatial_to_dense_edges)
-from .export_format import Layer, NetworkExport
+from .connections import (Edges, conv_edges, dense_edges, latest_finite_weights, pool_edges,
+                          reduce_edges, spatial_to_dense_edges)
+from .export_format import Layer, NetworkExport, errors_naming_layer
 from .layout import CellGrid, NetworkPlan, cell_grid, layer_columns
 
 POOLING_TYPES = frozenset({"MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
@@ -59,7 +62,8 @@ class LayerLink:
     target: Layer
     kind: str                     # "dense", "channel_dense", "conv", "depthwise", "separable",
                                   # "pool", "channelwise", "concatenate", "flatten", "layer"
-    edges: Edges                  # kept edges with their last-epoch weights
+    edges: Edges                  # kept edges with the weights they were chosen and bundled
+                                  # by: the last epoch's, or the latest finite one's
     epoch_weights: np.ndarray     # (epochs, E) float32: the same edges' weight at every epoch
     source_first: np.ndarray      # (E,) int32 cell indices spanning each edge's source unit
     source_last: np.ndarray
@@ -204,22 +208,26 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
             if found is None:
                 found = source, "layer", lambda e: Edges([0], [0], [1.0], 1, 1, "layer", "layer")
             drawn_from, kind, edges_at = found
-            links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
-                               column[layer.name] - column[drawn_from.name] - 1))
+            with errors_naming_layer(export.path, layer.name,
+                                     f"the connections {drawn_from.name} -> {layer.name}"):
+                links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
+                                   column[layer.name] - column[drawn_from.name] - 1))
     return links
 
 
 def _link(source: Layer, target: Layer, kind: str, edges_at, last: int, grids: dict,
           options: WiringOptions, skipped: int) -> LayerLink:
     final = edges_at(last)
+    chosen_by = latest_finite_weights(lambda e: final.weight if e == last else edges_at(e).weight,
+                                      last)
+    selection = replace(final, weight=chosen_by)
     if final.dense:
-        kept = reduce_edges(final, cap=options.cap, top_k=options.top_k,
+        kept = reduce_edges(selection, cap=options.cap, top_k=options.top_k,
                             threshold=options.threshold)
         index = kept.source.astype(np.int64) * final.n_target + kept.target
-        per_epoch = [edges_at(e).weight[index] for e in range(last)] + [kept.weight]
     else:
-        kept = final
-        per_epoch = [kept.weight] * (last + 1)
+        kept, index = selection, slice(None)
+    per_epoch = [edges_at(e).weight[index] for e in range(last)] + [final.weight[index]]
     source_first, source_last = unit_span(grids[source.name], kept.source_unit, kept.source)
     target_first, target_last = unit_span(grids[target.name], kept.target_unit, kept.target)
     weighted = kind in ("dense", "channel_dense", "conv", "depthwise", "separable")
