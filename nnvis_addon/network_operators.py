@@ -5,14 +5,14 @@ from __future__ import annotations
 import bpy
 from bpy.props import StringProperty
 
-from .blender import lifecycle, scene
+from .blender import lifecycle, network
 
 
 def _target_root(context, name: str):
     if name:
         obj = bpy.data.objects.get(name)
-        return obj if obj is not None and obj.get(lifecycle.ROOT_MARKER) else None
-    return scene.active_network(context)
+        return obj if network.is_root(obj) else None
+    return network.active_network(context)
 
 
 class NNVIS_OT_remove_network(bpy.types.Operator):
@@ -30,8 +30,8 @@ class NNVIS_OT_remove_network(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         # The active network; or, for scripts passing ``network``, any network at all.
-        if scene.active_network(context) is not None or \
-                scene.iter_networks(getattr(context, "scene", None)):
+        if network.active_network(context) is not None or \
+                network.iter_networks(getattr(context, "scene", None)):
             return True
         cls.poll_message_set("No nnvis network in the scene")
         return False
@@ -43,8 +43,12 @@ class NNVIS_OT_remove_network(bpy.types.Operator):
                     "no active network (select an object of the network to remove)")
             self.report({"ERROR"}, f"Nothing removed: {what}")
             return {"CANCELLED"}
-        name = root.get("nnvis_model", root.name)
-        lifecycle.remove_network(root)
+        name = network.display_name(root)
+        try:
+            lifecycle.remove_network(root)
+        except network.NetworkError as exc:
+            self.report({"ERROR"}, f"Nothing removed: {exc}")
+            return {"CANCELLED"}
         self.report({"INFO"}, f"Removed network {name!r}")
         return {"FINISHED"}
 

@@ -9,7 +9,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from .blender import connections, scene
+from .blender import connections, network, scene
 from .core.export_format import DOCUMENT_SUFFIX, NnvisError
 
 
@@ -43,6 +43,14 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         default="layer")
     stage: BoolProperty(name="Camera and Lights", default=True,
                         description="Add a framed camera, a light and a dark world")
+    use_network_camera: BoolProperty(
+        name="Use Network Camera", default=True,
+        description="Render through the network's camera (F12); Remove Network gives the scene "
+                    "back the camera it had")
+    place_beside: BoolProperty(
+        name="Place Beside Scene Objects", default=True,
+        description="Move the network clear of the objects and networks already in the scene "
+                    "(theirs never move)")
 
     def invoke(self, context, event):
         if self.filepath:  # dropped on the window: ask for the options only
@@ -56,7 +64,8 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         options = scene.ImportOptions(
             sample=self.sample, epoch=None if self.epoch < 0 else self.epoch,
             layer_spacing=self.layer_spacing, cell_size=self.cell_size, map_layout=self.map_layout,
-            normalize=self.normalize, stage=self.stage)
+            normalize=self.normalize, stage=self.stage,
+            use_network_camera=self.use_network_camera, place_beside=self.place_beside)
         wm = context.window_manager
         wm.progress_begin(0, 100)
 
@@ -125,6 +134,16 @@ class NNVIS_OT_rebundle(bpy.types.Operator):
             initial_bandwidth=self.initial_bandwidth, strength=self.strength,
             smoothing=self.smoothing)
         targets = [obj for obj in context.selected_objects if obj.get(connections.CONNECTION_MARKER)]
+        try:  # check every network first, so that an error changes nothing
+            for obj in targets:
+                root = network.network_of(obj)
+                if root is None:
+                    raise network.NetworkError(f"{obj.name!r} is not a connection of an nnvis "
+                                               "network (a partial copy?)")
+                network.require_whole(root)
+        except network.NetworkError as exc:
+            self.report({"ERROR"}, f"Nothing re-bundled: {exc}")
+            return {"CANCELLED"}
         for obj in targets:
             connections.rebundle(obj, params, bundle=self.bundle)
         self.report({"INFO"}, f"Re-bundled {len(targets)} connection object(s)")
@@ -154,12 +173,12 @@ class NNVIS_OT_frame_network(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return scene.active_network(context) is not None
+        return network.active_network(context) is not None
 
     def execute(self, context):
         try:
-            scene.frame_network(scene.active_network(context), context.scene)
-        except ValueError as exc:
+            scene.frame_network(network.active_network(context), context.scene)
+        except network.NetworkError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         return {"FINISHED"}
@@ -174,11 +193,16 @@ class NNVIS_OT_rebundle_network(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        root = scene.active_network(context)
+        root = network.active_network(context)
         return root is not None and bool(connections.network_connections(root))
 
     def execute(self, context):
-        root = scene.active_network(context)
+        root = network.active_network(context)
+        try:
+            network.require_whole(root)
+        except network.NetworkError as exc:
+            self.report({"ERROR"}, f"Nothing re-bundled: {exc}")
+            return {"CANCELLED"}
         strength = float(root.get("nnvis_bundle_strength", 1.0))
         params = connections.BundlingParams(strength=strength)
         wm = context.window_manager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bpy
 from bpy.props import BoolProperty, IntProperty
 
-from .blender import playback, scene
+from .blender import network, playback
 
 
 class NNVIS_OT_animate_epochs(bpy.types.Operator):
@@ -24,16 +24,20 @@ class NNVIS_OT_animate_epochs(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return scene.network_of(context.active_object) is not None
+        return network.network_of(context.active_object) is not None
 
     def execute(self, context):
-        root = scene.network_of(context.active_object)
+        root = network.network_of(context.active_object)
         if root is None:
             self.report({"ERROR"}, "Select an nnvis network (its root or one of its layers)")
             return {"CANCELLED"}
-        first, last = playback.animate_epochs(
-            root, frames_per_epoch=self.frames_per_epoch, hold_frames=self.hold_frames,
-            start_frame=context.scene.frame_start, step=self.step, scene=context.scene)
+        try:
+            first, last = playback.animate_epochs(
+                root, frames_per_epoch=self.frames_per_epoch, hold_frames=self.hold_frames,
+                start_frame=context.scene.frame_start, step=self.step, scene=context.scene)
+        except network.NetworkError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
         self.report({"INFO"}, f"Animated {playback.epoch_count(root)} epochs of "
                               f"{root.get('nnvis_model', root.name)!r}: frames {first}-{last}")
         return {"FINISHED"}

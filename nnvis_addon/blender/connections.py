@@ -16,10 +16,12 @@ from ..core.export_format import NetworkExport, errors_naming_layer
 from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_size
 from ..core.wiring import (LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc,
                            skip_route)
-from . import compat
+from ..core import names
+from . import compat, network
+from .network import network_connections  # noqa: F401  (part of this module's script API)
 
-MODIFIER_NAME = "NNVis Connections"
-CONNECTION_MARKER = "nnvis_connection"
+MODIFIER_NAME = names.CONNECTION_MODIFIER
+CONNECTION_MARKER = names.CONNECTION_MARKER
 # More edges, and structural links, draw as hair curves (Cycles renders them round): tubes cost
 # a mesh of points x sides vertices, rebuilt every frame an epoch animation changes the weights.
 TUBES_UP_TO = 2_000
@@ -48,7 +50,7 @@ def full_scale_weight(epoch_weights: np.ndarray) -> float:
 
 def layer_cell_positions(obj: bpy.types.Object) -> np.ndarray:
     """Cell centres of a layer object in its parent's space, from its modifier's current inputs."""
-    modifier = obj.modifiers["NNVis Layer"]
+    modifier = obj.modifiers[names.LAYER_MODIFIER]
 
     def value(name):
         return compat.get_modifier_input(modifier, name)
@@ -182,8 +184,10 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
     Endpoints come from the layers' current layout, so a re-bundle after a layout change fits the
     new layout. Only the curve shape changes: edges, weights and modifier inputs stay.
     """
-    if not obj.get(CONNECTION_MARKER):
-        raise ValueError(f"{obj.name!r} is not an nnvis connection object")
+    root = network.network_of(obj)
+    if not obj.get(CONNECTION_MARKER) or root is None:
+        raise network.NetworkError(f"{obj.name!r} is not a connection of an nnvis network")
+    network.require_whole(root)
     bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
     modifier = obj.modifiers[MODIFIER_NAME]
     source = compat.get_modifier_input(modifier, "Source")
@@ -224,7 +228,3 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
     _write_shape(data, curves, straight)
     data.update_tag()
     obj.update_tag()
-
-
-def network_connections(root: bpy.types.Object) -> list[bpy.types.Object]:
-    return sorted((c for c in root.children if c.get(CONNECTION_MARKER)), key=lambda o: o.name)

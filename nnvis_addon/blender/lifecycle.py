@@ -1,11 +1,14 @@
 """Removing an imported network: the plain function behind "Remove Network".
 
-A network is its root empty, everything parented below it and everything in its collection
-(``NNVis <model>``: layers, connections, camera, light, epoch counter). Removing it removes those
-objects, the data only they used (meshes, hair curves, camera and light data, their actions) and
-the collection. The shared pieces -- the "NNVis ..." node groups and materials and the
-"NNVis World" -- are removed only once no other network (or anything else) uses them, so
-``bpy.data`` after removing every imported network is what it was before the first import.
+A network is exactly what its import made, as recorded on its root (``blender/network.py``):
+the root, its layer and connection objects, camera, light and epoch counter, and its collection.
+Removing it removes those objects, the data only they used (meshes, hair curves, camera and
+light data, their actions) and the collection, and gives the scene back the camera and world it
+had. Nothing else is touched: a user's object moved into the network's collection stays (and so
+does the collection, holding it), a user's collection the root was moved into stays. The shared
+pieces -- the "NNVis ..." node groups and materials and the "NNVis World" -- are removed only
+once no other network (or anything else) uses them, so ``bpy.data`` after removing every
+imported network is what it was before the first import.
 """
 
 from __future__ import annotations
@@ -13,45 +16,14 @@ from __future__ import annotations
 import bpy
 
 from ...geometry_nodes.builder import BUILDER_VERSION_KEY
-from .scene import ROOT_LINK, ROOT_MARKER
+from ..core import names
+from . import network, staging
 
-WORLD_MARKER = "nnvis_world"
-CAMERA_MARKER = "nnvis_camera"
 BUILTIN_FONT = "<builtin>"
 
 
-def network_collections(root: bpy.types.Object) -> list[bpy.types.Collection]:
-    """The collections made for this network: those holding the root, except a scene's master
-    collection and collections shared with another network's root."""
-    masters = {scene.collection.as_pointer() for scene in bpy.data.scenes}
-    result = []
-    for collection in root.users_collection:
-        if collection.as_pointer() in masters:
-            continue
-        if any(o.get(ROOT_MARKER) and o != root for o in collection.all_objects):
-            continue
-        result.append(collection)
-    return result
-
-
-def network_objects(root: bpy.types.Object) -> list[bpy.types.Object]:
-    """Every object of the network: root, its descendants, its collections' objects and the
-    objects linked to it through ``nnvis_root`` (the epoch counter), with their descendants."""
-    objects = {root.as_pointer(): root}
-    for child in root.children_recursive:
-        objects[child.as_pointer()] = child
-    for collection in network_collections(root):
-        for obj in collection.all_objects:
-            objects.setdefault(obj.as_pointer(), obj)
-    for obj in bpy.data.objects:
-        if obj.get(ROOT_LINK) == root:
-            for linked in (obj, *obj.children_recursive):
-                objects.setdefault(linked.as_pointer(), linked)
-    return list(objects.values())
-
-
 def _is_ours(block) -> bool:
-    return block.get(BUILDER_VERSION_KEY) is not None or bool(block.get(WORLD_MARKER))
+    return block.get(BUILDER_VERSION_KEY) is not None or bool(block.get(names.WORLD_MARKER))
 
 
 def _unused(block) -> bool:
@@ -85,26 +57,6 @@ def _remove_blocks(blocks) -> None:
         bpy.data.batch_remove(unique)
 
 
-def _release_worlds(scenes) -> None:
-    """Scenes with no network left give back the NNVis World, and get the world it replaced."""
-    for scene in scenes:
-        world = scene.world
-        if world is not None and world.get(WORLD_MARKER) and not any(
-                obj.get(ROOT_MARKER) for obj in scene.objects):
-            replaced = world.get("nnvis_replaced_world")
-            scene.world = replaced if isinstance(replaced, bpy.types.World) else None
-
-
-def _repoint_cameras(scenes) -> None:
-    """A scene whose camera went with the network uses another network's camera, if any."""
-    for scene in scenes:
-        if scene.camera is None:
-            cameras = [obj for obj in scene.objects
-                       if obj.get(CAMERA_MARKER) and obj.type == "CAMERA"]
-            if cameras:
-                scene.camera = cameras[0]
-
-
 def _purge_shared() -> None:
     """Remove nnvis's own node groups, materials and world once nothing uses them (to a fixed
     point: a removed group may have been the last user of a material). The built-in font that
@@ -122,27 +74,39 @@ def _purge_shared() -> None:
                         if font.filepath == BUILTIN_FONT and _unused(font)])
 
 
+def _removable_collection(root: bpy.types.Object, objects) -> list[bpy.types.Collection]:
+    """The network's own collection, unless it now also holds something of the user's (an
+    object or a collection moved into it): then it stays, with only the user's things in it."""
+    collection = network.network_collection(root)
+    if collection is None or collection.library is not None:
+        return []
+    ours = {obj.as_pointer() for obj in objects}
+    if collection.children or any(obj.as_pointer() not in ours for obj in collection.objects):
+        return []
+    return [collection]
+
+
 def remove_network(root: bpy.types.Object) -> None:
     """Remove the network whose root is ``root`` and every data-block only it used.
 
     Shared node groups, materials and the world are removed only when no other network uses
-    them. Raises ``ValueError`` when ``root`` is not a network root.
+    them. Raises ``network.NetworkError`` (a ``ValueError``) when ``root`` is not a network root
+    nnvis can edit (linked from a library, a partial copy); an incomplete network (a layer
+    deleted by hand) is removed.
     """
-    if root is None or not root.get(ROOT_MARKER):
-        raise ValueError(f"{getattr(root, 'name', root)!r} is not an nnvis network root")
-    objects = network_objects(root)
-    collections = network_collections(root)
-    # Nested collections inside the network's collections go too.
-    for collection in list(collections):
-        collections.extend(collection.children_recursive)
+    network.require_editable(root)
+    objects = network.owned_objects(root)
+    collections = _removable_collection(root, objects)
     scenes = [scene for scene in bpy.data.scenes
               if any(scene.objects.get(obj.name) == obj for obj in objects)]
+    for scene in scenes:
+        staging.give_back_scene_camera(scene, objects)
     data = _used_by(objects)
 
     _remove_blocks(objects)
-    _remove_blocks(list({c.as_pointer(): c for c in collections}.values()))
-    _release_worlds(scenes)
-    _repoint_cameras(scenes)
+    _remove_blocks(collections)
+    for scene in scenes:
+        staging.give_back_world(scene)
 
     # Object data, actions, materials and node groups that only the removed objects used, then
     # nnvis's shared groups, materials and world once nothing uses them.
@@ -152,8 +116,7 @@ def remove_network(root: bpy.types.Object) -> None:
 
 def remove_all_networks(scene: bpy.types.Scene | None = None) -> int:
     """Remove every network in ``scene`` (or the whole file); returns how many."""
-    objects = scene.objects if scene is not None else bpy.data.objects
-    roots = [obj for obj in objects if obj.get(ROOT_MARKER)]
+    roots = network.iter_networks(scene)
     for root in roots:
         remove_network(root)
     return len(roots)

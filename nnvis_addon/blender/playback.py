@@ -24,14 +24,14 @@ import bpy
 import numpy as np
 
 from ...geometry_nodes import counter_nodes, materials
+from ..core import names
 from ..core.export_format import read_export
-from . import compat
-from .scene import ROOT_LINK, ROOT_MARKER
+from . import compat, network
+
 EPOCH_PROPERTY = "nnvis_epoch"
 EPOCH_PATH = f'["{EPOCH_PROPERTY}"]'
-COUNTER_MARKER = "nnvis_counter"
-COUNTER_MODIFIER = "NNVis Epoch Counter"
-CAMERA_MARKER = "nnvis_camera"
+COUNTER_MARKER = names.COUNTER_MARKER
+COUNTER_MODIFIER = names.COUNTER_MODIFIER
 PREFERRED_METRICS = ("accuracy", "loss")
 
 # Counter placement in camera space, in units of half the frame height.
@@ -75,8 +75,7 @@ def animate_epochs(root: bpy.types.Object, frames_per_epoch: int = 24, hold_fram
     ``nnvis_epoch`` are replaced. Sets the scene's frame range, adds or updates the counter and
     moves to the first frame.
     """
-    if not root.get(ROOT_MARKER):
-        raise ValueError(f"{root.name!r} is not an nnvis network root")
+    network.require_whole(root)
     if frames_per_epoch < 1:
         raise ValueError(f"frames_per_epoch must be at least 1, got {frames_per_epoch}")
     if hold_frames < 0:
@@ -182,21 +181,9 @@ def metric_format(name: str) -> tuple[float, int, str]:
 # -- counter --------------------------------------------------------------------------------
 
 
-def network_camera(root: bpy.types.Object, scene: bpy.types.Scene | None = None):
-    """The camera staged with the network (in its collection), else the scene's camera."""
-    for collection in root.users_collection:
-        for obj in collection.objects:
-            if obj.type == "CAMERA" and obj.get(CAMERA_MARKER) and "camera" in obj.name.lower():
-                return obj
-    scene = scene or bpy.context.scene
-    return scene.camera
-
-
 def find_counter(root: bpy.types.Object):
-    for obj in bpy.data.objects:
-        if obj.get(COUNTER_MARKER) and obj.get(ROOT_LINK) == root:
-            return obj
-    return None
+    """The network's epoch counter, or None."""
+    return network.part(root, names.PART_COUNTER)
 
 
 def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
@@ -214,9 +201,9 @@ def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
     if counter is None:
         counter = bpy.data.objects.new(name, mesh)
         counter[COUNTER_MARKER] = 1
-        counter[ROOT_LINK] = root
-        for collection in root.users_collection[:1] or [scene.collection]:
-            collection.objects.link(counter)
+        collection = network.network_collection(root) or scene.collection
+        collection.objects.link(counter)
+        network.record_part(root, names.PART_COUNTER, counter)
     else:
         old = counter.data
         counter.data = mesh
@@ -245,7 +232,7 @@ def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
     _clear_drivers(counter)
     add_driver(counter, compat.modifier_input_path(modifier, "Epoch"), "epoch",
                {"epoch": ("OBJECT", root, EPOCH_PATH)})
-    _place_in_camera(counter, network_camera(root, scene), scene)
+    _place_in_camera(counter, network.network_camera(root) or scene.camera)
     counter.update_tag()
     return counter
 
@@ -275,7 +262,9 @@ def _clear_drivers(obj) -> None:
 
 def add_driver(target, data_path: str, expression: str, variables: dict, index: int = -1):
     """A driver on ``target.data_path`` reading single properties: ``variables`` maps a variable
-    name to (id_type, id, data_path). Keep ``expression`` simple (arithmetic, min/max) so that
+    name to (id_type, id, data_path), where id_type "SCENE" with id None reads the scene being
+    evaluated (a context property: no pointer to a Scene, so appending the network does not
+    append the scene it came from). Keep ``expression`` simple (arithmetic, min/max) so that
     Blender evaluates it without Python."""
     fcurve = target.driver_add(data_path, index)
     driver = fcurve.driver
@@ -285,9 +274,13 @@ def add_driver(target, data_path: str, expression: str, variables: dict, index: 
     for name, (id_type, id_data, path) in variables.items():
         variable = driver.variables.new()
         variable.name = name
-        variable.type = "SINGLE_PROP"
-        variable.targets[0].id_type = id_type
-        variable.targets[0].id = id_data
+        if id_type == "SCENE" and id_data is None:
+            variable.type = "CONTEXT_PROP"
+            variable.targets[0].context_property = "ACTIVE_SCENE"
+        else:
+            variable.type = "SINGLE_PROP"
+            variable.targets[0].id_type = id_type
+            variable.targets[0].id = id_data
         variable.targets[0].data_path = path
     driver.expression = expression
     if not driver.is_simple_expression:
@@ -295,7 +288,7 @@ def add_driver(target, data_path: str, expression: str, variables: dict, index: 
     return fcurve
 
 
-def _place_in_camera(counter, camera, scene) -> None:
+def _place_in_camera(counter, camera) -> None:
     """Lower-left corner of the camera's frame, whatever the lens or resolution (drivers)."""
     if camera is None or camera.type != "CAMERA":
         counter.parent = None
@@ -310,8 +303,8 @@ def _place_in_camera(counter, camera, scene) -> None:
     # distance d the half-width is d*s/(2l)*min(1, x/y) and the half-height d*s/(2l)*min(1, y/x).
     variables = {"s": ("CAMERA", camera.data, "sensor_width"),
                  "l": ("CAMERA", camera.data, "lens"),
-                 "x": ("SCENE", scene, "render.resolution_x"),
-                 "y": ("SCENE", scene, "render.resolution_y")}
+                 "x": ("SCENE", None, "render.resolution_x"),
+                 "y": ("SCENE", None, "render.resolution_y")}
     half = f"({COUNTER_DISTANCE} * s / (2 * l))"
     half_width = f"{half} * min(1, x / y)"
     half_height = f"{half} * min(1, y / x)"

@@ -14,27 +14,27 @@ Scene structure (one network):
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from typing import Callable
 
 import bpy
 import numpy as np
-from mathutils import Vector
 
 from ...geometry_nodes import layer_nodes, materials
 from ..core.export_format import NetworkExport, read_export
-from ..core.layout import (LayoutOptions, NetworkPlan, cell_attributes, fit_camera, label_size,
-                           layer_corners, plan_network)
-from . import compat, connections
+from ..core import names
+from ..core.layout import LayoutOptions, NetworkPlan, cell_attributes, label_size, plan_network
+from . import compat, connections, network, staging
 from .connections import ConnectionOptions
+from .network import active_network, iter_networks, network_layers, network_of  # noqa: F401
+from .staging import frame_network  # noqa: F401  (part of this module's script API)
 from .transaction import DataTransaction
 
-MODIFIER_NAME = "NNVis Layer"
-ROOT_MARKER = "nnvis_network"
-LAYER_MARKER = "nnvis_layer"
-ROOT_LINK = "nnvis_root"  # an object's link to its network's root (the epoch counter's)
+MODIFIER_NAME = names.LAYER_MODIFIER
+ROOT_MARKER = names.ROOT_MARKER
+LAYER_MARKER = names.LAYER_MARKER
+ROOT_LINK = names.ROOT_LINK
 NORMALIZE_MODES = ("layer", "global")
 VIEWPORT_POINTS_ABOVE = 50_000  # layers with more cells show points in the viewport
 COLLAPSED_SPACING = 0.5  # the gap after a fully collapsed layer, relative to the layer spacing
@@ -72,6 +72,8 @@ class ImportOptions:
     cell_size: float = 0.1
     normalize: str = "layer"
     stage: bool = True                # camera, light and world
+    use_network_camera: bool = True   # make the network's camera the scene's camera
+    place_beside: bool = True         # move clear of what the scene already holds
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
 
     def validate(self, export: NetworkExport) -> None:
@@ -113,7 +115,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     cell_material = materials.ensure_activation_material()
     label_material = materials.ensure_label_material()
 
-    collection = bpy.data.collections.new(f"NNVis {export.name}")
+    collection = bpy.data.collections.new(names.COLLECTION_PREFIX + export.name)
     scene.collection.children.link(collection)
     root = bpy.data.objects.new(export.name, None)
     root.empty_display_type = "ARROWS"
@@ -135,15 +137,21 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
         layer_objects[layer_plan.layer.name] = obj
         done += layer_plan.grid.cells
 
+    connection_objects = []
     if options.connections.enabled:
-        for obj in connections.build_connections(
-                export, plan, root, layer_objects, collection, options.connections,
-                lambda fraction, message: report(0.5 + 0.4 * fraction, message)):
+        connection_objects = connections.build_connections(
+            export, plan, root, layer_objects, collection, options.connections,
+            lambda fraction, message: report(0.5 + 0.4 * fraction, message))
+        for obj in connection_objects:
             _drive_inputs(obj, obj.modifiers[connections.MODIFIER_NAME], root, CONNECTION_DRIVERS)
+    network.record_parts(root, collection, layer_objects.values(), connection_objects)
 
+    if options.place_beside:
+        report(0.91, "finding a free place in the scene")
+        staging.place_network(root, plan, scene)
     if options.stage:
-        report(0.92, "placing camera and light")
-        _stage(scene, collection, plan, export.name)
+        report(0.93, "placing camera and light")
+        staging.stage_network(root, plan, scene, options.use_network_camera)
     report(1.0, "done")
     return root
 
@@ -273,60 +281,6 @@ def _drive_layer(obj, root, previous, spacing_factor: float) -> None:
         index=0)
 
 
-def _stage(scene: bpy.types.Scene, collection, plan: NetworkPlan, name: str) -> None:
-    camera_data = bpy.data.cameras.new(f"{name} camera")
-    camera_data.lens = 50.0
-    camera = bpy.data.objects.new(f"{name} camera", camera_data)
-    collection.objects.link(camera)
-    frame_camera(camera, plan, scene)
-    camera["nnvis_camera"] = 1
-    if scene.camera is None:
-        scene.camera = camera
-
-    light_data = bpy.data.lights.new(f"{name} key light", "SUN")
-    light_data.energy = 2.0
-    light_data.angle = math.radians(8)
-    light = bpy.data.objects.new(f"{name} key light", light_data)
-    light.rotation_euler = (math.radians(50), math.radians(10), math.radians(-35))
-    collection.objects.link(light)
-
-    if scene.world is None or not scene.world.get("nnvis_world"):
-        world = bpy.data.worlds.new("NNVis World")
-        world["nnvis_world"] = 1
-        if scene.world is not None:
-            # An ID property holds a user: the scene's own world survives saving, and Remove
-            # Network gives it back.
-            world["nnvis_replaced_world"] = scene.world
-        compat.enable_nodes(world)
-        background = world.node_tree.nodes.get("Background")
-        background.inputs["Color"].default_value = (0.008, 0.010, 0.016, 1.0)
-        background.inputs["Strength"].default_value = 1.0
-        scene.world = world
-
-
-VIEW_DIRECTION = (-0.55, -0.76, 0.36)  # from the network towards the camera: front-left, above
-
-
-def frame_camera(camera, plan: NetworkPlan, scene: bpy.types.Scene) -> None:
-    """Point ``camera`` at the whole network (cells and labels) for the scene's aspect ratio."""
-    label_height = 2.6 * label_size(plan.options.cell_size)  # two lines
-    fit_camera_to_points(camera, layer_corners(plan, label_height), scene)
-
-
-def fit_camera_to_points(camera, points: np.ndarray, scene: bpy.types.Scene) -> None:
-    aspect = scene.render.resolution_x / max(1, scene.render.resolution_y)
-    data = camera.data
-    data.sensor_fit = "AUTO"
-    fov_wide = data.angle
-    fov_x, fov_y = (fov_wide, 2 * math.atan(math.tan(fov_wide / 2) / aspect)) if aspect >= 1 else \
-        (2 * math.atan(math.tan(fov_wide / 2) * aspect), fov_wide)
-    location, forward = fit_camera(points, VIEW_DIRECTION, fov_x, fov_y)
-    camera.location = Vector(location)
-    camera.rotation_euler = Vector(forward).to_track_quat("-Z", "Y").to_euler()
-    data.clip_start = 0.05
-    data.clip_end = max(200.0, float(np.linalg.norm(location)) * 4)
-
-
 def set_control(root: bpy.types.Object, key: str, value) -> None:
     """Set a network control (``nnvis_epoch``, ``nnvis_sample``, ...) from a script.
 
@@ -334,54 +288,11 @@ def set_control(root: bpy.types.Object, key: str, value) -> None:
     """
     if key not in NETWORK_CONTROLS or key not in root:
         raise KeyError(f"{root.name!r} has no network control {key!r} ({sorted(NETWORK_CONTROLS)})")
+    network.require_editable(root)
     root[key] = value
     root.update_tag()
-    for child in root.children:
-        child.update_tag()
-
-
-def iter_networks(scene: bpy.types.Scene | None = None):
-    """Root objects of the networks in ``scene`` (or in the whole file)."""
-    objects = scene.objects if scene is not None else bpy.data.objects
-    return [obj for obj in objects if obj.get(ROOT_MARKER)]
-
-
-def network_layers(root: bpy.types.Object) -> list[bpy.types.Object]:
-    layers = [child for child in root.children if child.get(LAYER_MARKER) is not None]
-    return sorted(layers, key=lambda obj: obj["nnvis_layer_index"])
-
-
-def network_of(obj: bpy.types.Object | None) -> bpy.types.Object | None:
-    """The root of the network ``obj`` belongs to: itself or an ancestor (layers, connections),
-    the root it links to through ``nnvis_root`` (the epoch counter), or the only root in one of
-    its collections (the camera and light); else None."""
-    candidate = obj
-    while candidate is not None:
-        if candidate.get(ROOT_MARKER):
-            return candidate
-        linked = candidate.get(ROOT_LINK)
-        if isinstance(linked, bpy.types.Object) and linked.get(ROOT_MARKER):
-            return linked
-        candidate = candidate.parent
-    for collection in (obj.users_collection if obj is not None else ()):
-        roots = [o for o in collection.objects if o.get(ROOT_MARKER)]
-        if len(roots) == 1:
-            return roots[0]
-    return None
-
-
-def active_network(context) -> bpy.types.Object | None:
-    """The network the UI acts on: the active object's; else the one picked in the NNVis panel;
-    else the scene's only network; else None."""
-    root = network_of(getattr(context, "active_object", None))
-    if root is not None:
-        return root
-    scene = getattr(context, "scene", None)
-    picked = getattr(scene, "nnvis_network", None)
-    if picked is not None and picked.get(ROOT_MARKER) and picked.name in scene.objects:
-        return picked
-    networks = iter_networks(scene)
-    return networks[0] if len(networks) == 1 else None
+    for obj in network.owned_objects(root):
+        obj.update_tag()
 
 
 # Per-layer controls: modifier inputs of the layer objects (keyframable where they are).
@@ -396,36 +307,10 @@ def set_layer_control(layer: bpy.types.Object, name: str, value) -> None:
     compat.set_modifier_input(layer.modifiers[MODIFIER_NAME], name, value)
     layer.update_tag()
     root = network_of(layer)
-    for child in (root.children if root is not None else ()):
-        child.update_tag()  # following layers (collapse) and connections read this layer
+    for obj in (network.owned_objects(root) if root is not None else ()):
+        obj.update_tag()  # following layers (collapse) and connections read this layer
 
 
 def set_layer_visible(layer: bpy.types.Object, visible: bool) -> None:
     layer.hide_viewport = not visible
     layer.hide_render = not visible
-
-
-def frame_network(root: bpy.types.Object, scene: bpy.types.Scene | None = None) -> bpy.types.Object:
-    """Re-frame the network's camera on its current layout (spacing, layouts, collapse)."""
-    scene = scene or bpy.context.scene
-    camera = next((o for o in root.users_collection[0].objects if o.get("nnvis_camera")), None)
-    if camera is None:
-        raise ValueError(f"network {root.name!r} has no nnvis camera (imported without staging)")
-    bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
-    label_height = 2.6 * label_size(root["nnvis_cell_size"])
-    points = []
-    for layer in network_layers(root):
-        if layer.hide_render:
-            continue
-        # Instanced cells are not in an object's bounding box: use the layout maths.
-        cells = connections.layer_cell_positions(layer)
-        lo, hi = cells.min(axis=0), cells.max(axis=0)
-        hi[2] += label_height
-        box = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])])
-        matrix = np.array(root.matrix_world)
-        points.append(box @ matrix[:3, :3].T + matrix[:3, 3])
-    if points:
-        fit_camera_to_points(camera, np.concatenate(points), scene)
-    scene.camera = camera
-    return camera

@@ -1,0 +1,223 @@
+"""A network on the user's stage: its place in the scene, its camera, light and world.
+
+* :func:`place_network` moves a new network beside whatever visible objects and networks the
+  scene already holds (never moving theirs);
+* :func:`stage_network` adds the network's camera (framed on this network only), key light and
+  the dark "NNVis World", and makes the camera the scene's camera when asked;
+* :func:`take_scene_camera` / :func:`give_back_scene_camera` keep the scene's camera history, so
+  removing a network gives the scene back the camera it had;
+* :func:`frame_network` re-aims a network's camera on its current layout.
+"""
+
+from __future__ import annotations
+
+import math
+
+import bpy
+import numpy as np
+from mathutils import Vector
+
+from ..core import names
+from ..core.layout import NetworkPlan, fit_camera, label_size, layer_corners
+from ..core.placement import Box, View, place_beside
+from . import compat, connections, network
+
+VIEW_DIRECTION = (-0.55, -0.76, 0.36)  # from the network towards the camera: front-left, above
+CAMERA_LENS = 50.0
+LABEL_LINES = 2.6  # label height in label sizes: two lines and a gap
+# Objects whose bounds a new network keeps clear of (cameras, lights and empties have none).
+SOLID_TYPES = frozenset({"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME",
+                         "POINTCLOUD", "GPENCIL", "GREASEPENCIL", "LATTICE", "ARMATURE"})
+
+
+def label_height(cell_size: float) -> float:
+    return LABEL_LINES * label_size(cell_size)
+
+
+def camera_view(scene: bpy.types.Scene, fov_wide: float | None = None) -> View:
+    """The view of a camera whose wider side spans ``fov_wide`` (sensor fit AUTO; default: a
+    ``CAMERA_LENS`` lens on Blender's 36 mm sensor) at the scene's aspect ratio."""
+    aspect = scene.render.resolution_x / max(1, scene.render.resolution_y)
+    if fov_wide is None:
+        fov_wide = 2 * math.atan(36.0 / 2 / CAMERA_LENS)
+    if aspect >= 1:
+        return View(VIEW_DIRECTION, fov_wide, 2 * math.atan(math.tan(fov_wide / 2) / aspect))
+    return View(VIEW_DIRECTION, 2 * math.atan(math.tan(fov_wide / 2) * aspect), fov_wide)
+
+
+# -- where the network goes ---------------------------------------------------------------------
+
+
+def _world_box(obj, depsgraph) -> Box:
+    evaluated = obj.evaluated_get(depsgraph)
+    matrix = np.array(evaluated.matrix_world)
+    corners = np.array([tuple(c) for c in evaluated.bound_box], dtype=np.float64)
+    points = corners @ matrix[:3, :3].T + matrix[:3, 3]
+    return points.min(axis=0), points.max(axis=0)
+
+
+def network_points(root: bpy.types.Object) -> np.ndarray:
+    """World-space corners of every rendered layer's box (cells plus label), as laid out now.
+    Instanced cells are not in an object's bounding box, so this uses the layout maths."""
+    height = label_height(root["nnvis_cell_size"])
+    matrix = np.array(root.matrix_world)
+    points = []
+    for layer in network.network_layers(root):
+        if layer.hide_render:
+            continue
+        cells = connections.layer_cell_positions(layer)
+        lo, hi = cells.min(axis=0), cells.max(axis=0)
+        hi[2] += height
+        box = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                        for z in (lo[2], hi[2])])
+        points.append(box @ matrix[:3, :3].T + matrix[:3, 3])
+    return np.concatenate(points) if points else np.zeros((0, 3))
+
+
+def occupied_boxes(scene: bpy.types.Scene, new_root: bpy.types.Object | None = None) -> list[Box]:
+    """Boxes of what a new network must not overlap: visible solid objects that belong to no
+    network, and every network already in the scene except ``new_root``'s."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    boxes = []
+    for obj in scene.objects:
+        if obj.type not in SOLID_TYPES or network.network_of(obj) is not None:
+            continue
+        if obj.hide_render and obj.hide_viewport:
+            continue
+        boxes.append(_world_box(obj, depsgraph))
+    for root in network.iter_networks(scene):
+        if root == new_root:
+            continue
+        points = network_points(root)
+        if len(points):
+            boxes.append((points.min(axis=0), points.max(axis=0)))
+    return boxes
+
+
+def place_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Scene) -> None:
+    """Move the new network (its root) beside what the scene already holds."""
+    points = layer_corners(plan, label_height(plan.options.cell_size))
+    root.location = Vector(place_beside(points, occupied_boxes(scene, root), camera_view(scene)))
+
+
+# -- camera, light, world -----------------------------------------------------------------------
+
+
+def fit_camera_to_points(camera, points: np.ndarray, scene: bpy.types.Scene) -> None:
+    data = camera.data
+    data.sensor_fit = "AUTO"
+    view = camera_view(scene, data.angle)
+    location, forward = fit_camera(points, view.direction, view.fov_x, view.fov_y)
+    camera.location = Vector(location)
+    camera.rotation_euler = Vector(forward).to_track_quat("-Z", "Y").to_euler()
+    data.clip_start = 0.05
+    data.clip_end = max(200.0, float(np.linalg.norm(location - points.mean(axis=0))) * 4)
+
+
+def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Scene,
+                  use_network_camera: bool = True) -> bpy.types.Object:
+    """Add the network's camera (framed on it), key light and world; return the camera."""
+    collection = network.network_collection(root)
+    name = network.display_name(root)
+    camera = bpy.data.objects.new(f"{name} camera", bpy.data.cameras.new(f"{name} camera"))
+    camera.data.lens = CAMERA_LENS
+    collection.objects.link(camera)
+    camera[names.CAMERA_MARKER] = 1
+    network.record_part(root, names.PART_CAMERA, camera)
+    offset = np.array(root.location, dtype=np.float64)
+    fit_camera_to_points(camera, layer_corners(plan, label_height(plan.options.cell_size))
+                         + offset, scene)
+    if use_network_camera or scene.camera is None:
+        take_scene_camera(scene, camera)
+
+    light_data = bpy.data.lights.new(f"{name} key light", "SUN")
+    light_data.energy = 2.0
+    light_data.angle = math.radians(8)
+    light = bpy.data.objects.new(f"{name} key light", light_data)
+    light.rotation_euler = (math.radians(50), math.radians(10), math.radians(-35))
+    collection.objects.link(light)
+    network.record_part(root, names.PART_LIGHT, light)
+    _use_network_world(scene)
+    return camera
+
+
+def _use_network_world(scene: bpy.types.Scene) -> None:
+    if scene.world is not None and scene.world.get(names.WORLD_MARKER):
+        return
+    world = bpy.data.worlds.new("NNVis World")
+    world[names.WORLD_MARKER] = 1
+    if scene.world is not None:
+        # An ID property holds a user: the scene's own world survives saving, and Remove
+        # Network gives it back.
+        world[names.REPLACED_WORLD] = scene.world
+    compat.enable_nodes(world)
+    background = world.node_tree.nodes.get("Background")
+    background.inputs["Color"].default_value = (0.008, 0.010, 0.016, 1.0)
+    background.inputs["Strength"].default_value = 1.0
+    scene.world = world
+
+
+def give_back_world(scene: bpy.types.Scene) -> None:
+    """A scene with no network left gets back the world the NNVis World replaced."""
+    world = scene.world
+    if world is None or not world.get(names.WORLD_MARKER) or network.iter_networks(scene):
+        return
+    replaced = world.get(names.REPLACED_WORLD)
+    scene.world = replaced if isinstance(replaced, bpy.types.World) else None
+
+
+# -- the scene's camera -------------------------------------------------------------------------
+
+
+def _camera_history(scene: bpy.types.Scene) -> list[bpy.types.Object]:
+    return [obj for obj in (scene.get(names.SCENE_CAMERA_HISTORY) or ()) if obj is not None]
+
+
+def _set_camera_history(scene: bpy.types.Scene, cameras: list[bpy.types.Object]) -> None:
+    if cameras:
+        scene[names.SCENE_CAMERA_HISTORY] = cameras
+    elif names.SCENE_CAMERA_HISTORY in scene:
+        del scene[names.SCENE_CAMERA_HISTORY]
+
+
+def take_scene_camera(scene: bpy.types.Scene, camera: bpy.types.Object) -> None:
+    """Make ``camera`` the scene's camera, remembering the one it replaces."""
+    if scene.camera == camera:
+        return
+    if scene.camera is not None:
+        _set_camera_history(scene, [*_camera_history(scene), scene.camera])
+    scene.camera = camera
+
+
+def give_back_scene_camera(scene: bpy.types.Scene, leaving: list[bpy.types.Object]) -> None:
+    """Before ``leaving`` objects are removed: if the scene's camera is one of them, go back to
+    the latest earlier camera that stays in the scene (else another network's, else none)."""
+    gone = {obj.as_pointer() for obj in leaving}
+    history = [cam for cam in _camera_history(scene) if cam.as_pointer() not in gone]
+    if scene.camera is not None and scene.camera.as_pointer() in gone:
+        in_scene = [cam for cam in history
+                    if cam.type == "CAMERA" and scene.objects.get(cam.name) == cam]
+        others = [network.network_camera(root) for root in network.iter_networks(scene)]
+        others = [cam for cam in others if cam is not None and cam.as_pointer() not in gone]
+        replacement = in_scene[-1] if in_scene else (others[0] if others else None)
+        if replacement is not None and replacement in history:
+            history = history[:len(history) - 1 - history[::-1].index(replacement)]
+        scene.camera = replacement
+    _set_camera_history(scene, history)
+
+
+def frame_network(root: bpy.types.Object, scene: bpy.types.Scene | None = None) -> bpy.types.Object:
+    """Re-frame the network's camera on its current layout (spacing, layouts, collapse) and make
+    it the scene's camera (Remove Network gives the earlier one back)."""
+    scene = scene or bpy.context.scene
+    network.require_whole(root)
+    camera = network.network_camera(root)
+    if camera is None:
+        raise network.NetworkError(f"network {network.display_name(root)!r} has no camera of "
+                                   "its own (imported without Camera and Lights)")
+    bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
+    points = network_points(root)
+    if len(points):
+        fit_camera_to_points(camera, points, scene)
+    take_scene_camera(scene, camera)
+    return camera

@@ -1,0 +1,52 @@
+"""The names nnvis writes into a .blend file: one home for each, so a rename is one edit.
+
+Custom properties on objects and scenes (``nnvis_*`` keys), the names of nnvis's modifiers and
+node groups, and the markers that say what an object is. Pure strings, importable without bpy.
+"""
+
+from __future__ import annotations
+
+# -- what an object is (custom-property markers) ----------------------------------------------
+ROOT_MARKER = "nnvis_network"        # on a network's root empty
+LAYER_MARKER = "nnvis_layer"         # on a layer object; value: the layer's name in the export
+CONNECTION_MARKER = "nnvis_connection"
+CAMERA_MARKER = "nnvis_camera"       # on the camera an import staged
+COUNTER_MARKER = "nnvis_counter"     # on the epoch counter
+WORLD_MARKER = "nnvis_world"         # on the "NNVis World"
+
+# -- ownership: what an import made, recorded when it made it ----------------------------------
+ROOT_LINK = "nnvis_root"             # on every object a network owns: pointer to its root
+PARTS = "nnvis_parts"                # on the root: pointers to everything the import made
+PART_COLLECTION = "collection"       # PARTS keys: the network's collection,
+PART_CAMERA = "camera"               # its staged camera, key light and epoch counter,
+PART_LIGHT = "light"
+PART_COUNTER = "counter"
+PART_LAYERS = "layers"               # its layer objects (in layer order)
+PART_CONNECTIONS = "connections"     # and its connection objects (in build order)
+
+# -- what a scene had before nnvis changed it (restored by Remove Network) ---------------------
+SCENE_CAMERA_HISTORY = "nnvis_camera_history"  # scene: cameras replaced by a network's, in order
+REPLACED_WORLD = "nnvis_replaced_world"        # NNVis World: the world the scene had before
+
+# -- facts about a network, on its root --------------------------------------------------------
+MODEL_NAME = "nnvis_model"
+SOURCE_PATH = "nnvis_source"
+EPOCH_NUMBERS = "nnvis_epoch_numbers"
+GLOBAL_RANGE = "nnvis_global_range"
+WARNINGS = "nnvis_warnings"
+PLAYBACK = "nnvis_playback"
+
+# -- facts about a layer, on its object ---------------------------------------------------------
+LAYER_TYPE = "nnvis_layer_type"
+LAYER_INDEX = "nnvis_layer_index"
+OUTPUT_SHAPE = "nnvis_output_shape"
+DISPLAY_STRIDE = "nnvis_display_stride"
+BLOCK = "nnvis_block"
+
+# -- modifiers ----------------------------------------------------------------------------------
+LAYER_MODIFIER = "NNVis Layer"
+CONNECTION_MODIFIER = "NNVis Connections"
+COUNTER_MODIFIER = "NNVis Epoch Counter"
+
+# -- the name of the collection an import makes -------------------------------------------------
+COLLECTION_PREFIX = "NNVis "

@@ -1,0 +1,98 @@
+"""Where a new network goes in a scene that already holds things (bpy-free maths).
+
+A network is built around its own origin; the user's scene may already have objects there (the
+startup Cube) or earlier networks. :func:`place_beside` picks an offset for the new network's
+box so that it overlaps nothing, preferring spots where the occupied space stays out of the view
+of the camera that will be framed on the new network, then the shortest move.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .layout import fit_camera
+
+Box = tuple[np.ndarray, np.ndarray]  # (lower corner, upper corner), world space
+
+PLACEMENT_MARGIN = 1.0  # free space between a new network and what is already there
+
+
+@dataclass(frozen=True)
+class View:
+    """The camera a network is framed with: looking along -direction, field of view in radians."""
+
+    direction: tuple[float, float, float]
+    fov_x: float
+    fov_y: float
+
+
+def boxes_overlap(a: Box, b: Box, margin: float = 0.0) -> bool:
+    return bool(np.all(a[0] < b[1] + margin) and np.all(a[1] > b[0] - margin))
+
+
+def box_corners(box: Box) -> np.ndarray:
+    lo, hi = box
+    return np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                     for z in (lo[2], hi[2])], dtype=np.float64)
+
+
+def union(boxes: list[Box]) -> Box:
+    return (np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0))
+
+
+def _candidate_offsets(box: Box, occupied: Box, margin: float) -> list[np.ndarray]:
+    """Moves that put ``box`` just clear of ``occupied`` on each side; the front (towards -y,
+    where nnvis cameras look from) first, then the sides, behind and above."""
+    lo, hi = box
+    olo, ohi = occupied
+    moves = [(1, olo[1] - margin - hi[1]),   # in front
+             (0, ohi[0] + margin - lo[0]),   # right
+             (0, olo[0] - margin - hi[0]),   # left
+             (1, ohi[1] + margin - lo[1]),   # behind
+             (2, ohi[2] + margin - lo[2])]   # above
+    offsets = []
+    for axis, distance in moves:
+        offset = np.zeros(3)
+        offset[axis] = distance
+        offsets.append(offset)
+    return offsets
+
+
+def _in_view(points: np.ndarray, location: np.ndarray, forward: np.ndarray, view: View) -> bool:
+    """True when any of ``points`` lies inside the camera's frame."""
+    right = np.cross(forward, (0.0, 0.0, 1.0))
+    right /= np.linalg.norm(right)
+    up = np.cross(right, forward)
+    q = points - location
+    depth = q @ forward
+    ahead = depth > 1e-6
+    if not np.any(ahead):
+        return False
+    x = np.abs(q[ahead] @ right) / depth[ahead]
+    y = np.abs(q[ahead] @ up) / depth[ahead]
+    return bool(np.any((x < math.tan(view.fov_x / 2)) & (y < math.tan(view.fov_y / 2))))
+
+
+def place_beside(network_points: np.ndarray, occupied: list[Box], view: View,
+                 margin: float = PLACEMENT_MARGIN) -> np.ndarray:
+    """The offset to add to a network (given by points of its extent, at its own origin) so that
+    it overlaps none of the ``occupied`` boxes: zero when it fits where it is; else the move to
+    one side of everything occupied that keeps the most of it out of the framed view, and among
+    equals the shortest."""
+    points = np.asarray(network_points, dtype=np.float64)
+    box = (points.min(axis=0), points.max(axis=0))
+    if not any(boxes_overlap(box, other, margin) for other in occupied):
+        return np.zeros(3)
+    everything = union(occupied)
+    corners = [box_corners(other) for other in occupied]
+    best, best_key = np.zeros(3), None
+    for order, offset in enumerate(_candidate_offsets(box, everything, margin)):
+        location, forward = fit_camera(points + offset, view.direction, view.fov_x, view.fov_y)
+        seen = sum(_in_view(c, location, forward, view) for c in corners)
+        key = (seen, float(np.linalg.norm(offset)), order)
+        if best_key is None or key < best_key:
+            best, best_key = offset, key
+    return best
