@@ -18,6 +18,10 @@ library, so it runs in a venv that holds nothing but a bpy wheel (scripts/env_ma
 5. re-bundling to another point count and epoch playback work (their APIs moved in 4.3/4.4);
 6. "Remove Network" (with the playback's keyframes and epoch counter) leaves ``bpy.data`` as it
    was before the import;
+6b. in the default startup scene (Cube, Camera, Light): the import takes the scene camera; the
+   root moved into the user's "Collection" and a whole-network duplicate (Shift+D) are removed
+   without touching the user's objects, and the scene gets its camera back; appending the saved
+   network into another file brings no scene along;
 7. disabling and re-enabling the extension leaves no nnvis class registered in between, and
    importing works again afterwards.
 
@@ -361,6 +365,50 @@ def main(argv=None) -> int:
               f"left after removal: {differences(state['before'], after)}")
         return {}
 
+    def ownership():
+        bpy.ops.wm.read_homefile(use_empty=False)  # the factory startup scene
+        scene = bpy.context.scene
+        user_camera = scene.camera
+        check(user_camera is not None and "Cube" in bpy.data.objects, "not the startup scene")
+        before = data_names()
+        known = {obj.as_pointer() for obj in bpy.data.objects}
+        result = bpy.ops.import_scene.nnvis(filepath=str(args.export.resolve()))
+        check(result == {"FINISHED"}, f"import returned {result}")
+        root = next(o for o in bpy.data.objects
+                    if o.as_pointer() not in known and o.get("nnvis_network"))
+        check(scene.camera is not None and scene.camera != user_camera,
+              "the network's camera is not the scene camera")
+        path = args.out / "with_network.blend"
+        bpy.ops.wm.save_as_mainfile(filepath=str(path), copy=True)
+        collection_name = root.users_collection[0].name
+        # Shift+D on every object of the network, then Remove Network on the copy.
+        owned = [o for o in bpy.data.objects if o.get("nnvis_root") == root]
+        for obj in bpy.context.view_layer.objects:
+            obj.select_set(obj in owned)
+        bpy.context.view_layer.objects.active = root
+        check(bpy.ops.object.duplicate() == {"FINISHED"}, "duplicate failed")
+        copy = next(o for o in bpy.data.objects if o.get("nnvis_network") and o != root)
+        check(bpy.ops.nnvis.remove_network(network=copy.name) == {"FINISHED"}, "remove copy")
+        check(all(o.name in bpy.data.objects for o in owned), "removing the copy took originals")
+        # M: move the root into the user's collection, then remove the network.
+        user_collection = bpy.data.collections["Collection"]
+        for collection in list(root.users_collection):
+            collection.objects.unlink(root)
+        user_collection.objects.link(root)
+        check(bpy.ops.nnvis.remove_network(network=root.name) == {"FINISHED"}, "remove")
+        after = data_names()
+        after["images"] = [n for n in after["images"] if n in before["images"]]
+        check(after == before, f"after removal: {differences(before, after)}")
+        check(scene.camera == user_camera, "the user's camera did not come back")
+        # Appending the saved network brings the network only (no second scene).
+        bpy.ops.wm.read_homefile(use_empty=True)
+        with bpy.data.libraries.load(str(path), link=False) as (source, target):
+            target.collections = [collection_name]
+        bpy.context.scene.collection.children.link(target.collections[0])
+        check(len(bpy.data.scenes) == 1, f"appending brought scenes: {list(bpy.data.scenes)}")
+        check("Cube" not in bpy.data.objects, "appending brought the source file's Cube")
+        return {}
+
     def reregister():
         import addon_utils
         for _ in range(2):
@@ -388,6 +436,7 @@ def main(argv=None) -> int:
                 checks.run("render", render)
             checks.run("features", features)
             checks.run("remove_network", remove)
+        checks.run("ownership", ownership)
         checks.run("reregister", reregister)
 
     summary.update(ok=checks.ok, checks=checks.results,

@@ -105,7 +105,7 @@ def test_extension_works_in_blender(smoke_runs, name):
     assert summary["ok"] and code == 0, (code, summary)
     assert summary["blender"].startswith(MATRIX[name]), summary["blender"]
     expected = {"install", "broken_import", "hostile", "import", "activations", "render",
-                "features", "remove_network", "reregister"}
+                "features", "remove_network", "ownership", "reregister"}
     assert set(summary["checks"]) == expected
     layers = json.loads(EXAMPLE.read_text(encoding="utf-8"))["layers"]
     assert summary["checks"]["import"]["layers"] == len(layers)
