@@ -32,6 +32,7 @@ class PanelModel:
     networks: list = field(default_factory=list)
     root: bpy.types.Object | None = None
     network_controls: list[Control] = field(default_factory=list)
+    range_warnings: list[str] = field(default_factory=list)  # see control_range_warnings
     edge_controls: list[Control] = field(default_factory=list)
     layers: list = field(default_factory=list)
     active_layer: bpy.types.Object | None = None
@@ -63,6 +64,35 @@ def selected_layer(context, layers: list) -> bpy.types.Object | None:
     return picked if picked in layers else None
 
 
+def control_range_warnings(root: bpy.types.Object) -> list[str]:
+    """A line for the root's sample and one for its epoch when it lies outside what was
+    recorded (a script, a keyframe or a driver can put it there): the layer, connection and
+    counter nodes clamp it, and this says what they show instead."""
+    recorded = []  # (noun, root property, how many were recorded, how its value is written)
+    layers = scene.network_layers(root)
+    modifier = layers[0].modifiers.get(scene.MODIFIER_NAME) if layers else None
+    if modifier is not None and modifier.node_group is not None:
+        try:
+            samples = compat.get_modifier_input(modifier, "Sample Count")
+        except KeyError:  # a layer group built before it clamped the sample: nothing to say
+            samples = None
+        if samples is not None:
+            recorded.append(("sample", "nnvis_sample", samples, "{:g}"))
+    if "nnvis_epoch_numbers" in root:
+        recorded.append(("epoch", "nnvis_epoch", len(root["nnvis_epoch_numbers"]), "{:.1f}"))
+    warnings = []
+    for noun, key, count, style in recorded:
+        if key not in root:
+            continue
+        value, last = float(root[key]), count - 1
+        control = f"{noun.capitalize()} {style.format(value)}"
+        if value > last:
+            warnings.append(f"{control} is past the last recorded {noun} ({last}): showing {last}")
+        elif value < 0:
+            warnings.append(f"{control} is before the first recorded {noun} (0): showing 0")
+    return warnings
+
+
 def panel_model(context) -> PanelModel:
     model = PanelModel(networks=scene.iter_networks(context.scene))
     root = scene.active_network(context)
@@ -71,6 +101,7 @@ def panel_model(context) -> PanelModel:
     model.root = root
     model.network_controls = [Control(root, f'["{key}"]', label)
                               for key, label in NETWORK_CONTROL_LABELS if key in root]
+    model.range_warnings = control_range_warnings(root)
     if connections.network_connections(root):
         model.edge_controls = [Control(root, f'["{key}"]', label)
                                for key, label in EDGE_CONTROL_LABELS if key in root]
@@ -138,6 +169,8 @@ class NNVIS_PT_network(bpy.types.Panel):
         column = layout.column(align=True)
         for control in model.network_controls:
             _prop(column, control)
+        for warning in model.range_warnings:
+            column.label(text=warning, icon="ERROR")
         if model.edge_controls:
             box = layout.box()
             box.label(text="Connections", icon="CURVES")
