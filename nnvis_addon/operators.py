@@ -10,6 +10,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 from bpy_extras.io_utils import ImportHelper
 
 from .blender import connections, network, scene
+from .core import controls
 from .core.export_format import DOCUMENT_SUFFIX, NnvisError
 
 
@@ -27,10 +28,12 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
                         description="Input sample whose activations are shown first")
     epoch: IntProperty(name="Epoch", default=-1, min=-1,
                        description="Recorded epoch index shown first; -1 is the last one")
-    layer_spacing: FloatProperty(name="Layer Spacing", default=3.0, min=0.05, soft_max=20.0,
-                                 subtype="DISTANCE", description="Distance between layers")
-    cell_size: FloatProperty(name="Cell Size", default=0.1, min=0.001, soft_max=1.0,
-                             subtype="DISTANCE", description="Distance between neighbouring cells")
+    layer_spacing: FloatProperty(name="Layer Spacing", default=controls.default("nnvis_layer_spacing"),
+                                 min=0.05, soft_max=20.0, subtype="DISTANCE",
+                                 description=controls.CONTROLS_BY_KEY["nnvis_layer_spacing"].description)
+    cell_size: FloatProperty(name="Cell Size", default=controls.default("nnvis_cell_size"),
+                             min=0.001, soft_max=1.0, subtype="DISTANCE",
+                             description=controls.CONTROLS_BY_KEY["nnvis_cell_size"].description)
     map_layout: EnumProperty(
         name="Feature Maps",
         items=(("grid", "Grid", "Each layer's feature maps in a grid"),

@@ -17,7 +17,7 @@ from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_size
 from ..core.wiring import (LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc,
                            skip_route)
 from ..core import names
-from . import compat, network
+from . import compat, network, writers
 from .network import network_connections  # noqa: F401  (part of this module's script API)
 
 MODIFIER_NAME = names.CONNECTION_MODIFIER
@@ -90,21 +90,14 @@ def span_midpoints(cells: np.ndarray, first: np.ndarray, last: np.ndarray) -> np
     return (cells[first] + cells[last]) / 2
 
 
-def _store(curves_data, name: str, kind: str, domain: str, values: np.ndarray) -> None:
-    """Create or overwrite an attribute from a flat array (foreach_set, no Python loop)."""
-    attribute = curves_data.attributes.get(name) or curves_data.attributes.new(name, kind, domain)
-    key = "vector" if kind == "FLOAT_VECTOR" else "value"
-    attribute.data.foreach_set(key, np.ascontiguousarray(values).reshape(-1))
-
-
 def _write_shape(curves_data, curves: np.ndarray, straight: np.ndarray) -> None:
     count, points, _ = curves.shape
     curves_data.attributes["position"].data.foreach_set("vector", curves.reshape(-1))
     offset = (curves - straight).astype(np.float32)
     offset[..., 0] = 0.0  # bundling only moves points across the layer axis
-    _store(curves_data, "nnvis_t", "FLOAT", "POINT",
-           np.tile(np.linspace(0.0, 1.0, points, dtype=np.float32), count))
-    _store(curves_data, "nnvis_offset", "FLOAT_VECTOR", "POINT", offset)
+    writers.write_attribute(curves_data, "nnvis_t", "FLOAT", "POINT",
+                            np.tile(np.linspace(0.0, 1.0, points, dtype=np.float32), count))
+    writers.write_attribute(curves_data, "nnvis_offset", "FLOAT_VECTOR", "POINT", offset)
 
 
 def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: LayerLink) -> None:
@@ -113,12 +106,12 @@ def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: La
     curves_data.add_curves([points] * count)
     _write_shape(curves_data, curves, straight)
     for name in ("source_first", "source_last", "target_first", "target_last"):
-        _store(curves_data, name, "INT", "CURVE", getattr(link, name).astype(np.int32))
+        writers.write_attribute(curves_data, name, "INT", "CURVE", getattr(link, name))
     for epoch_index, weights in enumerate(link.epoch_weights):
-        _store(curves_data, connection_nodes.weight_attribute_name(epoch_index), "FLOAT", "CURVE",
-               weights.astype(np.float32))
-    _store(curves_data, "structural", "FLOAT", "CURVE",
-           np.full(count, float(link.structural), np.float32))
+        writers.write_attribute(curves_data, connection_nodes.weight_attribute_name(epoch_index),
+                                "FLOAT", "CURVE", weights)
+    writers.write_attribute(curves_data, "structural", "FLOAT", "CURVE",
+                            np.full(count, float(link.structural), np.float32))
 
 
 def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.Object,

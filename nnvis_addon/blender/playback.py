@@ -26,7 +26,7 @@ import numpy as np
 from ...geometry_nodes import counter_nodes, materials
 from ..core import names
 from ..core.export_format import read_export
-from . import compat, network
+from . import compat, network, writers
 
 EPOCH_PROPERTY = "nnvis_epoch"
 EPOCH_PATH = f'["{EPOCH_PROPERTY}"]'
@@ -230,7 +230,7 @@ def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
     counter["nnvis_counter_metrics"] = list(chosen)
 
     _clear_drivers(counter)
-    add_driver(counter, compat.modifier_input_path(modifier, "Epoch"), "epoch",
+    writers.add_driver(counter, compat.modifier_input_path(modifier, "Epoch"), "epoch",
                {"epoch": ("OBJECT", root, EPOCH_PATH)})
     _place_in_camera(counter, network.network_camera(root) or scene.camera)
     counter.update_tag()
@@ -242,15 +242,14 @@ def _fill_counter_mesh(mesh, numbers: list[float], metric_values: list[list]) ->
     mesh.vertices.add(count)
     mesh.vertices.foreach_set("co", np.zeros(count * 3, np.float32))
 
-    def store(attribute, values):
-        mesh.attributes.new(attribute, "FLOAT", "POINT").data.foreach_set(
-            "value", np.ascontiguousarray(values, np.float32))
+    def write(name, values):
+        writers.write_attribute(mesh, name, "FLOAT", "POINT", values)
 
-    store(counter_nodes.EPOCH_NUMBER_ATTRIBUTE, numbers)
+    write(counter_nodes.EPOCH_NUMBER_ATTRIBUTE, numbers)
     for slot in counter_nodes.SLOTS:
         values = metric_values[slot - 1] if slot <= len(metric_values) else [None] * count
-        store(counter_nodes.metric_attribute(slot), [0.0 if v is None else v for v in values])
-        store(counter_nodes.has_metric_attribute(slot), [0.0 if v is None else 1.0 for v in values])
+        write(counter_nodes.metric_attribute(slot), [0.0 if v is None else v for v in values])
+        write(counter_nodes.has_metric_attribute(slot), [0.0 if v is None else 1.0 for v in values])
 
 
 def _clear_drivers(obj) -> None:
@@ -258,34 +257,6 @@ def _clear_drivers(obj) -> None:
     if anim is not None:
         for fcurve in list(anim.drivers):
             anim.drivers.remove(fcurve)
-
-
-def add_driver(target, data_path: str, expression: str, variables: dict, index: int = -1):
-    """A driver on ``target.data_path`` reading single properties: ``variables`` maps a variable
-    name to (id_type, id, data_path), where id_type "SCENE" with id None reads the scene being
-    evaluated (a context property: no pointer to a Scene, so appending the network does not
-    append the scene it came from). Keep ``expression`` simple (arithmetic, min/max) so that
-    Blender evaluates it without Python."""
-    fcurve = target.driver_add(data_path, index)
-    driver = fcurve.driver
-    driver.type = "SCRIPTED"
-    for variable in list(driver.variables):
-        driver.variables.remove(variable)
-    for name, (id_type, id_data, path) in variables.items():
-        variable = driver.variables.new()
-        variable.name = name
-        if id_type == "SCENE" and id_data is None:
-            variable.type = "CONTEXT_PROP"
-            variable.targets[0].context_property = "ACTIVE_SCENE"
-        else:
-            variable.type = "SINGLE_PROP"
-            variable.targets[0].id_type = id_type
-            variable.targets[0].id = id_data
-        variable.targets[0].data_path = path
-    driver.expression = expression
-    if not driver.is_simple_expression:
-        raise RuntimeError(f"driver expression needs Python: {expression!r}")
-    return fcurve
 
 
 def _place_in_camera(counter, camera) -> None:
@@ -308,11 +279,11 @@ def _place_in_camera(counter, camera) -> None:
     half = f"({COUNTER_DISTANCE} * s / (2 * l))"
     half_width = f"{half} * min(1, x / y)"
     half_height = f"{half} * min(1, y / x)"
-    add_driver(counter, "location", f"{COUNTER_MARGIN} * {half_height} - {half_width}",
+    writers.add_driver(counter, "location", f"{COUNTER_MARGIN} * {half_height} - {half_width}",
                variables, index=0)
-    add_driver(counter, "location", f"({COUNTER_MARGIN} - 1) * {half_height}", variables, index=1)
+    writers.add_driver(counter, "location", f"({COUNTER_MARGIN} - 1) * {half_height}", variables, index=1)
     for axis in range(3):
-        add_driver(counter, "scale", half_height, variables, index=axis)
+        writers.add_driver(counter, "scale", half_height, variables, index=axis)
 
 
 # -- render-farm safety -----------------------------------------------------------------------

@@ -23,9 +23,9 @@ import numpy as np
 
 from ...geometry_nodes import layer_nodes, materials
 from ..core.export_format import NetworkExport, read_export
-from ..core import names
+from ..core import controls, names
 from ..core.layout import LayoutOptions, NetworkPlan, cell_attributes, label_size, plan_network
-from . import compat, connections, network, staging
+from . import compat, connections, network, staging, writers
 from .connections import ConnectionOptions
 from .network import active_network, iter_networks, network_layers, network_of  # noqa: F401
 from .staging import frame_network  # noqa: F401  (part of this module's script API)
@@ -41,35 +41,18 @@ COLLAPSED_SPACING = 0.5  # the gap after a fully collapsed layer, relative to th
 
 Progress = Callable[[float, str], None]
 
-# Network controls: custom properties of the root -> (min, max, description).
-NETWORK_CONTROLS = {
-    "nnvis_sample": (0, None, "Input sample shown by every layer"),
-    "nnvis_epoch": (0.0, None, "Recorded epoch index; fractions interpolate"),
-    "nnvis_step_epochs": (None, None, "Hold each recorded epoch instead of interpolating"),
-    "nnvis_layer_spacing": (0.0, None, "Distance between consecutive layers"),
-    "nnvis_cell_size": (0.001, None, "Distance between neighbouring cells"),
-    "nnvis_normalize_globally": (None, None, "Colour every layer by the network-wide range"),
-    "nnvis_edge_threshold": (0.0, 1.0, "Hide connections weaker than this fraction of the "
-                                       "strongest one in their layer pair"),
-    "nnvis_bundle_strength": (0.0, 5.0, "Bundling strength used by Re-bundle (0: straight)"),
-}
-# Which modifier input each control drives, on layer and on connection objects.
-LAYER_DRIVERS = {
-    "nnvis_sample": "Sample", "nnvis_epoch": "Epoch", "nnvis_step_epochs": "Step Epochs",
-    "nnvis_cell_size": "Cell Size", "nnvis_normalize_globally": "Normalize Globally",
-}
-CONNECTION_DRIVERS = {
-    "nnvis_epoch": "Epoch", "nnvis_step_epochs": "Step Epochs", "nnvis_edge_threshold": "Threshold",
-}
+# Which modifier input each network control drives, on layer and on connection objects.
+LAYER_DRIVERS = controls.layer_drivers()
+CONNECTION_DRIVERS = controls.connection_drivers()
 
 
 @dataclass
 class ImportOptions:
     sample: int = 0
     epoch: int | None = None          # recorded epoch index; None = the last one
-    layer_spacing: float = 3.0
+    layer_spacing: float = controls.default("nnvis_layer_spacing")
     map_layout: str = "grid"
-    cell_size: float = 0.1
+    cell_size: float = controls.default("nnvis_cell_size")
     normalize: str = "layer"
     stage: bool = True                # camera, light and world
     use_network_camera: bool = True   # make the network's camera the scene's camera
@@ -158,37 +141,30 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
 
 def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOptions) -> None:
     epoch = len(export.epochs) - 1 if options.epoch is None else options.epoch % len(export.epochs)
-    values = {
+    values = {  # controls the import options set; the others start at their default
         "nnvis_sample": options.sample,
         "nnvis_epoch": float(epoch),
-        "nnvis_step_epochs": False,
         "nnvis_layer_spacing": options.layer_spacing,
         "nnvis_cell_size": options.cell_size,
         "nnvis_normalize_globally": options.normalize == "global",
-        "nnvis_edge_threshold": 0.0,
         "nnvis_bundle_strength": options.connections.bundling.strength,
     }
     limits = {"nnvis_sample": export.num_samples - 1, "nnvis_epoch": float(len(export.epochs) - 1)}
-    for key, (lo, hi, description) in NETWORK_CONTROLS.items():
-        root[key] = values[key]
-        settings = {"description": description}
-        if lo is not None:
-            settings["min"] = lo
-        hi = limits.get(key, hi)
+    for control in controls.NETWORK_CONTROLS:
+        root[control.key] = values.get(control.key, control.default)
+        settings = {"description": control.description}
+        if control.min is not None:
+            settings["min"] = control.min
+        hi = limits.get(control.key, control.max)
         if hi is not None:
             settings["max"] = hi
-        root.id_properties_ui(key).update(**settings)
+        root.id_properties_ui(control.key).update(**settings)
     root[ROOT_MARKER] = 1
     root["nnvis_source"] = str(export.path)
     root["nnvis_model"] = export.name
     root["nnvis_epoch_numbers"] = [int(e) for e in export.epoch_numbers]
     root["nnvis_global_range"] = [plan.global_min, plan.global_max]
     root["nnvis_warnings"] = list(plan.warnings)
-
-
-def _add_float(mesh, name: str, values: np.ndarray) -> None:
-    values = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
-    mesh.attributes.new(name, "FLOAT", "POINT").data.foreach_set("value", values)
 
 
 def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, cell_material,
@@ -198,19 +174,21 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
     mesh = bpy.data.meshes.new(f"{export.name}.{layer.name}")
     mesh.vertices.add(grid.cells)
     for name, values in zip(("channel", "row", "col"), cell_attributes(grid)):
-        mesh.attributes.new(name, "INT", "POINT").data.foreach_set("value", values)
+        writers.write_attribute(mesh, name, "INT", "POINT", values)
     summaries = grid.channels > 1 and grid.height * grid.width > 1
     for epoch_index, epoch in enumerate(export.epochs):
         per_sample = layer_plan.display_values(epoch.activations[layer.name]).reshape(
             export.num_samples, -1, grid.channels)
         for sample in range(export.num_samples):
             values = np.asarray(per_sample[sample], dtype=np.float32)
-            _add_float(mesh, layer_nodes.activation_attribute_name(sample, epoch_index), values)
+            writers.write_attribute(mesh, layer_nodes.activation_attribute_name(sample, epoch_index),
+                                     "FLOAT", "POINT", values)
             if summaries:  # per pixel over channels, repeated for every channel of the pixel
                 for kind, reduce in ((1, np.max), (2, np.mean)):
                     summary = reduce(values, axis=1, keepdims=True)
-                    _add_float(mesh, layer_nodes.summary_attribute_name(kind, sample, epoch_index),
-                               np.broadcast_to(summary, values.shape))
+                    writers.write_attribute(
+                        mesh, layer_nodes.summary_attribute_name(kind, sample, epoch_index),
+                        "FLOAT", "POINT", np.broadcast_to(summary, values.shape))
 
     obj = bpy.data.objects.new(f"{export.name}.{layer.name}", mesh)
     obj.location = (layer_plan.x, layer_plan.y, 0.0)
@@ -239,31 +217,10 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
     return obj
 
 
-def _add_driver(target, data_path: str, variables: dict[str, tuple], expression: str = "var",
-                index: int = -1):
-    """A driver reading ``variables`` (name -> (object, data path)) through ``expression``.
-
-    Expressions are kept to arithmetic on variables, which Blender evaluates itself ("simple
-    expressions"), so drivers work where Python is disabled or nnvis is not installed.
-    """
-    fcurve = target.driver_add(data_path, index)
-    driver = fcurve.driver
-    driver.type = "SCRIPTED"
-    for name, (source, source_path) in variables.items():
-        variable = driver.variables.new()
-        variable.name = name
-        variable.type = "SINGLE_PROP"
-        variable.targets[0].id_type = "OBJECT"
-        variable.targets[0].id = source
-        variable.targets[0].data_path = source_path
-    driver.expression = expression
-    return fcurve
-
-
 def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
     for key, input_name in drivers.items():
-        _add_driver(obj, compat.modifier_input_path(modifier, input_name),
-                    {"var": (root, f'["{key}"]')})
+        writers.add_driver(obj, compat.modifier_input_path(modifier, input_name), "var",
+                        {"var": ("OBJECT", root, f'["{key}"]')})
 
 
 def _drive_layer(obj, root, previous, spacing_factor: float) -> None:
@@ -273,12 +230,12 @@ def _drive_layer(obj, root, previous, spacing_factor: float) -> None:
     if previous is None:
         return
     collapse_path = compat.modifier_input_path(previous.modifiers[MODIFIER_NAME], "Collapse")
-    _add_driver(obj, "location", {
-        "previous": (previous, "location[0]"),
-        "spacing": (root, '["nnvis_layer_spacing"]'),
-        "collapse": (previous, collapse_path),
-    }, f"previous + spacing * {spacing_factor:g} * (1 - {1 - COLLAPSED_SPACING:g} * collapse)",
-        index=0)
+    writers.add_driver(
+        obj, "location",
+        f"previous + spacing * {spacing_factor:g} * (1 - {1 - COLLAPSED_SPACING:g} * collapse)",
+        {"previous": ("OBJECT", previous, "location[0]"),
+         "spacing": ("OBJECT", root, '["nnvis_layer_spacing"]'),
+         "collapse": ("OBJECT", previous, collapse_path)}, index=0)
 
 
 def set_control(root: bpy.types.Object, key: str, value) -> None:
@@ -286,8 +243,9 @@ def set_control(root: bpy.types.Object, key: str, value) -> None:
 
     Assigning the custom property alone does not tag the drivers that read it; this does.
     """
-    if key not in NETWORK_CONTROLS or key not in root:
-        raise KeyError(f"{root.name!r} has no network control {key!r} ({sorted(NETWORK_CONTROLS)})")
+    if key not in controls.CONTROLS_BY_KEY or key not in root:
+        raise KeyError(f"{root.name!r} has no network control {key!r} "
+                       f"({sorted(controls.CONTROLS_BY_KEY)})")
     network.require_editable(root)
     root[key] = value
     root.update_tag()

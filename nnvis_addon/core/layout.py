@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .controls import default
 from .export_format import Layer, NetworkExport
 
 MAP_LAYOUTS = ("linear", "grid")
@@ -135,8 +136,8 @@ COMPACT_LAYER_TYPES = frozenset({
 @dataclass
 class LayoutOptions:
     map_layout: str = "grid"          # feature maps: "linear" or "grid"
-    layer_spacing: float = 3.0        # distance between consecutive columns of layers along +X
-    cell_size: float = 0.1
+    layer_spacing: float = default("nnvis_layer_spacing")  # between columns of layers, along +X
+    cell_size: float = default("nnvis_cell_size")
     channel_gap: float = 0.25         # between feature maps
     neuron_gap: float = 0.05          # between neurons of a vector layer
     vector_grid_above: int = 64       # vectors with more neurons are laid out in a grid

@@ -1,0 +1,74 @@
+"""The network controls: one table, from which everything else is derived.
+
+A network control is a custom property of the network's root (so it animates, shows the
+keyframe dot and undoes). From :data:`NETWORK_CONTROLS` come the root's properties and their
+UI ranges (``blender/scene.py``), the drivers that carry each control into the layer and
+connection modifiers, the panel rows (``panels.py``) and the import options' defaults
+(``ImportOptions`` and the import operator). To add a control: add a row here, and the input it
+drives to the node group (``geometry_nodes/``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class NetworkControl:
+    key: str                          # custom property on the root
+    label: str                        # panel and operator label
+    default: Any                      # also the import option's default
+    description: str
+    min: float | None = None
+    max: float | None = None          # None: no limit, or set from the export (sample, epoch)
+    layer_input: str | None = None    # the "NNVis Layer" input it drives, if any
+    connection_input: str | None = None  # the "NNVis Connections" input it drives, if any
+    section: str = "network"          # panel section: "network" or "edges"
+
+
+NETWORK_CONTROLS: tuple[NetworkControl, ...] = (
+    NetworkControl("nnvis_sample", "Sample", 0, "Input sample shown by every layer", min=0,
+                   layer_input="Sample"),
+    NetworkControl("nnvis_epoch", "Epoch", 0.0, "Recorded epoch index; fractions interpolate",
+                   min=0.0, layer_input="Epoch", connection_input="Epoch"),
+    NetworkControl("nnvis_step_epochs", "Step Epochs", False,
+                   "Hold each recorded epoch instead of interpolating",
+                   layer_input="Step Epochs", connection_input="Step Epochs"),
+    NetworkControl("nnvis_layer_spacing", "Layer Spacing", 3.0,
+                   "Distance between consecutive layers", min=0.0),
+    NetworkControl("nnvis_cell_size", "Cell Size", 0.1, "Distance between neighbouring cells",
+                   min=0.001, layer_input="Cell Size"),
+    NetworkControl("nnvis_normalize_globally", "Global Colour Range", False,
+                   "Colour every layer by the network-wide range",
+                   layer_input="Normalize Globally"),
+    NetworkControl("nnvis_edge_threshold", "Edge Threshold", 0.0,
+                   "Hide connections weaker than this fraction of the strongest one in their "
+                   "layer pair", min=0.0, max=1.0, connection_input="Threshold",
+                   section="edges"),
+    NetworkControl("nnvis_bundle_strength", "Bundling Strength", 1.0,
+                   "Bundling strength used by Re-bundle (0: straight)", min=0.0, max=5.0,
+                   section="edges"),
+)
+
+CONTROLS_BY_KEY = {control.key: control for control in NETWORK_CONTROLS}
+
+
+def default(key: str):
+    """The default value of a network control (and of the import option that sets it)."""
+    return CONTROLS_BY_KEY[key].default
+
+
+def layer_drivers() -> dict[str, str]:
+    """Control key -> the layer modifier input it drives."""
+    return {c.key: c.layer_input for c in NETWORK_CONTROLS if c.layer_input}
+
+
+def connection_drivers() -> dict[str, str]:
+    """Control key -> the connection modifier input it drives."""
+    return {c.key: c.connection_input for c in NETWORK_CONTROLS if c.connection_input}
+
+
+def panel_rows(section: str) -> list[tuple[str, str]]:
+    """(key, label) of the controls the panel shows in ``section``."""
+    return [(c.key, c.label) for c in NETWORK_CONTROLS if c.section == section]
