@@ -1,8 +1,9 @@
 """nnvis exporter: write trained Keras 3 / TensorFlow CNNs in nnvis export format v1.
 
 The Blender add-on never imports this package. Everything that needs TensorFlow lives in
-:mod:`nnvis_export.keras_export` and is imported lazily, so ``summarize`` (and
-``nnvis-export --summary``) work without loading TensorFlow.
+:mod:`nnvis_export.keras_export` and is imported lazily, so ``summarize``, ``list_checkpoints``
+and ``read_metrics_log`` (and ``nnvis-export --summary``, and the command line's checks of its
+arguments and files) work without loading TensorFlow.
 
 >>> from nnvis_export import EpochRecorder
 >>> recorder = EpochRecorder(x_test[:4], "out/", labels=y_test[:4])
@@ -15,21 +16,25 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .errors import CustomLayerWarning, ExportError
+from .checkpoints import list_checkpoints
+from .errors import CustomLayerWarning, ExportError, ExportWarning
+from .metrics_log import read_metrics_log
 from .summary import summarize
 
 from ._version import __version__
 
 _KERAS_NAMES = {
-    "EpochRecorder", "export_model", "export_checkpoints", "list_checkpoints",
-    "load_model", "load_samples", "model_graph",
+    "EpochRecorder", "export_model", "export_checkpoints", "load_model", "load_samples",
+    "model_graph",
 }
 
-__all__ = sorted(_KERAS_NAMES | {"CustomLayerWarning", "ExportError", "summarize", "__version__"})
+__all__ = sorted(_KERAS_NAMES | {"CustomLayerWarning", "ExportError", "ExportWarning",
+                                 "list_checkpoints", "read_metrics_log", "summarize",
+                                 "__version__"})
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .keras_export import (EpochRecorder, export_checkpoints, export_model, list_checkpoints,
-                               load_model, load_samples, model_graph)
+    from .keras_export import (EpochRecorder, export_checkpoints, export_model, load_model,
+                               load_samples, model_graph)
 
 
 def __getattr__(name: str):

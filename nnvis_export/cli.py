@@ -1,37 +1,80 @@
 """``nnvis-export``: write an nnvis export from a saved Keras model, or summarize an export.
 
     nnvis-export MODEL --samples SAMPLES --out DIR [--labels LABELS.npy] [--indices 0,3,5]
-                 [--name NAME] [--dtype float16|float32] [--checkpoints DIR]
+                 [--name NAME] [--dtype float16|float32] [--epoch N | --checkpoints DIR]
+                 [--metrics LOG] [--rescale 1/255] [--unsafe-load-code] [--quiet]
     nnvis-export --summary EXPORT
 
 Errors in what was given (a missing file, samples that do not fit the model...) print one
-``nnvis-export: error: ...`` line and exit with status 2.
+``nnvis-export: error: ...`` line and exit with status 2. Arguments and files are checked before
+TensorFlow is imported (which takes seconds), so a wrong argument fails at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
+
+from .checkpoints import Checkpoint, list_checkpoints
+from .errors import ExportError, ExportWarning
+from .inputs import SampleFiles, check_model_path, load_npy, read_sample_files
+from .metrics_log import Metrics, read_metrics_log
+
 from nnvis_addon.core.export_format import NnvisError
 
+PROG = "nnvis-export"
 EXIT_USAGE = 2
 
+#: The largest pixel value that still looks scaled to 0..1 (a little slack for resizing).
+SCALED_PIXEL_MAX = 1.0 + 1e-6
 
-def _parser() -> argparse.ArgumentParser:
+
+def _scale_factor(text: str) -> float:
+    """``--rescale``: a number or a fraction such as ``1/255``."""
+    numerator, _, denominator = text.partition("/")
+    try:
+        value = float(numerator) / float(denominator) if denominator else float(numerator)
+    except (ValueError, ZeroDivisionError):
+        raise argparse.ArgumentTypeError(f"expected a number or a fraction such as 1/255, "
+                                         f"got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _whole_number(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="nnvis-export",
+        prog=PROG,
         description="Export a trained Keras/TensorFlow model's layers, weights and activations "
                     "for the nnvis Blender extension (nnvis format v1).")
     parser.add_argument("model", nargs="?", metavar="MODEL",
                         help="a .keras or .h5 model file, or a SavedModel folder")
     parser.add_argument("--samples", nargs="+", metavar="SAMPLES",
                         help="a .npy array of inputs (S, *input_shape), or image files/folders "
-                             "(PNG/JPEG, resized to the model input)")
-    parser.add_argument("--out", metavar="DIR", help="folder to write <name>.nnvis.json and <name>.bin")
+                             "(PNG/JPEG, resized to the model input; pixel values 0..255, see "
+                             "--rescale)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="folder to write <name>.nnvis.json and <name>.bin")
     parser.add_argument("--labels", metavar="LABELS.npy",
                         help="a .npy array of class numbers (or one-hot rows), one per sample")
     parser.add_argument("--indices", metavar="I,J,...",
@@ -41,24 +84,47 @@ def _parser() -> argparse.ArgumentParser:
                         help="activation dtype (weights are always float32; default float16)")
     parser.add_argument("--checkpoints", metavar="DIR",
                         help="a folder of per-epoch weights (*.weights.h5 or TF ckpt-N.index); "
-                             "writes one epoch per checkpoint")
-    parser.add_argument("--epoch", type=int, default=0,
-                        help="epoch number for a single-model export (default 0)")
+                             "writes one epoch per checkpoint, numbered from the file names")
+    parser.add_argument("--epoch", type=_whole_number(0),
+                        help="epoch number of a single-model export (default: the last epoch "
+                             "of --metrics, else 0); not with --checkpoints")
+    parser.add_argument("--metrics", metavar="LOG",
+                        help="training metrics per epoch: a Keras CSVLogger file or a JSON file "
+                             "of history.history (log epoch e is the network after e+1 epochs)")
     parser.add_argument("--class-names", metavar="A,B,...",
                         help="class names, comma-separated, in class order")
-    parser.add_argument("--rescale", type=float, default=1.0,
-                        help="factor for image pixel values 0..255 (e.g. 0.00392156 for 0..1)")
-    parser.add_argument("--batch-size", type=int, default=32, help="predict batch size")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--rescale", type=_scale_factor, metavar="FACTOR",
+                        help="multiply image pixel values 0..255 by this (e.g. 1/255 for 0..1); "
+                             "default: none, right for a model that starts with its own "
+                             "Rescaling layer")
+    parser.add_argument("--batch-size", type=_whole_number(1), default=32,
+                        help="samples per predict call (default 32)")
+    parser.add_argument("--unsafe-load-code", action="store_true",
+                        help="load the model with Keras safe_mode off, so Lambda layers load: "
+                             "this runs Python code stored in the model file; only for files "
+                             "you trust")
+    parser.add_argument("--quiet", action="store_true",
+                        help="print only warnings and errors (no progress, no summary)")
     parser.add_argument("--summary", metavar="EXPORT",
                         help="print the summary of an existing export (no TensorFlow needed) "
                              "and exit")
     return parser
 
 
-def _parse_indices(text: str) -> list[int]:
-    from .errors import ExportError
+@dataclass
+class CheckedInputs:
+    """Everything the command line was given, checked and read without TensorFlow."""
 
+    model: Path
+    samples: SampleFiles
+    labels: np.ndarray | None
+    indices: list[int] | None
+    checkpoints: list[Checkpoint] | None
+    metrics: Metrics | None
+    class_names: list[str] | None
+
+
+def _parse_indices(text: str) -> list[int]:
     try:
         indices = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -69,8 +135,6 @@ def _parse_indices(text: str) -> list[int]:
 
 
 def _select(array, indices: list[int], what: str):
-    from .errors import ExportError
-
     count = len(array)
     bad = [i for i in indices if not -count <= i < count]
     if bad:
@@ -78,70 +142,147 @@ def _select(array, indices: list[int], what: str):
     return [array[i] for i in indices]
 
 
-def run(args: argparse.Namespace) -> int:
-    from .summary import summarize
-
-    if args.summary:
-        summarize(args.summary)
-        return 0
-
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import numpy as np
-
-    from . import keras_export as kx
-    from .errors import ExportError
-
-    model = kx.load_model(args.model)
-    input_shape = kx.model_input_shape(model)
-    samples, names = kx.load_samples(args.samples, input_shape, rescale=args.rescale)
-    labels = None
-    if args.labels:
-        path = Path(args.labels)
-        if not path.is_file():
-            raise ExportError(f"labels {str(path)!r} do not exist")
-        try:
-            labels = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as exc:
-            raise ExportError(f"cannot read labels {path.name!r}: {exc}") from None
-    # One sample given without its batch axis counts as a batch of one.
-    samples = kx.prepare_samples(samples, input_shape, kx._input_spec(model)[1])
-    if len(names) != samples.shape[0]:
-        names = [f"sample {i}" for i in range(samples.shape[0])]
+def check_inputs(args: argparse.Namespace) -> CheckedInputs:
+    """Check every argument and read every small input file; no TensorFlow is imported."""
+    model = check_model_path(args.model)
+    samples = read_sample_files(args.samples)
+    if args.rescale is not None and samples.array is not None:
+        raise ExportError("--rescale scales image pixels; the samples are a .npy array, scale it "
+                          "before saving it")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {str(out)!r} is a file; give a folder")
+    labels = load_npy(args.labels, "labels") if args.labels else None
     if labels is not None and np.ndim(labels) == 0:
         labels = np.reshape(labels, (1,))
+    return CheckedInputs(
+        model=model, samples=samples, labels=labels,
+        indices=_parse_indices(args.indices) if args.indices else None,
+        checkpoints=list_checkpoints(args.checkpoints) if args.checkpoints else None,
+        metrics=read_metrics_log(args.metrics) if args.metrics else None,
+        class_names=[c.strip() for c in args.class_names.split(",")] if args.class_names
+        else None)
+
+
+def check_image_scale(model, images: np.ndarray, rescale: float | None,
+                      verbose: bool) -> None:
+    """Say how image samples meet the model's own scaling: a warning when 0..255 pixels go into a
+    model without a scaling layer at its input (no --rescale), or when --rescale scales pixels
+    the model scales itself; a note when the model's layer does the scaling."""
+    from . import keras_export as kx
+
+    scaling = kx.input_scaling_layer(model)
+    if scaling is not None:
+        config = kx.layer_config(scaling.layer)
+        detail = ", ".join(f"{k}={config[k]:.6g}" if isinstance(config[k], float)
+                           else f"{k}={config[k]}" for k in ("scale", "offset") if k in config)
+        described = f"layer {scaling.name!r} ({scaling.type}{', ' + detail if detail else ''})"
+        if rescale is None:
+            if verbose:
+                print(f"nnvis: images go in as pixel values 0..255; the model scales them "
+                      f"itself ({described})", file=sys.stderr)
+        else:
+            warnings.warn(f"--rescale {rescale:.6g} scales the pixels and then the model's own "
+                          f"{described} scales them again; leave --rescale out to feed the 0..255 "
+                          f"pixels the model expects", ExportWarning, stacklevel=2)
+        return
+    largest = float(np.max(images)) if images.size else 0.0
+    if rescale is None and largest > SCALED_PIXEL_MAX:
+        warnings.warn(f"the images go in as pixel values 0..255 (largest {largest:g}) and model "
+                      f"{model.name!r} has no Rescaling or Normalization layer at its input; if "
+                      f"it was trained on inputs scaled to 0..1, pass --rescale 1/255 (the "
+                      f"images were not rescaled)", ExportWarning, stacklevel=2)
+
+
+def _warn_missing_metrics(metrics: Metrics, epochs: Sequence[int], log: str) -> None:
+    """Epoch 0 (before training) has no log row by nature; any later epoch should."""
+    missing = [e for e in epochs if e > 0 and e not in metrics]
+    if missing:
+        logged = sorted(metrics)
+        warnings.warn(f"metrics log {Path(log).name!r} has no row for epoch"
+                      f"{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} (it has "
+                      f"epochs {logged[0]}-{logged[-1]}, numbered as nnvis does: log epoch e is "
+                      f"epoch e+1); those epochs have no metrics", ExportWarning, stacklevel=2)
+
+
+def export(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
+    """The export itself (imports TensorFlow)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from . import keras_export as kx
+
+    verbose = not args.quiet
+    model = kx.load_model(inputs.model, safe_mode=not args.unsafe_load_code, verbose=verbose)
+    input_shape = kx.model_input_shape(model)
+    samples, names = kx.load_sample_files(inputs.samples, input_shape,
+                                          rescale=1.0 if args.rescale is None else args.rescale)
+    if inputs.samples.images:
+        check_image_scale(model, samples, args.rescale, verbose)
+    labels = inputs.labels
+    # One sample given without its batch axis counts as a batch of one.
+    samples = kx.prepare_samples(samples, input_shape, kx.model_input_dtype(model))
+    if len(names) != samples.shape[0]:
+        names = [f"sample {i}" for i in range(samples.shape[0])]
     if labels is not None and len(labels) != samples.shape[0]:
         raise ExportError(f"{len(labels)} labels for {samples.shape[0]} samples")
-    if args.indices:
-        indices = _parse_indices(args.indices)
-        samples = np.stack(_select(samples, indices, "the samples"))
-        names = _select(names, indices, "the samples")
+    if inputs.indices:
+        samples = np.stack(_select(samples, inputs.indices, "the samples"))
+        names = _select(names, inputs.indices, "the samples")
         if labels is not None:
-            labels = np.stack(_select(labels, indices, "the labels"))
-    class_names = [c.strip() for c in args.class_names.split(",")] if args.class_names else None
+            labels = np.stack(_select(labels, inputs.indices, "the labels"))
     options = dict(labels=labels, name=args.name, activation_dtype=args.dtype,
-                   class_names=class_names, sample_names=names, batch_size=args.batch_size,
-                   verbose=not args.quiet)
-    if args.checkpoints:
-        path = kx.export_checkpoints(model, args.checkpoints, samples, args.out, **options)
-    else:
-        path = kx.export_model(model, samples, args.out, epoch=args.epoch, **options)
-    summarize(path)
-    return 0
+                   class_names=inputs.class_names, sample_names=names,
+                   batch_size=args.batch_size, verbose=verbose)
+    metrics = inputs.metrics
+    if inputs.checkpoints is not None:
+        if metrics is not None:
+            _warn_missing_metrics(metrics, [c.epoch for c in inputs.checkpoints], args.metrics)
+        return kx.export_checkpoints(model, args.checkpoints, samples, args.out,
+                                     metrics=metrics, **options)
+    epoch = args.epoch if args.epoch is not None else max(metrics) if metrics else 0
+    if metrics is not None:
+        _warn_missing_metrics(metrics, [epoch], args.metrics)
+    return kx.export_model(model, samples, args.out, epoch=epoch,
+                           metrics=(metrics or {}).get(epoch), **options)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one ``nnvis-export: warning: ...`` line, without Python's source context."""
+    print(f"{PROG}: warning: {message}", file=sys.stderr if file is None else file, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not args.summary:
         missing = [flag for flag, value in (("MODEL", args.model), ("--samples", args.samples),
                                             ("--out", args.out)) if not value]
         if missing:
             parser.error(f"{', '.join(missing)} required (or use --summary EXPORT)")
-    try:
-        return run(args)
-    except NnvisError as exc:
-        print(f"nnvis-export: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        if args.checkpoints and args.epoch is not None:
+            parser.error("--epoch numbers a single-model export; with --checkpoints every "
+                         "checkpoint's epoch comes from its file name (epoch_003.weights.h5, "
+                         "ckpt-3.index)")
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            if args.summary:
+                from .summary import summarize
+                summarize(args.summary)
+                return 0
+            inputs = check_inputs(args)
+            if args.unsafe_load_code:
+                print(f"{PROG}: WARNING: --unsafe-load-code: Keras safe mode is OFF for "
+                      f"{inputs.model.name!r}; any Python code stored in it (Lambda layers) "
+                      f"runs while it loads, with your permissions. Use this only for model files "
+                      f"you trust.", file=sys.stderr, flush=True)
+            path = export(args, inputs)
+            if not args.quiet:
+                from .summary import summarize
+                summarize(path)
+            return 0
+        except NnvisError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -12,3 +12,9 @@ class ExportError(NnvisError):
 class CustomLayerWarning(UserWarning):
     """A layer is a user-defined class: it is exported (type = its class name, its output and
     weights) but nnvis has no special drawing for it and shows it as a generic block."""
+
+
+class ExportWarning(UserWarning):
+    """The export is written but may not show what was meant: image pixels that look unscaled
+    for the model, checkpoint epochs without metrics, epochs renumbered, a layer name
+    TensorFlow refuses in a graph."""

@@ -11,6 +11,8 @@ epochs of training (Keras's ``on_epoch_end(k - 1)``, ``ModelCheckpoint``'s ``{ep
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import math
 import os
@@ -20,16 +22,19 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 import keras
 
-from nnvis_addon.core.export_format import ExportFormatError, ExportWriter, read_export
+from nnvis_addon.core.export_format import (ExportFormatError, ExportWriter, NetworkExport,
+                                            read_export)
 
 from ._version import __version__
-from .errors import CustomLayerWarning, ExportError
+from .checkpoints import Checkpoint, list_checkpoints
+from .errors import CustomLayerWarning, ExportError, ExportWarning
+from .inputs import SampleFiles, check_model_path, read_sample_files
 
 ACTIVATION_DTYPES = ("float16", "float32")
 WEIGHT_DTYPE = "float32"
@@ -60,8 +65,6 @@ SHORT_WEIGHT_NAMES = ("kernel", "bias", "gamma", "beta", "moving_mean", "moving_
 
 MAX_RANK = 4  # output shapes without the batch axis, as the format's schema allows
 FLOAT16_MAX = float(np.finfo(np.float16).max)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-MODEL_SUFFIXES = (".keras", ".h5", ".hdf5")
 
 
 def _log(verbose: bool, message: str) -> None:
@@ -198,7 +201,8 @@ def model_graph(model) -> list[GraphLayer]:
     return graph
 
 
-def _config_subset(layer) -> dict:
+def layer_config(layer) -> dict:
+    """The layer's configuration keys that matter for drawing (:data:`CONFIG_KEYS`), as JSON."""
     try:
         config = layer.get_config()
     except Exception:  # noqa: BLE001 - some layers (TFSMLayer, custom) have no usable config
@@ -319,11 +323,18 @@ class ActivationProbe:
     The activations are cast to ``dtype`` inside the model (TensorFlow's cast is multi-threaded
     and halves what comes back for float16); the model's first output also comes back as float32
     for the predictions.
+
+    TensorFlow refuses layer names outside ASCII letters, digits and ``_ . - / >`` (``'conv 1'``,
+    ``'faltung_ä'``) as name scopes of a compiled graph, so such a model cannot ``predict``; it
+    still runs eagerly, and the probe falls back to that (:attr:`eager`).
     """
 
-    def __init__(self, model, graph: list[GraphLayer], dtype: str = "float32"):
+    def __init__(self, model, graph: list[GraphLayer], dtype: str = "float32",
+                 verbose: bool = True):
         self.graph = graph
         self.dtype = dtype
+        self.verbose = verbose
+        self.eager = False
         self.computed = [g for g in graph if not g.is_input]
         if not self.computed:
             raise ExportError(f"model {model.name!r} has no layers besides its input")
@@ -331,20 +342,53 @@ class ActivationProbe:
                    for g in self.computed]
         output_tensor = _model_io(model)[1][0]
         outputs.append(keras.ops.cast(output_tensor, "float32"))
+        # The probe's own name is the graph's root scope: kept to characters TensorFlow allows.
         self.model = keras.Model(inputs=graph[0].tensor, outputs=outputs,
-                                 name=f"{model.name}_nnvis_activations")
+                                 name=f"nnvis_activations_{_file_name(model.name)}")
 
     def run(self, samples: np.ndarray, batch_size: int = 32
             ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Every non-input layer's activations for ``samples``, shape (S, *output_shape), and
         the model's (first) output as float32: one call over all samples."""
+        outputs = None
+        if not self.eager:
+            try:
+                outputs = self._predict(samples, batch_size)
+            except ValueError as exc:
+                refused = _refused_scope_name(exc)
+                if refused is None:
+                    raise
+                self.eager = True
+                _log(self.verbose, f"note: layer {refused!r} has a name TensorFlow refuses in a "
+                                   f"compiled graph (only ASCII letters, digits and _ . - / > "
+                                   f"are allowed); computing the activations eagerly instead")
+        if outputs is None:
+            outputs = self._call_eagerly(samples, batch_size)
+        activations = {g.name: out for g, out in zip(self.computed, outputs)}
+        return activations, outputs[-1]
+
+    def _predict(self, samples: np.ndarray, batch_size: int) -> list[np.ndarray]:
         if samples.shape[0] <= batch_size:
             outputs = self.model.predict_on_batch(samples)
         else:
             outputs = self.model.predict(samples, batch_size=batch_size, verbose=0)
-        outputs = [np.asarray(out) for out in outputs]
-        activations = {g.name: out for g, out in zip(self.computed, outputs)}
-        return activations, outputs[-1]
+        return [np.asarray(out) for out in outputs]
+
+    def _call_eagerly(self, samples: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        batches = []
+        for start in range(0, samples.shape[0], batch_size):
+            outputs = self.model(samples[start:start + batch_size], training=False)
+            batches.append([keras.ops.convert_to_numpy(out) for out in outputs])
+        return [np.concatenate(parts) for parts in zip(*batches)]
+
+
+_REFUSED_SCOPE = re.compile(r"'(.*?)' is not a valid (?:root )?scope name")
+
+
+def _refused_scope_name(exc: BaseException) -> str | None:
+    """The layer name in TensorFlow's "'<name>' is not a valid scope name" error, else None."""
+    match = _REFUSED_SCOPE.search(str(exc))
+    return match.group(1) if match else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -441,7 +485,7 @@ def _is_classifier_output(shape: tuple[int, ...]) -> bool:
 def _classes(scores: np.ndarray, output_layer) -> list[int]:
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape[1] == 1:
-        activation = _config_subset(output_layer).get("activation")
+        activation = layer_config(output_layer).get("activation")
         threshold = 0.5 if activation == "sigmoid" else 0.0
         return [int(v) for v in (scores[:, 0] >= threshold)]
     return [int(v) for v in np.argmax(np.nan_to_num(scores, nan=-np.inf), axis=1)]
@@ -463,13 +507,17 @@ class ExportSession:
 
     Arrays go to the sidecar as soon as an epoch is recorded; only the small structure document
     (array references, metrics, predictions) and the latest epoch's output scores stay in memory.
+
+    ``continue_from``: an export this session extends (a second ``fit`` with the same
+    :class:`EpochRecorder`): its epochs are copied into the new files before the first new one,
+    and new epoch numbers must come after its last.
     """
 
     def __init__(self, model, samples, out_dir: os.PathLike | str, *, labels=None,
                  name: str | None = None, activation_dtype: str = "float16",
                  class_names: Sequence[str] | None = None,
                  sample_names: Sequence[str] | None = None, batch_size: int = 32,
-                 verbose: bool = True):
+                 verbose: bool = True, continue_from: os.PathLike | str | None = None):
         if activation_dtype not in ACTIVATION_DTYPES:
             raise ExportError(f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, "
                               f"got {activation_dtype!r}")
@@ -493,7 +541,7 @@ class ExportSession:
         self.activation_dtype = activation_dtype
         self.batch_size = int(batch_size)
         self.verbose = verbose
-        self.probe = ActivationProbe(model, self.graph, activation_dtype)
+        self.probe = ActivationProbe(model, self.graph, activation_dtype, verbose)
         output_node = _history(_model_io(model)[1][0])[1]
         self.output_layer = output_node.operation.name
         self.writer: ExportWriter | None = None
@@ -506,6 +554,35 @@ class ExportSession:
         self.bytes_written = 0
         self.failed = False
         self.started = time.perf_counter()
+        self.new_epochs = 0
+        self.earlier: NetworkExport | None = None
+        if continue_from is not None:
+            self.earlier = self._earlier_export(Path(continue_from))
+
+    def _earlier_export(self, path: Path) -> NetworkExport | None:
+        """The export to extend, or None (with a warning) when it is gone or does not match."""
+        try:
+            earlier = read_export(path, check_finite=False)
+        except ExportFormatError as exc:
+            warnings.warn(f"cannot add to the earlier export ({exc}); writing a new one",
+                          ExportWarning, stacklevel=4)
+            return None
+        names = [g.name for g in self.graph]
+        if [layer.name for layer in earlier.layers] != names or \
+                earlier.num_samples != self.samples.shape[0] or \
+                tuple(earlier.input_shape) != tuple(self.samples.shape[1:]):
+            warnings.warn(f"the earlier export {path.name!r} has other layers or samples than "
+                          f"model {self.model.name!r} now; writing a new one", ExportWarning,
+                          stacklevel=4)
+            return None
+        return earlier
+
+    @property
+    def last_epoch(self) -> int | None:
+        """The last epoch number recorded (or in the export being extended), None if none."""
+        if self.epochs:
+            return self.epochs[-1]["epoch"]
+        return self.earlier.epoch_numbers[-1] if self.earlier is not None else None
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -535,7 +612,7 @@ class ExportSession:
                                   f">= 1 (without the batch axis)")
             record: dict[str, Any] = {"name": g.name, "type": g.type,
                                       "output_shape": list(shape), "inbound": g.inbound}
-            config = {} if g.is_input else _config_subset(g.layer)
+            config = {} if g.is_input else layer_config(g.layer)
             if config:
                 record["config"] = config
             variables = [] if g.is_input else list(g.layer.weights)
@@ -568,15 +645,15 @@ class ExportSession:
     def _record(self, epoch: int, metrics: Mapping | None) -> None:
         if epoch < 0:
             raise ExportError(f"epoch numbers start at 0, got {epoch}")
-        if self.epochs and epoch <= self.epochs[-1]["epoch"]:
-            raise ExportError(f"epoch {epoch} recorded after epoch {self.epochs[-1]['epoch']}: "
+        if self.last_epoch is not None and epoch <= self.last_epoch:
+            raise ExportError(f"epoch {epoch} recorded after epoch {self.last_epoch}: "
                               f"epoch numbers must increase")
         t0 = time.perf_counter()
         activations, scores = self.probe.run(self.samples, self.batch_size)
         t_predict = time.perf_counter() - t0
-        first = self.writer is None
-        if first:
+        if self.writer is None:
             self._start(activations)
+            self._copy_earlier_epochs()
         refs: dict[str, int] = {}
         for record, g in zip(self.layers, self.graph):
             if g.is_input:
@@ -616,6 +693,7 @@ class ExportSession:
         entry["weights"] = weights
         entry["activations"] = refs
         self.epochs.append(entry)
+        self.new_epochs += 1
         shown = ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if v is not None)
         _log(self.verbose, f"epoch {epoch}: {len(self.layers)} layers x {len(self.labels)} samples "
                            f"({len(weights)} with weights), predict {t_predict:.2f} s, "
@@ -625,10 +703,23 @@ class ExportSession:
     def _layer(self, name: str):
         return next(g.layer for g in self.graph if g.name == name)
 
-    def renumber_first(self, epoch: int) -> None:
-        """Give the first recorded epoch another number (training resumed at ``epoch``)."""
-        if self.epochs and (len(self.epochs) == 1 or epoch < self.epochs[1]["epoch"]):
-            self.epochs[0]["epoch"] = int(epoch)
+    def _copy_earlier_epochs(self) -> None:
+        """The epochs of the export being extended, copied into this session's files."""
+        if self.earlier is None:
+            return
+        earlier, self.earlier = self.earlier, None  # its memory maps close once copied
+        for epoch in earlier.epochs:
+            entry: dict[str, Any] = {"epoch": epoch.epoch}
+            if epoch.metrics:
+                entry["metrics"] = dict(epoch.metrics)
+            if epoch.predictions is not None:
+                entry["predictions"] = list(epoch.predictions)
+            entry["weights"] = {layer: [self._add(w, WEIGHT_DTYPE) for w in arrays]
+                                for layer, arrays in epoch.weights.items()}
+            entry["activations"] = {
+                g.name: self.samples_ref if g.is_input else
+                self._add(epoch.activations[g.name], self.activation_dtype) for g in self.graph}
+            self.epochs.append(entry)
 
     # -- finishing ---------------------------------------------------------------------------
 
@@ -690,6 +781,12 @@ class EpochRecorder(keras.callbacks.Callback):
     ``labels``: their classes (or one-hot rows), optional. The export lands in ``out_dir`` as
     ``<name>.nnvis.json`` + ``<name>.bin`` (``name`` defaults to the model's name); its path is
     ``export_path`` after training. Arrays are written after each epoch, not kept in memory.
+
+    Epoch numbers are the ones Keras passes: the network before ``fit``'s first epoch ``e`` is
+    epoch ``e`` (0, or ``initial_epoch``), after Keras's epoch ``e`` it is epoch ``e + 1``.
+    Another ``fit`` with the same recorder adds to the same export: ``fit(initial_epoch=k)``
+    continues after the ``k`` epochs recorded; a ``fit`` that starts again at epoch 0 is numbered
+    on after the last recorded epoch, with a warning.
     """
 
     def __init__(self, samples, out_dir: os.PathLike | str, labels=None, name: str | None = None,
@@ -711,31 +808,48 @@ class EpochRecorder(keras.callbacks.Callback):
         self.verbose = verbose
         self.export_path: Path | None = None
         self._session: ExportSession | None = None
-        self._renumber = False
+        self._fit_started = False   # the current fit has not run its first epoch yet
+        self._epoch_shift = 0       # added to Keras's numbers when a fit restarted at 0
 
     def on_train_begin(self, logs=None):
-        if self._session is not None:
+        if self._session is not None:  # a fit that raised never reached on_train_end
             self._session.abort()
         self._session = ExportSession(
             self.model, self.samples, self.out_dir, labels=self.labels, name=self.name,
             activation_dtype=self.activation_dtype, class_names=self.class_names,
-            sample_names=self.sample_names, batch_size=self.batch_size, verbose=self.verbose)
-        self._session.record(0)
-        self._renumber = True
+            sample_names=self.sample_names, batch_size=self.batch_size, verbose=self.verbose,
+            continue_from=self.export_path)
+        self._fit_started = True
+        self._epoch_shift = 0
 
     def on_epoch_begin(self, epoch, logs=None):
-        if self._renumber and self._session is not None:
-            self._session.renumber_first(epoch)  # fit(initial_epoch=...) resumes training
-        self._renumber = False
+        if not self._fit_started or self._session is None:
+            return
+        self._fit_started = False
+        last = self._session.last_epoch
+        if last is None or epoch > last:
+            self._session.record(epoch)  # the network before this fit trains it
+        elif epoch < last:
+            self._epoch_shift = last - epoch
+            warnings.warn(f"fit() started at epoch {epoch} but this recorder already has epochs "
+                          f"up to {last}: recording this fit's epochs as {last + 1}, "
+                          f"{last + 2}, ... (pass initial_epoch={last} to fit to number them "
+                          f"yourself)", ExportWarning, stacklevel=2)
+        # epoch == last: the network is where the earlier fit left it, which is recorded
 
     def on_epoch_end(self, epoch, logs=None):
         if self._session is not None:
-            self._session.record(epoch + 1, logs)
+            self._session.record(epoch + 1 + self._epoch_shift, logs)
 
     def on_train_end(self, logs=None):
         if self._session is None:
             return
         session, self._session = self._session, None
+        if session.new_epochs == 0 and session.last_epoch is not None:
+            session.abort()  # fit ran no epoch: the earlier export stays as it is
+            return
+        if session.new_epochs == 0:
+            session.record(0)  # fit ran no epoch and nothing was recorded: the network as it is
         self.export_path = session.finish()
 
 
@@ -757,82 +871,31 @@ def export_model(model, samples, out_dir: os.PathLike | str, labels=None, name: 
     return session.finish()
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    epoch: int
-    path: Path          # the file, or a TF checkpoint's prefix (without .index)
-    kind: str           # "keras" (weights.h5/.keras/.h5) or "tf" (tf.train.Checkpoint)
-
-
-_EPOCH_WORD = re.compile(r"epoch[_\-. ]?0*(\d+)", re.IGNORECASE)
-_NUMBER = re.compile(r"\d+")
-
-
-def _epoch_from_name(stem: str) -> int | None:
-    match = _EPOCH_WORD.search(stem)
-    if match:
-        return int(match.group(1))
-    numbers = _NUMBER.findall(stem)
-    return int(numbers[0]) if numbers else None
-
-
-def list_checkpoints(folder: os.PathLike | str) -> list[Checkpoint]:
-    """Per-epoch weights in ``folder``, sorted by epoch.
-
-    Keras weight files (``*.weights.h5``, ``*.keras``, ``*.h5``): the epoch is the number after
-    "epoch" in the name, else the first number (``epoch_003.weights.h5``, ``weights.03.weights.h5``
-    and ``weights.03-0.41.weights.h5`` are all epoch 3). TensorFlow checkpoints
-    (``ckpt-N.index`` + data files): epoch N.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ExportError(f"checkpoint folder {str(folder)!r} does not exist or is not a folder")
-    found: list[Checkpoint] = []
-    for path in sorted(folder.iterdir()):
-        name = path.name
-        if not path.is_file():
-            continue
-        if name.endswith(".index"):
-            prefix = path.with_suffix("")
-            match = re.search(r"-(\d+)$", prefix.name)
-            epoch = int(match.group(1)) if match else _epoch_from_name(prefix.name)
-            kind = "tf"
-            target = prefix
-        elif name.endswith(".weights.h5") or name.endswith(MODEL_SUFFIXES):
-            stem = name[:-len(".weights.h5")] if name.endswith(".weights.h5") else path.stem
-            epoch = _epoch_from_name(stem)
-            kind = "keras"
-            target = path
-        else:
-            continue
-        if epoch is None:
-            raise ExportError(f"checkpoint {name!r} has no epoch number in its name "
-                              f"(expected e.g. epoch_003.weights.h5 or ckpt-3.index)")
-        found.append(Checkpoint(epoch, target, kind))
-    if not found:
-        raise ExportError(f"no checkpoints in {str(folder)!r} (expected *.weights.h5 files or "
-                          f"TensorFlow ckpt-N.index files)")
-    found.sort(key=lambda c: c.epoch)
-    for a, b in zip(found, found[1:]):
-        if a.epoch == b.epoch:
-            raise ExportError(f"checkpoints {a.path.name!r} and {b.path.name!r} both are epoch "
-                              f"{a.epoch}")
-    return found
-
-
-def _restore_tf_checkpoint(model, prefix: Path) -> None:
+def _restore_tf_checkpoint(model, checkpoint: Checkpoint) -> None:
     import tensorflow as tf
 
+    prefix = checkpoint.path
     try:
-        names = [n for n, _ in tf.train.list_variables(str(prefix))]
+        saved_shapes = dict(tf.train.list_variables(str(prefix)))
     except Exception as exc:  # noqa: BLE001 - tf raises many kinds for a broken checkpoint
-        raise ExportError(f"cannot read TensorFlow checkpoint {prefix.name!r}: {exc}") from None
-    roots = list(dict.fromkeys(n.split("/")[0] for n in names if "/" in n
+        raise ExportError(f"cannot read TensorFlow checkpoint {prefix.name!r}: "
+                          f"{_first_line(exc)}") from None
+    roots = list(dict.fromkeys(n.split("/")[0] for n in saved_shapes if "/" in n
                                and not n.startswith(("_CHECKPOINTABLE_OBJECT_GRAPH",
                                                      "save_counter"))))
     roots.sort(key=lambda r: (r not in ("model", "net", "network"), r))
     for root in roots:
-        status = tf.train.Checkpoint(**{root: model}).read(str(prefix))
+        # A checkpoint of another architecture is found before restoring: a failed restore
+        # stays referenced by the model and logs every unrestored value when it is deleted.
+        for path, variable in _checkpoint_variables(tf, root, model):
+            saved = saved_shapes.get(f"{path}/.ATTRIBUTES/VARIABLE_VALUE")
+            if saved is not None and tuple(saved) != tuple(variable.shape):
+                raise _shape_mismatch(model, checkpoint, str(variable.path),
+                                      tuple(variable.shape), tuple(saved))
+        try:
+            status = tf.train.Checkpoint(**{root: model}).read(str(prefix))
+        except Exception as exc:  # noqa: BLE001 - tf raises many kinds for a broken checkpoint
+            raise _checkpoint_error(model, checkpoint, exc) from None
         try:
             status.assert_existing_objects_matched()
         except AssertionError:
@@ -844,15 +907,98 @@ def _restore_tf_checkpoint(model, prefix: Path) -> None:
                       f"(tried tf.train.Checkpoint keys {roots})")
 
 
+def _checkpoint_variables(tf, root: str, model) -> list[tuple[str, Any]]:
+    """(checkpoint key, variable) of every model variable, keyed as ``tf.train.Checkpoint(
+    **{root: model})`` writes them (``model/_operations/1/_kernel``)."""
+    checkpoint = tf.train.Checkpoint(**{root: model})  # the view holds only a weak reference
+    view = tf.train.TrackableView(checkpoint)
+    found, seen, queue = [], set(), [(checkpoint, "")]
+    for node, path in queue:  # breadth first: the model's layers in order, as the message wants
+        for name, child in view.children(node).items():
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            child_path = f"{path}/{name}" if path else name
+            if isinstance(child, (keras.Variable, tf.Variable)):
+                found.append((child_path, child))
+            else:
+                queue.append((child, child_path))
+    return found
+
+
+@contextlib.contextmanager
+def _keras_warnings_held_back():
+    """Hold back Keras's warnings while a checkpoint loads: on a mismatch they are several
+    "Skipping ..." lines that bury the one line :func:`_checkpoint_error` makes of the error.
+    The warnings of a load that succeeds are shown as usual."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                               warning.lineno)
+
+
 def _load_checkpoint(model, checkpoint: Checkpoint) -> None:
     if checkpoint.kind == "tf":
-        _restore_tf_checkpoint(model, checkpoint.path)
+        _restore_tf_checkpoint(model, checkpoint)
         return
-    try:
-        model.load_weights(str(checkpoint.path))
-    except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, KeyError, OSError...
-        raise ExportError(f"cannot load weights {checkpoint.path.name!r} into model "
-                          f"{model.name!r}: {exc}") from None
+    with _keras_warnings_held_back():
+        try:
+            model.load_weights(str(checkpoint.path))
+        except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, KeyError, OSError...
+            raise _checkpoint_error(model, checkpoint, exc) from None
+
+
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+# Keras: "... variable.shape=(144, 32), Received: value.shape=(144, 16). Target variable:
+# <Variable path=dense1/kernel, ..." (the rest of that message prints the variable's values)
+_KERAS_SHAPE_MISMATCH = re.compile(r"variable\.shape=(\([^)]*\)), Received: value\.shape="
+                                   r"(\([^)]*\))\. Target variable: <Variable path=([^,>\s]+)")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = _ANSI_ESCAPE.sub("", str(exc))
+    return next((line.strip() for line in text.splitlines() if line.strip()),
+                type(exc).__name__)
+
+
+def _checkpoint_error(model, checkpoint: Checkpoint, exc: BaseException) -> ExportError:
+    """One line for a checkpoint that does not load: for Keras's shape mismatch (a checkpoint of
+    another architecture; its message goes on to print the variable's values) the layer, the
+    weight and both shapes, else the error's first line."""
+    match = _KERAS_SHAPE_MISMATCH.search(_ANSI_ESCAPE.sub("", str(exc)))
+    if match is None:
+        return ExportError(f"cannot load checkpoint {checkpoint.path.name!r} into model "
+                           f"{model.name!r}: {_first_line(exc)}")
+    model_shape, saved_shape, variable = match.groups()
+    return _shape_mismatch(model, checkpoint, variable, model_shape, saved_shape)
+
+
+def _shape_mismatch(model, checkpoint: Checkpoint, variable_path: str, model_shape,
+                    saved_shape) -> ExportError:
+    layer, weight = _variable_owner(model, variable_path)
+    return ExportError(f"checkpoint {checkpoint.path.name!r} does not fit model {model.name!r}: "
+                       f"layer {layer!r} {weight} has shape {_tuple_text(model_shape)} in the "
+                       f"model but {_tuple_text(saved_shape)} in the checkpoint (saved from "
+                       f"another architecture?)")
+
+
+def _tuple_text(shape) -> str:
+    """A shape as Python writes a tuple, whether it came as a tuple or as Keras's text."""
+    return shape if isinstance(shape, str) else str(tuple(int(d) for d in shape))
+
+
+def _variable_owner(model, variable_path: str) -> tuple[str, str]:
+    """The model's layer holding the variable at ``variable_path`` and the weight's name there
+    (as the export names it)."""
+    for layer in model.layers:
+        variables = list(layer.weights)
+        for variable, name in zip(variables, _weight_names(layer, variables)):
+            if str(getattr(variable, "path", "")).split(":")[0] == variable_path:
+                return layer.name, name
+    layer, _, weight = variable_path.rpartition("/")
+    return layer or variable_path, weight
 
 
 def export_checkpoints(model, checkpoint_dir: os.PathLike | str, samples, out_dir: os.PathLike | str,
@@ -864,7 +1010,8 @@ def export_checkpoints(model, checkpoint_dir: os.PathLike | str, samples, out_di
     """One export with an epoch per checkpoint in ``checkpoint_dir``.
 
     ``model``: a model file (.keras/.h5, or a SavedModel folder) or a ``keras.Model``; each
-    checkpoint's weights are loaded into it in turn. ``metrics``: optional {epoch: {name: value}}.
+    checkpoint's weights are loaded into it in turn. ``metrics``: optional {epoch: {name: value}},
+    e.g. from :func:`nnvis_export.read_metrics_log` (a CSVLogger file or a History JSON).
     """
     if not isinstance(model, keras.Model):
         model = load_model(model)
@@ -888,26 +1035,65 @@ def export_checkpoints(model, checkpoint_dir: os.PathLike | str, samples, out_di
 # Loading models and samples (the CLI's inputs)
 
 
-def load_model(path: os.PathLike | str):
-    """Load a ``.keras``/``.h5`` model (``safe_mode=True``) or wrap a SavedModel folder."""
-    path = Path(path)
-    if not path.exists():
-        raise ExportError(f"model {str(path)!r} does not exist")
+def load_model(path: os.PathLike | str, *, safe_mode: bool = True, verbose: bool = True):
+    """Load a ``.keras``/``.h5`` model or wrap a SavedModel folder.
+
+    ``safe_mode=True`` (Keras's own safe mode) refuses Python code stored in the file (Lambda
+    layers), because loading it would run that code; pass ``safe_mode=False`` only for files
+    you trust.
+    """
+    path = check_model_path(path)
     if path.is_dir():
-        if (path / "saved_model.pb").is_file():
-            return _load_saved_model(path)
-        raise ExportError(f"{str(path)!r} is a folder without saved_model.pb; expected a .keras or "
-                          f".h5 file or a SavedModel folder")
-    if path.suffix.lower() not in MODEL_SUFFIXES:
-        raise ExportError(f"model {path.name!r}: expected a .keras or .h5 file or a SavedModel "
-                          f"folder")
+        return _load_saved_model(path, verbose)
     try:
-        return keras.models.load_model(path, safe_mode=True, compile=False)
+        return keras.models.load_model(path, safe_mode=safe_mode, compile=False)
     except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad file
+        if safe_mode and "safe_mode" in str(exc):
+            raise ExportError(_code_refused_message(path)) from None
         raise ExportError(f"cannot load model {path.name!r}: {exc}") from None
 
 
-def _load_saved_model(path: Path):
+def _code_refused_message(path: Path) -> str:
+    names = _lambda_layer_names(path)
+    which = (f"layer{'s' if len(names) > 1 else ''} {', '.join(repr(n) for n in names)} "
+             f"(Lambda)" if names else "a layer (Lambda)")
+    return (f"cannot load model {path.name!r}: {which} holds Python code, which Keras's safe mode "
+            f"refuses because loading it runs code stored in the file. If you trust the file: "
+            f"nnvis-export --unsafe-load-code, or from Python "
+            f"nnvis_export.load_model(path, safe_mode=False) and pass the model to export_model")
+
+
+def _lambda_layer_names(path: Path) -> list[str]:
+    """The Lambda layers named in a saved model's configuration (.keras or .h5); [] when the
+    configuration cannot be read (the message then names no layer)."""
+    import json
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                config = json.loads(archive.read("config.json"))
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as file:
+                raw = file.attrs.get("model_config")
+                config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    except Exception:  # noqa: BLE001 - only used to improve a message; Keras read the file
+        return []
+    names, stack = [], [config]
+    while stack:  # iterative: a hostile file's nesting cannot exhaust the Python stack
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda" and isinstance(node.get("config"), dict):
+                names.append(str(node["config"].get("name", "?")))
+            stack.extend(reversed(list(node.values())))
+        elif isinstance(node, list):
+            stack.extend(reversed(node))
+    return list(dict.fromkeys(names))
+
+
+def _load_saved_model(path: Path, verbose: bool = True):
     """A SavedModel's serving function as a one-layer Keras model (its inner layers are opaque)."""
     import tensorflow as tf
 
@@ -939,21 +1125,10 @@ def _load_saved_model(path: Path):
     result = layer(inputs)
     if isinstance(result, dict):
         result = next(iter(result.values()))
-    print(f"nnvis: note: {path.name} is a SavedModel; its layers are not visible to Keras, so the "
-          f"export shows it as one {type(layer).__name__} layer (save the model as .keras to see "
-          f"every layer)", file=sys.stderr)
+    _log(verbose, f"note: {path.name} is a SavedModel; its layers are not visible to Keras, so "
+                  f"the export shows it as one {type(layer).__name__} layer (save the model as "
+                  f".keras to see every layer)")
     return keras.Model(inputs, result, name=_file_name(path.name))
-
-
-def _image_paths(paths: Iterable[Path]) -> list[Path]:
-    found = []
-    for path in paths:
-        if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir()
-                                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            found.append(path)
-    return found
 
 
 def _load_image(path: Path, channels: int, target: tuple[int, int] | None) -> np.ndarray:
@@ -990,51 +1165,70 @@ def _load_image_tf(path: Path, channels: int, target: tuple[int, int] | None) ->
 
 def load_samples(paths: Sequence[os.PathLike | str], input_shape: Sequence[int | None],
                  rescale: float = 1.0) -> tuple[np.ndarray, list[str]]:
-    """Samples from one ``.npy`` file (``allow_pickle=False``) or from image files/folders.
+    """Samples from one ``.npy`` file (``allow_pickle=False``) or from image files/folders; see
+    :func:`load_sample_files`. Returns the array and a name per sample."""
+    return load_sample_files(read_sample_files(paths), input_shape, rescale)
+
+
+def load_sample_files(files: SampleFiles, input_shape: Sequence[int | None],
+                      rescale: float = 1.0) -> tuple[np.ndarray, list[str]]:
+    """The samples of ``files`` (see :func:`nnvis_export.inputs.read_sample_files`) for a model
+    input of ``input_shape``, and a name per sample.
 
     Images are loaded with ``keras.utils.load_img`` (or TensorFlow's decoder when Pillow is
-    missing), resized (bilinear) to the model input's height and width,
-    grayscale when the model takes one channel, and multiplied by ``rescale`` (pixel values are
-    0..255). Returns the array and a name per sample.
+    missing), resized (bilinear) to the model input's height and width, grayscale when the model
+    takes one channel, and multiplied by ``rescale`` (pixel values are 0..255). An array is
+    returned as it is.
     """
-    paths = [Path(p) for p in paths]
-    for path in paths:
-        if not path.exists():
-            raise ExportError(f"samples {str(path)!r} do not exist")
-    if len(paths) == 1 and paths[0].suffix.lower() == ".npy":
-        try:
-            array = np.load(paths[0], allow_pickle=False)
-        except ValueError as exc:
-            raise ExportError(f"cannot read {paths[0].name!r} as a numeric .npy array "
-                              f"(pickled object arrays are refused): {exc}") from None
-        except OSError as exc:
-            raise ExportError(f"cannot read {paths[0].name!r}: {exc}") from None
+    if files.array is not None:
+        array = files.array
         if array.ndim == len(input_shape):
             count = 1 if tuple(array.shape) == tuple(input_shape) else array.shape[0]
         else:
             count = array.shape[0] if array.ndim else 0
-        return array, [f"{paths[0].stem}[{i}]" for i in range(count)]
-    if any(p.suffix.lower() == ".npy" for p in paths):
-        raise ExportError("give either one .npy file or image files, not several .npy files")
-    images = _image_paths(paths)
-    bad = [p.name for p in images if p.suffix.lower() not in IMAGE_SUFFIXES]
-    if bad:
-        raise ExportError(f"{bad[0]!r} is neither a .npy array nor an image "
-                          f"({', '.join(IMAGE_SUFFIXES)})")
-    if not images:
-        raise ExportError("no image files found in the given samples")
+        return array, [f"{files.array_name}[{i}]" for i in range(count)]
     if len(input_shape) != 3 or input_shape[-1] not in (1, 3, 4):
         raise ExportError(f"the model takes inputs of shape {_shape_text(input_shape)}; images "
                           f"need a model input of shape (height, width, 1 or 3 or 4 channels)")
     height, width, channels = input_shape
     target = (height, width) if height is not None and width is not None else None
-    arrays = [_load_image(path, channels, target) * np.float32(rescale) for path in images]
+    arrays = [_load_image(path, channels, target) * np.float32(rescale) for path in files.images]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise ExportError(f"the images have different sizes {sorted(shapes)}; the model input has "
                           f"no fixed size, so resize them first")
-    return np.stack(arrays), [p.name for p in images]
+    return np.stack(arrays), [p.name for p in files.images]
+
+
+#: Layers that move, crop or resize pixels without changing their range: a model's own
+#: scaling layer may sit behind them.
+RANGE_KEEPING_LAYERS = (keras.layers.Resizing, keras.layers.CenterCrop, keras.layers.RandomFlip,
+                        keras.layers.RandomRotation, keras.layers.RandomZoom,
+                        keras.layers.RandomTranslation, keras.layers.RandomCrop,
+                        keras.layers.ZeroPadding2D, keras.layers.Cropping2D)
+#: Layers that scale raw inputs inside the model (a Normalization adapted on 0..255 pixels).
+INPUT_SCALING_LAYERS = (keras.layers.Rescaling, keras.layers.Normalization)
+
+
+def input_scaling_layer(model) -> GraphLayer | None:
+    """The model's own ``Rescaling`` (or ``Normalization``) layer when the input goes straight
+    into it, possibly through layers that only move pixels (resize, crop, flip, pad)."""
+    graph = model_graph(model)
+    current = graph[0]
+    while True:
+        consumers = [g for g in graph if current.name in g.inbound]
+        if len(consumers) != 1:
+            return None
+        current = consumers[0]
+        if isinstance(current.layer, INPUT_SCALING_LAYERS):
+            return current
+        if not isinstance(current.layer, RANGE_KEEPING_LAYERS):
+            return None
 
 
 def model_input_shape(model) -> tuple[int | None, ...]:
     return _input_spec(model)[0]
+
+
+def model_input_dtype(model) -> str:
+    return _input_spec(model)[1]

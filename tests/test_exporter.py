@@ -337,10 +337,15 @@ def test_cli_exports_a_saved_model(trained, tmp_path, capsys):
     out = tmp_path / "out"
     code = cli_main([str(trained["model_path"]), "--samples", str(samples), "--labels", str(labels),
                      "--out", str(out), "--indices", "0,2", "--name", "cli_digits",
-                     "--dtype", "float32", "--class-names", "0,1,2,3,4,5,6,7,8,9", "--quiet"])
+                     "--dtype", "float32", "--class-names", "0,1,2,3,4,5,6,7,8,9"])
     assert code == 0
-    printed = capsys.readouterr().out
-    assert "cli_digits" in printed and "conv2" in printed and "files:" in printed
+    printed = capsys.readouterr()
+    assert "cli_digits" in printed.out and "conv2" in printed.out and "files:" in printed.out
+    assert "nnvis: wrote" in printed.err
+    assert cli_main([str(trained["model_path"]), "--samples", str(samples), "--out", str(out),
+                     "--name", "quiet_digits", "--quiet"]) == 0
+    assert capsys.readouterr() == ("", "")  # --quiet: no progress and no summary
+    assert (out / "quiet_digits.nnvis.json").is_file()
     export = read_export(out / "cli_digits.nnvis.json")
     assert export.num_samples == 2
     assert [s.label for s in export.samples] == [int(trained["labels"][0]), int(trained["labels"][2])]
