@@ -15,6 +15,7 @@ import bpy
 from bpy.props import IntProperty, PointerProperty
 
 from .blender import compat, connections, scene
+from .core import controls
 
 CATEGORY = "NNVis"
 FILTER_ITEM = 1 << 30  # UIList.bitflag_filter_item, readable only on a list being drawn
@@ -39,18 +40,8 @@ class PanelModel:
     layer_controls: list[Control] = field(default_factory=list)
 
 
-NETWORK_CONTROL_LABELS = (
-    ("nnvis_sample", "Sample"),
-    ("nnvis_epoch", "Epoch"),
-    ("nnvis_step_epochs", "Step Epochs"),
-    ("nnvis_layer_spacing", "Layer Spacing"),
-    ("nnvis_cell_size", "Cell Size"),
-    ("nnvis_normalize_globally", "Global Colour Range"),
-)
-EDGE_CONTROL_LABELS = (
-    ("nnvis_edge_threshold", "Edge Threshold"),
-    ("nnvis_bundle_strength", "Bundling Strength"),
-)
+NETWORK_CONTROL_LABELS = controls.panel_rows("network")
+EDGE_CONTROL_LABELS = controls.panel_rows("edges")
 
 
 def selected_layer(context, layers: list) -> bpy.types.Object | None:
@@ -68,7 +59,7 @@ def control_range_warnings(root: bpy.types.Object) -> list[str]:
     """A line for the root's sample and one for its epoch when it lies outside what was
     recorded (a script, a keyframe or a driver can put it there): the layer, connection and
     counter nodes clamp it, and this says what they show instead."""
-    recorded = []  # (noun, root property, how many were recorded, how its value is written)
+    recorded = []  # (root property, how many were recorded, how its value is written)
     layers = scene.network_layers(root)
     modifier = layers[0].modifiers.get(scene.MODIFIER_NAME) if layers else None
     if modifier is not None and modifier.node_group is not None:
@@ -77,15 +68,16 @@ def control_range_warnings(root: bpy.types.Object) -> list[str]:
         except KeyError:  # a layer group built before it clamped the sample: nothing to say
             samples = None
         if samples is not None:
-            recorded.append(("sample", "nnvis_sample", samples, "{:g}"))
+            recorded.append(("nnvis_sample", samples, "{:g}"))
     if "nnvis_epoch_numbers" in root:
-        recorded.append(("epoch", "nnvis_epoch", len(root["nnvis_epoch_numbers"]), "{:.1f}"))
+        recorded.append(("nnvis_epoch", len(root["nnvis_epoch_numbers"]), "{:.1f}"))
     warnings = []
-    for noun, key, count, style in recorded:
+    for key, count, style in recorded:
         if key not in root:
             continue
+        label = controls.CONTROLS_BY_KEY[key].label
         value, last = float(root[key]), count - 1
-        control = f"{noun.capitalize()} {style.format(value)}"
+        control, noun = f"{label} {style.format(value)}", label.lower()
         if value > last:
             warnings.append(f"{control} is past the last recorded {noun} ({last}): showing {last}")
         elif value < 0:
