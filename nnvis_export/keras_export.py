@@ -12,7 +12,6 @@ epochs of training (Keras's ``on_epoch_end(k - 1)``, ``ModelCheckpoint``'s ``{ep
 from __future__ import annotations
 
 import contextlib
-import gc
 import heapq
 import math
 import os

@@ -10,21 +10,29 @@ import sys
 import time
 from pathlib import Path
 
+from console_progress import ConsoleProgress
 from working_tree import EXAMPLE, ROOT, import_extension_package
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--export", type=Path, default=EXAMPLE, metavar="EXPORT",
+                        help="the .nnvis.json export to show (default: the bundled digits CNN)")
+    parser.add_argument("--out", type=Path, default=ROOT / "out", metavar="DIR",
+                        help="folder for digits_cnn.blend and digits_cnn.png (default: out/)")
+    parser.add_argument("--width", type=int, default=960, help="render width in pixels")
+    parser.add_argument("--height", type=int, default=540, help="render height in pixels")
+    parser.add_argument("--samples", type=int, default=32,
+                        help="Cycles render samples per pixel (default 32)")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="which of the export's input samples to show (0-based)")
+    parser.add_argument("--layout", choices=("grid", "linear"), default="grid",
+                        help="feature maps in a grid per layer or in one row")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", type=Path, default=EXAMPLE)
-    parser.add_argument("--out", type=Path, default=ROOT / "out")
-    parser.add_argument("--width", type=int, default=960)
-    parser.add_argument("--height", type=int, default=540)
-    parser.add_argument("--samples", type=int, default=32)
-    parser.add_argument("--sample", type=int, default=0, help="input sample to show")
-    parser.add_argument("--layout", choices=("grid", "linear"), default="grid")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
 
     import bpy
     import_extension_package()
@@ -32,9 +40,11 @@ def main(argv: list[str] | None = None) -> int:
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     started = time.perf_counter()
+    progress = ConsoleProgress()
     root = scene.import_network(args.export, scene.ImportOptions(sample=args.sample,
                                                                  map_layout=args.layout),
-                                progress=lambda f, m: print(f"  {f:4.0%} {m}", flush=True))
+                                progress=progress)
+    progress.close()
     built = time.perf_counter()
     layers = scene.network_layers(root)
     print(f"imported {root['nnvis_model']!r}: {len(layers)} layers, "

@@ -31,8 +31,6 @@ from pathlib import Path
 from working_tree import EXAMPLE, ROOT, import_extension_package
 
 
-
-
 def fast_emission(materials) -> None:
     """No direct light sampling of emissive surfaces (see the module docstring)."""
     for material in materials:
@@ -137,28 +135,47 @@ def write_gif(frames: list[Path], fps: int, output: Path, width: int | None = No
 # -- main -----------------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--export", type=Path, default=EXAMPLE)
-    parser.add_argument("--out", type=Path, default=ROOT / "out" / "video")
-    parser.add_argument("--width", type=int, default=480)
-    parser.add_argument("--height", type=int, default=270)
-    parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--no-denoise", action="store_true")
-    parser.add_argument("--frames-per-epoch", type=int, default=4)
-    parser.add_argument("--hold-frames", type=int, default=2)
-    parser.add_argument("--step", action="store_true", help="jump between epochs")
-    parser.add_argument("--fps", type=int, default=12)
-    parser.add_argument("--sample", type=int, default=0, help="input sample to show")
-    parser.add_argument("--layout", choices=("grid", "linear"), default="grid")
-    parser.add_argument("--no-connections", action="store_true")
-    parser.add_argument("--gif", type=Path, help="GIF path (default OUT/<model>.gif)")
+    parser.add_argument("--export", type=Path, default=EXAMPLE, metavar="EXPORT",
+                        help="the .nnvis.json export to animate (default: the bundled digits CNN)")
+    parser.add_argument("--out", type=Path, default=ROOT / "out" / "video", metavar="DIR",
+                        help="folder for frames/, <model>.mp4 and <model>.gif "
+                             "(default: out/video)")
+    parser.add_argument("--width", type=int, default=480, help="frame width in pixels")
+    parser.add_argument("--height", type=int, default=270, help="frame height in pixels")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="Cycles render samples per pixel (default 8; denoised)")
+    parser.add_argument("--no-denoise", action="store_true",
+                        help="switch Cycles' denoiser off (needs more --samples)")
+    parser.add_argument("--frames-per-epoch", type=int, default=4,
+                        help="frames of transition from one recorded epoch to the next")
+    parser.add_argument("--hold-frames", type=int, default=2,
+                        help="frames each recorded epoch is held before the next transition")
+    parser.add_argument("--step", action="store_true",
+                        help="jump between epochs (constant keys) instead of interpolating")
+    parser.add_argument("--fps", type=int, default=12, help="frames per second of MP4 and GIF")
+    parser.add_argument("--sample", type=int, default=0,
+                        help="which of the export's input samples to show (0-based)")
+    parser.add_argument("--layout", choices=("grid", "linear"), default="grid",
+                        help="feature maps in a grid per layer or in one row")
+    parser.add_argument("--no-connections", action="store_true",
+                        help="leave the connections between layers out (faster frames)")
+    parser.add_argument("--gif", type=Path, metavar="PATH",
+                        help="GIF path (default OUT/<model>.gif)")
     parser.add_argument("--gif-width", type=int, help="GIF width (default: the render's)")
-    parser.add_argument("--gif-colours", type=int, default=128)
-    parser.add_argument("--no-mp4", action="store_true")
+    parser.add_argument("--gif-colours", type=int, default=128,
+                        help="colours in the GIF's shared palette (default 128)")
+    parser.add_argument("--no-mp4", action="store_true",
+                        help="write no MP4, only the PNG frames and the GIF")
     parser.add_argument("--resume", action="store_true", help="keep frames already rendered")
-    parser.add_argument("--blend", type=Path, help="also save the animated scene here")
-    args = parser.parse_args(argv)
+    parser.add_argument("--blend", type=Path, metavar="PATH",
+                        help="also save the animated scene here")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
 
     import bpy
     import_extension_package()
