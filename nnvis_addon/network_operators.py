@@ -5,7 +5,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import StringProperty
 
-from .blender import lifecycle, network
+from .blender import network
+from .blender.api import Network
 
 
 def _target_root(context, name: str):
@@ -45,7 +46,7 @@ class NNVIS_OT_remove_network(bpy.types.Operator):
             return {"CANCELLED"}
         name = network.display_name(root)
         try:
-            lifecycle.remove_network(root)
+            Network(root).remove()
         except network.NetworkError as exc:
             self.report({"ERROR"}, f"Nothing removed: {exc}")
             return {"CANCELLED"}

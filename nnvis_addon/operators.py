@@ -9,7 +9,8 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from .blender import connections, network, scene
+from .blender import connections, network
+from .blender.api import Network
 from .core import controls
 from .core.export_format import DOCUMENT_SUFFIX, NnvisError
 
@@ -64,7 +65,7 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         if not (self.filepath.endswith(DOCUMENT_SUFFIX) or os.path.isdir(self.filepath)):
             self.report({"ERROR"}, f"Not an nnvis export (expected *{DOCUMENT_SUFFIX}): {self.filepath}")
             return {"CANCELLED"}
-        options = scene.ImportOptions(
+        options = dict(
             sample=self.sample, epoch=None if self.epoch < 0 else self.epoch,
             layer_spacing=self.layer_spacing, cell_size=self.cell_size, map_layout=self.map_layout,
             normalize=self.normalize, stage=self.stage,
@@ -78,8 +79,8 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
                 context.workspace.status_text_set(f"nnvis: {message}")
 
         try:
-            root = scene.import_network(self.filepath, options, scene=context.scene,
-                                        progress=progress)
+            imported = Network.import_file(self.filepath, scene_=context.scene,
+                                           progress=progress, **options)
         except (NnvisError, ValueError, OSError) as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -87,6 +88,7 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
             wm.progress_end()
             if context.workspace is not None:
                 context.workspace.status_text_set(None)
+        root = imported.root
         context.view_layer.update()  # new objects join the view layer's object list
         for obj in context.view_layer.objects.selected:
             obj.select_set(False)
@@ -95,8 +97,8 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
             context.view_layer.objects.active = root
         for warning in root.get("nnvis_warnings", ()):
             self.report({"WARNING"}, warning)
-        self.report({"INFO"}, f"Imported network {root['nnvis_model']!r} "
-                              f"({len(scene.network_layers(root))} layers)")
+        self.report({"INFO"}, f"Imported network {imported.name!r} "
+                              f"({len(imported.layers)} layers)")
         return {"FINISHED"}
 
 
@@ -180,7 +182,7 @@ class NNVIS_OT_frame_network(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            scene.frame_network(network.active_network(context), context.scene)
+            Network.active(context).frame(context.scene)
         except network.NetworkError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -200,24 +202,18 @@ class NNVIS_OT_rebundle_network(bpy.types.Operator):
         return root is not None and bool(connections.network_connections(root))
 
     def execute(self, context):
-        root = network.active_network(context)
+        target = Network.active(context)
+        wm = context.window_manager
+        wm.progress_begin(0, 1)
         try:
-            network.require_whole(root)
+            count = target.rebundle(progress=lambda done, total: wm.progress_update(done / total))
         except network.NetworkError as exc:
             self.report({"ERROR"}, f"Nothing re-bundled: {exc}")
             return {"CANCELLED"}
-        strength = float(root.get("nnvis_bundle_strength", 1.0))
-        params = connections.BundlingParams(strength=strength)
-        wm = context.window_manager
-        targets = connections.network_connections(root)
-        wm.progress_begin(0, len(targets))
-        try:
-            for number, obj in enumerate(targets):
-                connections.rebundle(obj, params, bundle=strength > 0)
-                wm.progress_update(number + 1)
         finally:
             wm.progress_end()
-        self.report({"INFO"}, f"Re-bundled {len(targets)} layer pairs (strength {strength:g})")
+        self.report({"INFO"}, f"Re-bundled {count} layer pairs "
+                              f"(strength {target.get('bundle_strength'):g})")
         return {"FINISHED"}
 
 

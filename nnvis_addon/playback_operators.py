@@ -6,6 +6,7 @@ import bpy
 from bpy.props import BoolProperty, IntProperty
 
 from .blender import network, playback
+from .blender.api import Network
 
 
 class NNVIS_OT_animate_epochs(bpy.types.Operator):
@@ -32,8 +33,8 @@ class NNVIS_OT_animate_epochs(bpy.types.Operator):
             self.report({"ERROR"}, "Select an nnvis network (its root or one of its layers)")
             return {"CANCELLED"}
         try:
-            first, last = playback.animate_epochs(
-                root, frames_per_epoch=self.frames_per_epoch, hold_frames=self.hold_frames,
+            first, last = Network(root).animate_epochs(
+                frames_per_epoch=self.frames_per_epoch, hold_frames=self.hold_frames,
                 start_frame=context.scene.frame_start, step=self.step, scene=context.scene)
         except network.NetworkError as exc:
             self.report({"ERROR"}, str(exc))

@@ -1,0 +1,173 @@
+"""``Network``: one handle on an imported network for scripts (and for nnvis's own operators).
+
+    from bl_ext.user_default.nnvis import Network
+    network = Network.import_file("my_export/model.nnvis.json", sample=2, map_layout="linear")
+    network.set(epoch=3.5, edge_threshold=0.3)      # any network control, without "nnvis_"
+    network.collapse("conv2", summary="max")         # a layer by its name in the export
+    network.show("input", False)
+    network.rebundle(strength=1.5)
+    network.animate_epochs(frames_per_epoch=24, hold_frames=12)
+    network.frame()
+    network.remove()
+
+Every method is a thin call into the plain functions of ``blender/`` (scene building, network
+lookup, staging, connections, playback, lifecycle); the handle only holds the root object.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import fields, replace
+
+import bpy
+
+from ..core import controls
+from ..core.bundling import BundlingParams
+from . import connections, lifecycle, network, playback, scene, staging
+
+SUMMARIES = {"stack": 0, "max": 1, "mean": 2}
+
+
+class Network:
+    """An imported network, known by its root object."""
+
+    def __init__(self, root: bpy.types.Object):
+        if not network.is_root(root):
+            raise network.NetworkError(f"{getattr(root, 'name', root)!r} is not the root of an "
+                                       "nnvis network")
+        self.root = root
+
+    # -- finding and making networks --------------------------------------------------------
+
+    @classmethod
+    def import_file(cls, path: str | os.PathLike, *, scene_: bpy.types.Scene | None = None,
+                    progress=None, **options) -> Network:
+        """Import an export (``*.nnvis.json`` or its folder). ``options`` are the fields of
+        ``scene.ImportOptions`` (sample, epoch, layer_spacing, map_layout, cell_size, normalize,
+        stage, use_network_camera, place_beside)."""
+        known = {f.name for f in fields(scene.ImportOptions)} - {"connections"}
+        unknown = set(options) - known
+        if unknown:
+            raise TypeError(f"unknown import option(s) {sorted(unknown)}; known: {sorted(known)}")
+        import_options = replace(scene.ImportOptions(), **options)
+        return cls(scene.import_network(path, import_options, scene=scene_, progress=progress))
+
+    @classmethod
+    def of(cls, obj: bpy.types.Object | None) -> Network | None:
+        """The network ``obj`` belongs to (its root, a layer, a connection, its camera...)."""
+        root = network.network_of(obj)
+        return cls(root) if root is not None else None
+
+    @classmethod
+    def active(cls, context=None) -> Network | None:
+        """The network the UI acts on (see ``network.active_network``)."""
+        root = network.active_network(context or bpy.context)
+        return cls(root) if root is not None else None
+
+    @classmethod
+    def all(cls, scene_: bpy.types.Scene | None = None) -> list[Network]:
+        return [cls(root) for root in network.iter_networks(scene_)]
+
+    # -- what it is made of -------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return network.display_name(self.root)
+
+    @property
+    def layers(self) -> list[bpy.types.Object]:
+        return network.network_layers(self.root)
+
+    @property
+    def connections(self) -> list[bpy.types.Object]:
+        return network.network_connections(self.root)
+
+    @property
+    def camera(self) -> bpy.types.Object | None:
+        return network.network_camera(self.root)
+
+    def layer(self, name: str) -> bpy.types.Object:
+        """A layer object by the layer's name in the export (not the object's name)."""
+        for obj in self.layers:
+            if obj.get(scene.LAYER_MARKER) == name:
+                return obj
+        names = [obj.get(scene.LAYER_MARKER) for obj in self.layers]
+        raise KeyError(f"network {self.name!r} has no layer {name!r} (layers: {names})")
+
+    def problems(self) -> list[str]:
+        return network.problems(self.root)
+
+    # -- controls -------------------------------------------------------------------------------
+
+    def set(self, **values) -> None:
+        """Set network controls by their short name: ``set(epoch=2.5, sample=1)``."""
+        for short, value in values.items():
+            key = f"nnvis_{short}"
+            if key not in controls.CONTROLS_BY_KEY:
+                shorts = sorted(k.removeprefix("nnvis_") for k in controls.CONTROLS_BY_KEY)
+                raise KeyError(f"no network control {short!r} (controls: {shorts})")
+            scene.set_control(self.root, key, value)
+
+    def get(self, short: str):
+        return self.root[f"nnvis_{short}"]
+
+    def _layer(self, layer) -> bpy.types.Object:
+        return self.layer(layer) if isinstance(layer, str) else layer
+
+    def set_layer(self, layer, **inputs) -> None:
+        """Set layer controls (modifier inputs) by name with spaces as underscores:
+        ``set_layer("conv1", grid_layout=0.0, channel_gap=0.5)``."""
+        obj = self._layer(layer)
+        for key, value in inputs.items():
+            scene.set_layer_control(obj, key.replace("_", " ").title(), value)
+
+    def collapse(self, layer, amount: float = 1.0, summary: str = "max") -> None:
+        """Collapse a layer's maps (0..1) into a stack, their max map or their mean map."""
+        if summary not in SUMMARIES:
+            raise ValueError(f"summary must be one of {sorted(SUMMARIES)}, got {summary!r}")
+        obj = self._layer(layer)
+        scene.set_layer_control(obj, "Collapse Summary", SUMMARIES[summary])
+        scene.set_layer_control(obj, "Collapse", float(amount))
+
+    def show(self, layer, visible: bool = True) -> None:
+        scene.set_layer_visible(self._layer(layer), visible)
+
+    # -- actions ----------------------------------------------------------------------------------
+
+    def rebundle(self, strength: float | None = None, bundle: bool = True, progress=None,
+                 **params) -> int:
+        """Re-bundle every connection for the current layout; returns how many. ``strength``
+        defaults to the network's Bundling Strength; ``params`` are ``BundlingParams`` fields;
+        ``progress(done, total)`` is called after each layer pair."""
+        network.require_whole(self.root)
+        if strength is None:
+            strength = float(self.root.get("nnvis_bundle_strength",
+                                           controls.default("nnvis_bundle_strength")))
+        bundling = BundlingParams(strength=strength, **params)
+        targets = self.connections
+        for done, obj in enumerate(targets, 1):
+            connections.rebundle(obj, bundling, bundle=bundle and strength > 0)
+            if progress is not None:
+                progress(done, len(targets))
+        return len(targets)
+
+    def animate_epochs(self, **timing) -> tuple[int, int]:
+        """Keyframe the epoch through every recorded epoch (see ``playback.animate_epochs``)."""
+        return playback.animate_epochs(self.root, **timing)
+
+    def frame(self, scene_: bpy.types.Scene | None = None) -> bpy.types.Object:
+        """Re-aim the network's camera at its current layout and render through it."""
+        return staging.frame_network(self.root, scene_)
+
+    def remove(self) -> None:
+        """Remove the network: exactly what its import made (see ``lifecycle.remove_network``)."""
+        lifecycle.remove_network(self.root)
+
+    def __repr__(self) -> str:
+        return f"<nnvis Network {self.name!r} ({len(self.layers)} layers)>"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Network) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root.as_pointer())
