@@ -174,8 +174,9 @@ def check_image_scale(model, images: np.ndarray, rescale: float | None,
     scaling = kx.input_scaling_layer(model)
     if scaling is not None:
         config = kx.layer_config(scaling.layer)
-        detail = ", ".join(f"{k}={config[k]:.6g}" if isinstance(config[k], float)
-                           else f"{k}={config[k]}" for k in ("scale", "offset") if k in config)
+        shown = {k: config[k] for k in ("scale", "offset") if config.get(k) not in (None, 0)}
+        detail = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in shown.items())
         described = f"layer {scaling.name!r} ({scaling.type}{', ' + detail if detail else ''})"
         if rescale is None:
             if verbose:

@@ -25,8 +25,8 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from nnvis_addon.core.export_format import read_export  # noqa: E402
-from nnvis_export import (EpochRecorder, ExportError, export_checkpoints,  # noqa: E402
-                          export_model, list_checkpoints, summarize)
+from nnvis_export import (EpochRecorder, ExportError, ExportWarning,  # noqa: E402
+                          export_checkpoints, export_model, list_checkpoints, summarize)
 from nnvis_export.cli import main as cli_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,12 +90,19 @@ def trained(tmp_path_factory):
     capture = Capture(weights_dir, tf_dir)
     checkpoint = keras.callbacks.ModelCheckpoint(str(weights_dir / "weights.{epoch:02d}.weights.h5"),
                                                  save_weights_only=True)
+    csv_log = tmp / "training.log"
     history = model.fit(x_train[:600], y_train[:600], epochs=EPOCHS, batch_size=32, verbose=0,
-                        callbacks=[rec16, rec32, capture, checkpoint])
+                        callbacks=[rec16, rec32, capture, checkpoint,
+                                   keras.callbacks.CSVLogger(str(csv_log))])
+    history_json = tmp / "history.json"
+    history_json.write_text(json.dumps(history.history))
     model_path = tmp / "digits.keras"
     model.save(model_path)
+    samples_npy = tmp / "samples.npy"
+    np.save(samples_npy, samples)
     return dict(tmp=tmp, model=model, model_path=model_path, samples=samples, labels=labels,
-                history=history.history, captured=capture.weights, weights_dir=weights_dir,
+                samples_npy=samples_npy, history=history.history, csv_log=csv_log,
+                history_json=history_json, captured=capture.weights, weights_dir=weights_dir,
                 tf_dir=tf_dir, f16=read_export(rec16.export_path),
                 f32=read_export(rec32.export_path), f16_path=rec16.export_path)
 
@@ -364,20 +371,70 @@ def test_cli_checkpoints(trained, tmp_path, capsys):
     np.testing.assert_array_equal(export.activations("conv2", 1), trained["f16"].activations("conv2", 1))
 
 
-def test_cli_images(trained, tmp_path):
-    rng = np.random.default_rng(1)
+def _write_pngs(folder: Path, count: int, shape: tuple[int, int, int], seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
     paths = []
-    for i in range(3):
-        path = tmp_path / f"digit_{i}.png"
-        path.write_bytes(tf.io.encode_png(rng.integers(0, 255, (20, 24, 3)).astype("uint8")).numpy())
+    for i in range(count):
+        path = folder / f"digit_{i}.png"
+        path.write_bytes(tf.io.encode_png(rng.integers(0, 256, shape).astype("uint8")).numpy())
         paths.append(str(path))
+    return paths
+
+
+def test_cli_images(trained, tmp_path, capsys):
+    """Images into a model without its own Rescaling layer: a warning without --rescale, none
+    with the README's --rescale 1/255."""
+    paths = _write_pngs(tmp_path, 3, (20, 24, 3), seed=1)
+    model = str(trained["model_path"])
+    assert cli_main([model, "--samples", *paths, "--out", str(tmp_path / "raw"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("nnvis-export: warning: the images go in as pixel values 0..255")
+    assert f"model {trained['model'].name!r} has no Rescaling" in err
+    assert "pass --rescale 1/255" in err and len(err.splitlines()) == 1
+    raw = read_export(next((tmp_path / "raw").glob("*.nnvis.json")))
+    assert float(raw.samples[0].input.max()) > 1.0
+
     out = tmp_path / "out"
-    assert cli_main([str(trained["model_path"]), "--samples", *paths, "--out", str(out),
-                     "--rescale", str(1 / 255), "--quiet"]) == 0
+    assert cli_main([model, "--samples", *paths, "--out", str(out), "--rescale", "1/255",
+                     "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
     export = read_export(next(out.glob("*.nnvis.json")))
     assert export.input_shape == (16, 16, 1)
     assert [s.name for s in export.samples] == ["digit_0.png", "digit_1.png", "digit_2.png"]
     assert 0.0 <= float(export.samples[0].input.min()) and float(export.samples[0].input.max()) <= 1.0
+    np.testing.assert_allclose(export.samples[0].input, raw.samples[0].input / 255, rtol=1e-6)
+
+
+@pytest.mark.parametrize("front", [[], ["resize"]])
+def test_cli_images_for_a_model_with_its_own_rescaling(tmp_path, capsys, front):
+    """A model that starts with Rescaling (here also behind a Resizing layer) gets the 0..255
+    pixels as they are, and --rescale on top of it is warned about."""
+    layers = keras.layers
+    before = [layers.Resizing(8, 8, name="resize")] if front else []
+    model = keras.Sequential([layers.Input((8, 8, 3), name="image"), *before,
+                              layers.Rescaling(1 / 255, name="scale"),
+                              layers.Conv2D(2, 3, name="conv"),
+                              layers.GlobalAveragePooling2D(name="gap"),
+                              layers.Dense(2, activation="softmax", name="out")], name="scaler")
+    model_path = tmp_path / "scaler.keras"
+    model.save(model_path)
+    paths = _write_pngs(tmp_path, 2, (8, 8, 3), seed=2)
+    out = tmp_path / "out"
+    assert cli_main([str(model_path), "--samples", *paths, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "warning" not in err
+    assert "the model scales them itself (layer 'scale' (Rescaling, scale=0.00392157))" in err
+    export = read_export(out / "scaler.nnvis.json")
+    pixels = tf.io.decode_png(Path(paths[0]).read_bytes()).numpy().astype(np.float32)
+    np.testing.assert_array_equal(export.samples[0].input, pixels)
+    _float16_close(export.activations("scale")[0], pixels / 255)
+
+    assert cli_main([str(model_path), "--samples", *paths, "--out", str(out), "--rescale",
+                     "1/255", "--quiet"]) == 0
+    assert capsys.readouterr().err == (
+        "nnvis-export: warning: --rescale 0.00392157 scales the pixels and then the model's own "
+        "layer 'scale' (Rescaling, scale=0.00392157) scales them again; leave --rescale out to "
+        "feed the 0..255 pixels the model expects\n")
 
 
 def test_cli_errors_exit_2(trained, tmp_path, capsys):
@@ -401,6 +458,195 @@ def test_cli_errors_exit_2(trained, tmp_path, capsys):
         cli_main(["--dtype", "float16"])
     assert exit_info.value.code == 2
     assert not list(tmp_path.glob("*.nnvis.json"))
+
+
+# -- metrics logs, other architectures, code in models, names (issue 16) ---------------------
+
+
+def _assert_logged_metrics(export, history, epochs):
+    for epoch in epochs:
+        metrics = export.epochs[export.epoch_numbers.index(epoch)].metrics
+        for name in ("loss", "accuracy"):
+            assert metrics[name] == pytest.approx(history[name][epoch - 1], rel=1e-6), (epoch, name)
+
+
+@pytest.mark.parametrize("log", ["csv_log", "history_json"])
+def test_cli_checkpoints_with_metrics_log(trained, tmp_path, capsys, log):
+    """Checkpoints carry no metrics; --metrics takes them from CSVLogger's file or the History."""
+    code = cli_main([str(trained["model_path"]), "--samples", str(trained["samples_npy"]),
+                     "--out", str(tmp_path), "--checkpoints", str(trained["weights_dir"]),
+                     "--metrics", str(trained[log]), "--quiet"])
+    assert code == 0
+    assert capsys.readouterr().err == ""  # every trained epoch has its row: no warning
+    export = read_export(tmp_path / f"{trained['model'].name}.nnvis.json")
+    assert export.epoch_numbers == list(range(EPOCHS + 1))
+    assert export.epochs[0].metrics == {}  # before training: no log row
+    _assert_logged_metrics(export, trained["history"], range(1, EPOCHS + 1))
+
+
+def test_cli_single_export_with_metrics_log(trained, tmp_path, capsys):
+    """Without --epoch, a saved model with its training log is the log's last epoch."""
+    args = [str(trained["model_path"]), "--samples", str(trained["samples_npy"]),
+            "--metrics", str(trained["csv_log"]), "--quiet"]
+    assert cli_main(args + ["--out", str(tmp_path / "last")]) == 0
+    export = read_export(next((tmp_path / "last").glob("*.nnvis.json")))
+    assert export.epoch_numbers == [EPOCHS]
+    _assert_logged_metrics(export, trained["history"], [EPOCHS])
+    assert cli_main(args + ["--out", str(tmp_path / "first"), "--epoch", "1"]) == 0
+    _assert_logged_metrics(read_export(next((tmp_path / "first").glob("*.nnvis.json"))),
+                           trained["history"], [1])
+    assert capsys.readouterr().err == ""
+
+
+def test_cli_warns_about_epochs_missing_from_the_log(trained, tmp_path, capsys):
+    short_log = tmp_path / "short.csv"
+    short_log.write_text("\n".join(trained["csv_log"].read_text().splitlines()[:2]) + "\n")
+    code = cli_main([str(trained["model_path"]), "--samples", str(trained["samples_npy"]),
+                     "--out", str(tmp_path), "--checkpoints", str(trained["weights_dir"]),
+                     "--metrics", str(short_log), "--quiet"])
+    assert code == 0
+    missing = ", ".join(str(e) for e in range(2, EPOCHS + 1))
+    assert capsys.readouterr().err.startswith(
+        f"nnvis-export: warning: metrics log 'short.csv' has no row for epoch{'s' * (EPOCHS > 2)} "
+        f"{missing} (it has epochs 1-1")
+    export = read_export(tmp_path / f"{trained['model'].name}.nnvis.json")
+    assert [bool(e.metrics) for e in export.epochs] == [False, True] + [False] * (EPOCHS - 1)
+
+
+def _digits_model_with_dense1(units: int):
+    """The bundled example's architecture with another width of dense1."""
+    layers = keras.layers
+    return keras.Sequential([
+        layers.Input((16, 16, 1), name="input"),
+        layers.Conv2D(8, 3, padding="same", activation="relu", name="conv1"),
+        layers.MaxPooling2D(2, name="pool1"),
+        layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2"),
+        layers.MaxPooling2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(units, activation="relu", name="dense1"),
+        layers.Dense(10, activation="softmax", name="output"),
+    ], name="wider")
+
+
+@pytest.mark.parametrize("folder, first", [("weights_dir", "weights.00.weights.h5"),
+                                           ("tf_dir", "ckpt-0")])
+def test_cli_checkpoints_of_another_architecture(trained, tmp_path, capfd, folder, first):
+    """One line naming the layer and both shapes: no Keras warnings, no tensor dump, no
+    TensorFlow log of unrestored values."""
+    wider = tmp_path / "wider.keras"
+    _digits_model_with_dense1(48).save(wider)
+    trained_units = trained["model"].get_layer("dense1").units
+    capfd.readouterr()
+    code = cli_main([str(wider), "--samples", str(trained["samples_npy"]), "--out", str(tmp_path),
+                     "--checkpoints", str(trained[folder]), "--quiet"])
+    assert code == 2
+    lines = capfd.readouterr().err.strip().splitlines()
+    assert lines == [f"nnvis-export: error: checkpoint {first!r} does not fit model 'wider': "
+                     f"layer 'dense1' kernel has shape (256, 48) in the model but "
+                     f"(256, {trained_units}) in the checkpoint (saved from another "
+                     f"architecture?)"]
+    assert not list(tmp_path.glob("*.nnvis.json"))
+
+
+def test_second_fit_appends_to_the_export(tmp_path):
+    """A second fit with the same EpochRecorder adds its epochs, numbered as Keras passes them
+    (initial_epoch); a fit that restarts at 0 is numbered on, with a warning."""
+    keras.utils.set_random_seed(11)
+    layers = keras.layers
+    model = keras.Sequential([layers.Input((6,), name="x"),
+                              layers.Dense(4, activation="relu", name="hidden"),
+                              layers.Dense(2, activation="softmax", name="out")], name="appender")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(4)
+    x = rng.random((64, 6), dtype=np.float32)
+    y = (x.sum(axis=1) > 3).astype("int64")
+    recorder = EpochRecorder(x[:3], tmp_path, labels=y[:3], activation_dtype="float32",
+                             verbose=False)
+    first = model.fit(x, y, epochs=2, verbose=0, callbacks=[recorder]).history
+    after_first = read_export(recorder.export_path)
+    kept_weights = [np.array(w) for w in after_first.weights("out", -1)]
+    kept_activations = np.array(after_first.activations("hidden", -1))
+    del after_first  # its memory maps; the next fit replaces the files
+
+    second = model.fit(x, y, initial_epoch=2, epochs=4, verbose=0, callbacks=[recorder]).history
+    export = read_export(recorder.export_path)
+    assert export.epoch_numbers == [0, 1, 2, 3, 4]
+    for got, kept in zip(export.weights("out", 2), kept_weights):
+        np.testing.assert_array_equal(got, kept)
+    np.testing.assert_array_equal(export.activations("hidden", 2), kept_activations)
+    _assert_logged_metrics(export, first, [1, 2])
+    for epoch in (3, 4):
+        assert export.epochs[epoch].metrics["loss"] == pytest.approx(second["loss"][epoch - 3])
+    for got, expected in zip(export.weights("out", -1), model.get_layer("out").get_weights()):
+        np.testing.assert_array_equal(got, expected)
+    del export
+
+    with pytest.warns(ExportWarning, match=r"started at epoch 0 .* recording this fit's epochs "
+                                           r"as 5, 6, \.\.\. \(pass initial_epoch=4"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[recorder])
+    assert read_export(recorder.export_path).epoch_numbers == [0, 1, 2, 3, 4, 5]
+
+
+def test_recorder_resuming_at_initial_epoch(tmp_path):
+    layers = keras.layers
+    model = keras.Sequential([layers.Input((3,), name="x"), layers.Dense(2, name="out")],
+                             name="resumed")
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.linspace(0, 1, 24, dtype=np.float32).reshape(8, 3)
+    recorder = EpochRecorder(x[:2], tmp_path, verbose=False)
+    model.fit(x, x[:, :2], initial_epoch=3, epochs=5, verbose=0, callbacks=[recorder])
+    assert read_export(recorder.export_path).epoch_numbers == [3, 4, 5]
+
+
+def _lambda_model(path: Path) -> None:
+    inputs = keras.Input((4,), name="x")
+    doubled = keras.layers.Lambda(lambda t: t * 2.0, name="double")(inputs)
+    outputs = keras.layers.Dense(2, name="out")(doubled)
+    keras.Model(inputs, outputs, name="coded").save(path)
+
+
+def test_cli_lambda_layer_needs_unsafe_load_code(tmp_path, capsys):
+    model = tmp_path / "coded.keras"
+    _lambda_model(model)
+    samples = tmp_path / "x.npy"
+    np.save(samples, np.arange(8, dtype=np.float32).reshape(2, 4))
+    out = tmp_path / "out"
+    args = [str(model), "--samples", str(samples), "--out", str(out), "--quiet"]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nnvis-export: error: cannot load model 'coded.keras': layer 'double' "
+                          "(Lambda) holds Python code")
+    assert "--unsafe-load-code" in err and "load_model(path, safe_mode=False)" in err
+    assert not out.exists()
+
+    assert cli_main(args + ["--unsafe-load-code"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("nnvis-export: WARNING: --unsafe-load-code: Keras safe mode is OFF for "
+                          "'coded.keras'")
+    export = read_export(out / "coded.nnvis.json")
+    assert export.layer("double").type == "Lambda"
+    np.testing.assert_allclose(export.activations("double"), 2 * np.load(samples), rtol=1e-3)
+
+
+@pytest.mark.parametrize("layer_name, model_name", [("faltung_ä", "net"), ("conv 1", "net"),
+                                                    ("conv", "modèle")])
+def test_names_tensorflow_refuses_in_a_graph(tmp_path, capsys, layer_name, model_name):
+    """TensorFlow's compiled graphs refuse these names as scopes; the export says which layer
+    and computes its activations eagerly."""
+    inputs = keras.Input((6, 6, 1), name="image")
+    features = keras.layers.Conv2D(2, 3, name=layer_name)(inputs)
+    outputs = keras.layers.Dense(3, name="out")(keras.layers.Flatten(name="flat")(features))
+    model = keras.Model(inputs, outputs, name=model_name)
+    samples = np.random.default_rng(6).random((40, 6, 6, 1), dtype=np.float32)
+    path = export_model(model, samples, tmp_path, activation_dtype="float32", batch_size=16)
+    export = read_export(path)
+    assert export.name == model_name and export.layers[1].name == layer_name
+    np.testing.assert_allclose(export.activations("out"), np.asarray(model(samples)),
+                               rtol=1e-5, atol=1e-6)
+    err = capsys.readouterr().err
+    refused_layer = layer_name != "conv"
+    assert (f"note: layer {layer_name!r} has a name TensorFlow refuses in a compiled graph"
+            in err) == refused_layer
 
 
 def test_cli_savedmodel_folder(trained, tmp_path):
