@@ -587,6 +587,29 @@ def test_second_fit_appends_to_the_export(tmp_path):
     assert read_export(recorder.export_path).epoch_numbers == [0, 1, 2, 3, 4, 5]
 
 
+def test_recorder_starts_anew_when_the_earlier_export_cannot_be_extended(tmp_path):
+    layers = keras.layers
+    x = np.linspace(0, 1, 24, dtype=np.float32).reshape(8, 3)
+    first = keras.Sequential([layers.Input((3,), name="x"), layers.Dense(2, name="out")],
+                             name="same")
+    first.compile(optimizer="sgd", loss="mse")
+    recorder = EpochRecorder(x[:2], tmp_path, verbose=False)
+    first.fit(x, x[:, :2], epochs=2, verbose=0, callbacks=[recorder])
+    recorder.export_path.unlink()  # the user removed the export between two fits
+    with pytest.warns(ExportWarning, match="cannot add to the earlier export .*writing a new one"):
+        first.fit(x, x[:, :2], epochs=1, verbose=0, callbacks=[recorder])
+    assert read_export(recorder.export_path).epoch_numbers == [0, 1]
+
+    other = keras.Sequential([layers.Input((3,), name="x"), layers.Dense(4, name="wide"),
+                              layers.Dense(2, name="out")], name="same")
+    other.compile(optimizer="sgd", loss="mse")
+    with pytest.warns(ExportWarning, match="has other layers or samples than model 'same' now"):
+        other.fit(x, x[:, :2], epochs=1, verbose=0, callbacks=[recorder])
+    export = read_export(recorder.export_path)
+    assert export.epoch_numbers == [0, 1] and [layer.name for layer in export.layers] == [
+        "x", "wide", "out"]
+
+
 def test_recorder_resuming_at_initial_epoch(tmp_path):
     layers = keras.layers
     model = keras.Sequential([layers.Input((3,), name="x"), layers.Dense(2, name="out")],
