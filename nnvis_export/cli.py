@@ -23,12 +23,12 @@ from typing import Sequence
 
 import numpy as np
 
+from nnvis_addon.core.export_format import NnvisError
+
 from .checkpoints import Checkpoint, list_checkpoints
 from .errors import ExportError, ExportWarning
 from .inputs import SampleFiles, check_model_path, load_npy, read_sample_files
 from .metrics_log import Metrics, read_metrics_log
-
-from nnvis_addon.core.export_format import NnvisError
 
 PROG = "nnvis-export"
 EXIT_USAGE = 2

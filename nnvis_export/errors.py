@@ -16,5 +16,5 @@ class CustomLayerWarning(UserWarning):
 
 class ExportWarning(UserWarning):
     """The export is written but may not show what was meant: image pixels that look unscaled
-    for the model, checkpoint epochs without metrics, epochs renumbered, a layer name
-    TensorFlow refuses in a graph."""
+    for the model (or are scaled twice), checkpoint epochs without a row in the metrics log, a
+    second ``fit`` renumbered or written to a new export."""
