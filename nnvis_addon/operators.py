@@ -51,6 +51,11 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         name="Use Network Camera", default=True,
         description="Render through the network's camera (F12); Remove Network gives the scene "
                     "back the camera it had")
+    fold: BoolProperty(
+        name="Fold Shape-Keeping Layers", default=True,
+        description="Draw BatchNormalization, activations and Dropout as part of the layer they "
+                    "follow (one unit, e.g. \"conv1 + BN + ReLU\"), and a Flatten as part of the "
+                    "Dense layer it feeds")
     place_beside: BoolProperty(
         name="Place Beside Scene Objects", default=True,
         description="Move the network clear of the objects and networks already in the scene "
@@ -69,7 +74,8 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
             sample=self.sample, epoch=None if self.epoch < 0 else self.epoch,
             layer_spacing=self.layer_spacing, cell_size=self.cell_size, map_layout=self.map_layout,
             normalize=self.normalize, stage=self.stage,
-            use_network_camera=self.use_network_camera, place_beside=self.place_beside)
+            use_network_camera=self.use_network_camera, place_beside=self.place_beside,
+            fold=self.fold)
         wm = context.window_manager
         wm.progress_begin(0, 100)
 

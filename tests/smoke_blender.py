@@ -171,7 +171,8 @@ def main(argv=None) -> int:
         document = json.loads(args.export.read_text(encoding="utf-8"))
         state["before"] = data_names()
         known = {obj.as_pointer() for obj in bpy.data.objects}
-        result = bpy.ops.import_scene.nnvis(filepath=str(args.export.resolve()))
+        # Every layer its own unit (no folding), so each is checked against the export.
+        result = bpy.ops.import_scene.nnvis(filepath=str(args.export.resolve()), fold=False)
         check(result == {"FINISHED"}, f"import returned {result}")
         roots = [obj for obj in bpy.data.objects
                  if obj.as_pointer() not in known and obj.get("nnvis_network")]

@@ -264,7 +264,7 @@ def scene_api():
 
 def _import(scene_api, path):
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    root = scene_api.import_network(path, scene_api.ImportOptions())
+    root = scene_api.import_network(path, scene_api.ImportOptions(fold=False))
     bpy.context.view_layer.update()
     return root, {obj["nnvis_layer"]: obj for obj in scene_api.network_layers(root)}
 

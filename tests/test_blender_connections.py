@@ -22,7 +22,7 @@ def api(tmp_path_factory):
 def network(api, example_export):
     bpy.ops.wm.read_homefile(use_empty=True)
     scene, connections = api
-    root = scene.import_network(example_export, scene.ImportOptions())
+    root = scene.import_network(example_export, scene.ImportOptions(fold=False))
     return root, {(o["nnvis_source_layer"], o["nnvis_target_layer"]): o
                   for o in connections.network_connections(root)}
 

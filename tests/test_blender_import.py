@@ -42,6 +42,9 @@ def empty_scene(installed):
 
 
 def import_example(path, **options):
+    """Import with every layer its own unit (fold=False), unless the test says otherwise: these
+    tests check the per-layer mechanics (tests/test_folding.py checks folding)."""
+    options.setdefault("fold", False)
     before = {o.as_pointer() for o in bpy.data.objects}
     result = bpy.ops.import_scene.nnvis(filepath=str(path), **options)
     assert result == {"FINISHED"}
@@ -204,8 +207,9 @@ def test_failure_midway_rolls_back_everything(empty_scene, example_export):
 
 
 def test_golden_image(empty_scene, example_export, tmp_path):
-    """Tiny Cycles render (64x64, fixed seed, no denoise) against a committed reference."""
-    import_example(example_export)
+    """Tiny Cycles render (64x64, fixed seed, no denoise) of the default import against a
+    committed reference."""
+    import_example(example_export, fold=True)
     output = tmp_path / "render.png"
     configure_test_render(empty_scene, 64, 64, samples=8, path=output)
     bpy.ops.render.render(write_still=True)

@@ -161,7 +161,8 @@ def network(api, built):
     scene.render.resolution_x, scene.render.resolution_y = 64, 36  # the camera's framing
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert bpy.ops.import_scene.nnvis(filepath=str(built.path), sample=1) == {"FINISHED"}
+        assert bpy.ops.import_scene.nnvis(filepath=str(built.path), sample=1,
+                                          fold=False) == {"FINISHED"}
     root = next(o for o in scene.objects if o.get("nnvis_network"))
     layers = {obj["nnvis_layer"]: obj for obj in api.scene.network_layers(root)}
     links = {(obj["nnvis_source_layer"], obj["nnvis_target_layer"]): obj

@@ -22,7 +22,7 @@ def api(tmp_path_factory):
 def network(api, example_export):
     bpy.ops.wm.read_homefile(use_empty=True)
     scene, _ = api
-    root = scene.import_network(example_export, scene.ImportOptions())
+    root = scene.import_network(example_export, scene.ImportOptions(fold=False))
     return root, {o["nnvis_layer"]: o for o in scene.network_layers(root)}
 
 
@@ -134,7 +134,7 @@ def test_panel_model_for_zero_one_and_two_networks(api, example_export):
     model = panels.panel_model(context)
     assert model.root == first  # the only network, even with nothing active
     assert [c.label for c in model.network_controls][:2] == ["Sample", "Epoch"]
-    assert len(model.layers) == 8 and model.edge_controls
+    assert len(model.layers) == 7 and model.edge_controls  # flatten folded into dense1
 
     second = scene.import_network(example_export)
     context.view_layer.objects.active = None

@@ -34,7 +34,7 @@ def export(example_export):
 def network(api, example_export):
     """One imported example (sample 1) shared by the tests; each animates it as it needs."""
     bpy.ops.wm.read_homefile(use_empty=True)
-    root = api.scene.import_network(example_export, api.scene.ImportOptions(sample=1))
+    root = api.scene.import_network(example_export, api.scene.ImportOptions(sample=1, fold=False))
     return SimpleNamespace(root=root, scene=bpy.context.scene,
                            layers=api.scene.network_layers(root),
                            links={(o["nnvis_source_layer"], o["nnvis_target_layer"]): o

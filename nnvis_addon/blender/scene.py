@@ -23,6 +23,7 @@ import numpy as np
 
 from ...geometry_nodes import layer_nodes, materials
 from ..core.export_format import NetworkExport, read_export
+from ..core.folding import fold_export
 from ..core import controls, names
 from ..core.layout import LayoutOptions, NetworkPlan, cell_attributes, label_size, plan_network
 from . import compat, connections, network, staging, writers
@@ -56,6 +57,8 @@ class ImportOptions:
     normalize: str = "layer"
     stage: bool = True                # camera, light and world
     use_network_camera: bool = True   # make the network's camera the scene's camera
+    fold: bool = True                 # fold shape-keeping layers (and Flatten) into units
+    unfold: frozenset[str] = frozenset()  # layers never folded into another (unfolded units)
     place_beside: bool = True         # move clear of what the scene already holds
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
 
@@ -85,6 +88,8 @@ def import_network(filepath: str | os.PathLike, options: ImportOptions | None = 
     report(0.0, "reading export")
     export = read_export(filepath)
     options.validate(export)
+    if options.fold:
+        export = fold_export(export, frozenset(options.unfold))
     plan = plan_network(export, LayoutOptions(map_layout=options.map_layout,
                                               layer_spacing=options.layer_spacing,
                                               cell_size=options.cell_size))
@@ -194,6 +199,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
     obj.location = (layer_plan.x, layer_plan.y, 0.0)
     obj[LAYER_MARKER] = layer.name
     obj["nnvis_layer_type"] = layer.type
+    obj["nnvis_folded"] = ", ".join(layer.folded)
     obj["nnvis_layer_index"] = layer.index
     obj["nnvis_output_shape"] = list(layer.output_shape)
     obj["nnvis_display_stride"] = layer_plan.stride

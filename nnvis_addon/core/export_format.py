@@ -95,6 +95,8 @@ class Layer:
     config: dict
     weights: tuple[WeightSpec, ...]
     params: int
+    folded: tuple[str, ...] = ()      # layers folded into this drawn unit (core/folding.py)
+    unit_label: str | None = None     # the unit's name on screen, e.g. "conv1 + BN + ReLU"
 
     @property
     def cells(self) -> int:

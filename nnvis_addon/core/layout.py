@@ -272,11 +272,12 @@ def label_size(cell_size: float) -> float:
 def layer_label(layer: Layer, grid: CellGrid | None = None, stride: int = 1,
                 block: bool = False) -> str:
     shape = "x".join(str(d) for d in layer.output_shape)
+    name = layer.unit_label or layer.name
     if block:
-        return f"{layer.name}\n{layer.type} {shape} (not drawn)"
+        return f"{name}\n{layer.type} {shape} (not drawn)"
     if stride > 1 and grid is not None:
-        return f"{layer.name}\n{layer.type} {shape} (shown {grid.height}x{grid.width})"
-    return f"{layer.name}\n{layer.type} {shape}"
+        return f"{name}\n{layer.type} {shape} (shown {grid.height}x{grid.width})"
+    return f"{name}\n{layer.type} {shape}"
 
 
 def plan_network(export: NetworkExport, options: LayoutOptions | None = None) -> NetworkPlan:

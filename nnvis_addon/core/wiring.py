@@ -138,8 +138,12 @@ def _edge_function(export: NetworkExport, source: Layer, layer: Layer, grids: di
     true_source = cell_grid(source.output_shape)
     single = len(layer.inbound) == 1
     if layer.type == "Dense" and "kernel" in weights and single and len(layer.output_shape) == 1:
-        if len(source.output_shape) != 1:
-            return None
+        if len(source.output_shape) >= 2:  # a folded Flatten: the maps feed the Dense directly
+            if source_grid != true_source:
+                return None  # downsampled maps: the kernel rows no longer match drawn cells
+            return source, "channel_dense", lambda e: spatial_to_dense_edges(
+                _weight(export, layer, e, "kernel"),
+                (source_grid.height, source_grid.width, source_grid.channels))
         feeder = export.layer(source.inbound[0]) if len(source.inbound) == 1 else None
         if (source.type == "Flatten" and feeder is not None and len(feeder.output_shape) >= 2
                 and feeder.name not in blocks and source.cells > options.per_cell_limit):
