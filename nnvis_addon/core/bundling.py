@@ -33,6 +33,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Callable
 
 import numpy as np
@@ -248,46 +249,70 @@ def bundle_edges(start, end, weights=None, *, params: BundlingParams | None = No
 
     start = _as_points("start", start)
     end = _as_points("end", end, start.shape[0])
-    n_edges = start.shape[0]
-    P = int(p.points_per_edge)
-    if weights is None:
-        w64 = np.ones(n_edges, dtype=np.float64)
-    else:
-        w = np.asarray(weights)
-        if w.shape != (n_edges,):
-            raise ValueError(f"weights must have shape ({n_edges},), got {w.shape}")
-        w64 = np.abs(w.astype(np.float64))
-        if not np.all(np.isfinite(w64)):
-            raise ValueError("weights contain non-finite values")
-        peak = float(w64.max()) if n_edges else 0.0
-        if peak > 0:
-            # Only relative weights matter. Scaled by a power of two (exact: the same curves to
-            # the bit), so a diverging run's weights near float32's limit cannot overflow the
-            # float32 density into Inf/NaN.
-            w64 = np.ldexp(w64, -math.frexp(peak)[1])
-
-    done = (n_edges == 0 or P < 3 or int(p.iterations) == 0 or float(p.strength) == 0.0
-            or float(p.initial_bandwidth) == 0.0 or not np.any(w64 > 0))
-    if not done:
-        lo = np.minimum(start.min(axis=0), end.min(axis=0)).astype(np.float64)
-        hi = np.maximum(start.max(axis=0), end.max(axis=0)).astype(np.float64)
-        extent = float(max(hi[1] - lo[1], hi[2] - lo[2]))
-        done = not extent > 0.0 or not math.isfinite(extent)
-    if done:
-        curves = straight_curves(start, end, P)
+    w64 = _density_weights(weights, start.shape[0])
+    box = None if _stays_straight(p, w64) else _yz_box(start, end)
+    if box is None:
+        curves = straight_curves(start, end, int(p.points_per_edge))
         if progress is not None:
             progress(1.0)
         return curves
 
-    t = _sample_parameters(P)
+    t = _sample_parameters(int(p.points_per_edge))  # step 1: straight polylines
     xs = _lerp_rows(start[:, 0], end[:, 0], t)  # (P, E) rows: sample index j; fixed
     ys = _lerp_rows(start[:, 1], end[:, 1], t)
     zs = _lerp_rows(start[:, 2], end[:, 2], t)
     slice_mode = bool(np.all(start[:, 0] == start[0, 0]) and np.all(end[:, 0] == end[0, 0]))
-    _bundle_rows(ys, zs, None if slice_mode else xs, w64, t, lo, hi, extent, p, slice_mode,
-                 float(start[0, 0]), float(end[0, 0]), progress)
-
+    x_planes = (float(start[0, 0]), float(end[0, 0])) if slice_mode else None
+    grid = _density_grid(box, p, t, xs, x_planes)
+    _bundle_rows(ys, zs, w64, grid, p, progress)
     return _rows_to_curves((xs, ys, zs), progress)
+
+
+def _density_weights(weights, n_edges: int) -> np.ndarray:
+    """(E,) float64 ``|weight|`` per edge (None: all 1), scaled by a power of two so the largest
+    lies in [0.5, 1). Only relative weights matter, and the scaling is exact (the same curves to
+    the bit), so a diverging run's weights near float32's limit cannot overflow the float32
+    density into Inf/NaN."""
+    if weights is None:
+        return np.ones(n_edges, dtype=np.float64)
+    w = np.asarray(weights)
+    if w.shape != (n_edges,):
+        raise ValueError(f"weights must have shape ({n_edges},), got {w.shape}")
+    w64 = np.abs(w.astype(np.float64))
+    if not np.all(np.isfinite(w64)):
+        raise ValueError("weights contain non-finite values")
+    peak = float(w64.max()) if n_edges else 0.0
+    if peak > 0:
+        w64 = np.ldexp(w64, -math.frexp(peak)[1])
+    return w64
+
+
+def _stays_straight(p: BundlingParams, w64: np.ndarray) -> bool:
+    """True when the parameters or the weights leave nothing to bundle."""
+    return (w64.size == 0 or int(p.points_per_edge) < 3 or int(p.iterations) == 0
+            or float(p.strength) == 0.0 or float(p.initial_bandwidth) == 0.0
+            or not np.any(w64 > 0))
+
+
+@dataclass(frozen=True)
+class _Box:
+    """The edges' bounding box (float64 corners) and its larger y/z extent, which every length
+    of the bundling is relative to."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    extent: float
+
+
+def _yz_box(start: np.ndarray, end: np.ndarray) -> _Box | None:
+    """The bounding box of the edges, or None when it has no extent across the layer axis (every
+    edge runs along x: nothing to bundle)."""
+    lo = np.minimum(start.min(axis=0), end.min(axis=0)).astype(np.float64)
+    hi = np.maximum(start.max(axis=0), end.max(axis=0)).astype(np.float64)
+    extent = float(max(hi[1] - lo[1], hi[2] - lo[2]))
+    if not extent > 0.0 or not math.isfinite(extent):
+        return None
+    return _Box(lo, hi, extent)
 
 
 def _rows_to_curves(rows, progress) -> np.ndarray:
@@ -304,178 +329,282 @@ def _rows_to_curves(rows, progress) -> np.ndarray:
     return curves
 
 
-def _bundle_rows(ys, zs, xs_rows, w64, t, lo, hi, extent, p: BundlingParams, slice_mode,
-                 x_start, x_end, progress):
-    """The bundling loop on (P, E) float32 rows ys, zs (modified in place; rows 0 and P-1 are
-    never written)."""
-    P, E = ys.shape
-    interior = P - 2
-    res = int(p.grid_resolution)
-    cell = extent / res
+# --------------------------------------------------------------------------------------------
+# the bundling loop (steps 2-6), one named function per step
+
+
+def _bundle_rows(ys, zs, w64, grid: _Grid, p: BundlingParams, progress) -> None:
+    """Steps 2-6 on (P, E) float32 rows ys, zs, modified in place (rows 0 and P-1, the end
+    points, come back exactly as given)."""
+    rows = _Rows(ys, zs, grid, smoothed=p.smoothing > 0 and p.smoothing_passes > 0)
+    fixed = _splat_end_points(grid, rows, w64)
+    smooth = _smoothing_matrix(rows.points, float(p.smoothing), int(p.smoothing_passes))
+    iterations = int(p.iterations)
+    with _RowBlocks(rows.points - 2, w64.size, p.threads) as blocks:
+        for it in range(iterations):
+            h = _bandwidth(p, grid.extent, grid.cell, it)                # step 6's schedule
+            density = _splat_density(grid, rows, w64, fixed, blocks)            # step 2
+            steps = _density_steps(grid, density, h, float(p.strength) * h)     # step 3
+            blocks.run(partial(_move_rows, grid, rows, steps))                  # step 4
+            if rows.spare is not None:
+                rows.smooth(smooth)                                             # step 5
+            if progress is not None:
+                progress((it + 1) / iterations)
+    rows.to_scene_units(grid)
+
+
+def _bandwidth(p: BundlingParams, extent: float, cell: float, iteration: int) -> float:
+    """Step 6: the kernel bandwidth (scene units) of iteration ``iteration``: the initial one
+    times ``bandwidth_decay`` per iteration, never below ``min_bandwidth`` grid cells."""
     h0 = float(p.initial_bandwidth) * extent
     h_min = float(p.min_bandwidth) * cell
-    step_scale = float(p.strength)
+    return max(h0 * float(p.bandwidth_decay) ** iteration, h_min)
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The density grid of one bundling run: square cells of side ``cell`` in y and z from the
+    corner (y0, z0), ``ny * nz`` voxels per x cell. Along x one cell per sample index when all
+    edges start in one plane and end in another ("slice mode": row j of the points lies in x
+    cell j), otherwise uniform cells, and ``x_offsets[j]`` is the flat voxel offset of the x
+    cell of every point of row j."""
+
+    extent: float
+    cell: float
+    y0: float
+    z0: float
+    cx: np.ndarray  # x cell centres (nx)
+    cy: np.ndarray  # y cell centres (ny)
+    cz: np.ndarray  # z cell centres (nz)
+    x_offsets: list[np.ndarray] | None  # None in slice mode
+
+    @property
+    def slice_mode(self) -> bool:
+        return self.x_offsets is None
+
+    @property
+    def nx(self) -> int:
+        return self.cx.size
+
+    @property
+    def plane(self) -> int:
+        return self.cy.size * self.cz.size
+
+
+def _density_grid(box: _Box, p: BundlingParams, t: np.ndarray, xs: np.ndarray,
+                  x_planes: tuple[float, float] | None) -> _Grid:
+    """The grid over the edges' box plus a margin. ``x_planes``: the start and end plane of
+    every edge in slice mode, else None (x cells from the x rows ``xs``)."""
+    cell = box.extent / int(p.grid_resolution)
     # Pad the box so a point never leaves it in practice: density is 0 outside the edges'
     # box, so the gradient points inwards there and a point overshoots by at most one step.
-    pad = max(2.0 * cell, step_scale * max(h0, h_min) + cell)
+    pad = max(2.0 * cell, float(p.strength) * _bandwidth(p, box.extent, cell, 0) + cell)
+    lo, hi = box.lo, box.hi
     y0 = lo[1] - pad
     z0 = lo[2] - pad
     ny = int(math.ceil((hi[1] - lo[1] + 2 * pad) / cell)) + 1
     nz = int(math.ceil((hi[2] - lo[2] + 2 * pad) / cell)) + 1
-    plane = ny * nz
     cy = y0 + (np.arange(ny) + 0.5) * cell
     cz = z0 + (np.arange(nz) + 0.5) * cell
-    ymax = np.int32(ny - 1)
-    zmax = np.int32(nz - 1)
-    # Inside the loop y and z are kept in grid units, u = (y - y0) / cell (so a voxel index is
-    # a plain truncation); rows 0 and P-1 are restored bit-exactly at the end.
-    ends = [(ys[0].copy(), ys[-1].copy()), (zs[0].copy(), zs[-1].copy())]
-    for rows, origin in ((ys, y0), (zs, z0)):
-        for j in range(P):
-            rows[j] = (rows[j].astype(np.float64) - origin) / cell
-
-    if slice_mode:
-        nx = P
+    if x_planes is not None:
+        x_start, x_end = x_planes
         cx = x_start + t * (x_end - x_start)
-        x_rows_index = [np.int32(j) for j in range(1, P - 1)]  # x cell of row j: plane j
-    else:
-        x_lo = float(min(lo[0], hi[0]))
-        x_ext = float(hi[0] - lo[0])
-        # cells of the y/z size, but no finer than half a sample spacing (finer is wasted)
-        nx = int(max(2, min(math.ceil(x_ext / cell), 2 * (P - 1)) + 1))
-        cell_x = x_ext / (nx - 1) if x_ext > 0 else 1.0
-        cx = x_lo + np.arange(nx) * cell_x
+        return _Grid(box.extent, cell, y0, z0, cx, cy, cz, None)
+    x_lo = float(min(lo[0], hi[0]))
+    x_ext = float(hi[0] - lo[0])
+    # cells of the y/z size, but no finer than half a sample spacing (finer is wasted)
+    nx = int(max(2, min(math.ceil(x_ext / cell), 2 * (t.size - 1)) + 1))
+    cell_x = x_ext / (nx - 1) if x_ext > 0 else 1.0
+    cx = x_lo + np.arange(nx) * cell_x
+    offsets = []
+    for row in xs:
+        ix = np.rint((row.astype(np.float64) - x_lo) / cell_x)
+        offsets.append(np.clip(ix, 0, nx - 1).astype(np.int32) * np.int32(ny * nz))
+    return _Grid(box.extent, cell, y0, z0, cx, cy, cz, offsets)
 
-        def x_cell_offsets(row):
-            ix = np.rint((row.astype(np.float64) - x_lo) / cell_x)
-            return np.clip(ix, 0, nx - 1).astype(np.int32) * np.int32(ny * nz)
 
-        x_rows_index = [x_cell_offsets(xs_rows[r + 1]) for r in range(interior)]
-    nvox = nx * plane
+def _voxel_index(grid: _Grid, row_y, row_z, out, ibuf) -> None:
+    """Flat (y, z) voxel index of grid-unit coordinates into ``out`` (truncated, then clamped to
+    the grid: the padding keeps points inside anyway, the clamp only guards memory)."""
+    np.copyto(out, row_y, casting="unsafe")
+    np.clip(out, 0, np.int32(grid.cy.size - 1), out=out)
+    np.multiply(out, np.int32(grid.cz.size), out=out)
+    np.copyto(ibuf, row_z, casting="unsafe")
+    np.clip(ibuf, 0, np.int32(grid.cz.size - 1), out=ibuf)
+    np.add(out, ibuf, out=out)
 
-    workers = min(_worker_count(p.threads), max(1, interior))
-    if E * interior < _THREADS_MIN_POINTS and p.threads is None:
-        workers = 1  # thread hand-over costs more than it saves on small pairs
-    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
-    # contiguous blocks of rows per worker (static: results do not depend on scheduling)
-    bounds = np.linspace(0, interior, workers + 1).astype(int)
-    blocks = [(int(bounds[k]), int(bounds[k + 1])) for k in range(workers)
-              if bounds[k + 1] > bounds[k]]
-    scratch = [(np.empty(E, np.complex64), np.empty(E, np.int32), np.empty(E, np.int32))
-               for _ in blocks]
-    idx = np.empty((interior, E), dtype=np.int32)
 
-    def voxel_index(row_y, row_z, out, ibuf):
-        """Flat (y, z) voxel index of grid-unit coordinates (truncated, then clamped to the
-        grid: the padding keeps points inside anyway, the clamp only guards memory)."""
-        np.copyto(out, row_y, casting="unsafe")
-        np.clip(out, 0, ymax, out=out)
-        np.multiply(out, np.int32(nz), out=out)
-        np.copyto(ibuf, row_z, casting="unsafe")
-        np.clip(ibuf, 0, zmax, out=ibuf)
-        np.add(out, ibuf, out=out)
+class _Rows:
+    """The moving coordinates: (P, E) float32 rows of y and z in grid units,
+    ``u = (y - y0) / cell`` (so a voxel index is a plain truncation), the flat voxel index of
+    every interior point (written by the splat, read by the move), and, when smoothing, a second
+    pair of rows that smoothing writes into before the two swap."""
 
-    # end points never move: splat them once
-    fixed = np.zeros((nx, plane) if slice_mode else nvox, dtype=np.float64)
-    _, i0, i1 = scratch[0]
-    for j in (0, P - 1):
-        voxel_index(ys[j], zs[j], i0, i1)
-        if slice_mode:
-            fixed[j] += np.bincount(i0, weights=w64, minlength=plane)
+    def __init__(self, ys: np.ndarray, zs: np.ndarray, grid: _Grid, smoothed: bool):
+        self.caller = (ys, zs)
+        self.ends = [(ys[0].copy(), ys[-1].copy()), (zs[0].copy(), zs[-1].copy())]
+        for rows, origin in ((ys, grid.y0), (zs, grid.z0)):
+            for j in range(rows.shape[0]):
+                rows[j] = (rows[j].astype(np.float64) - origin) / grid.cell
+        self.y, self.z = ys, zs
+        self.spare = (ys.copy(), zs.copy()) if smoothed else None
+        self.voxel = np.empty((ys.shape[0] - 2, ys.shape[1]), dtype=np.int32)
+        self.density_rows = (np.empty((ys.shape[0] - 2, grid.plane), dtype=np.float64)
+                             if grid.slice_mode else None)
+
+    @property
+    def points(self) -> int:
+        return self.y.shape[0]
+
+    def smooth(self, matrix: np.ndarray) -> None:
+        """Step 5: every polyline smoothed (``matrix``: rows 1..P-2 of all passes together; end
+        points fixed), written into the spare rows, which then become the current ones."""
+        spare_y, spare_z = self.spare
+        np.matmul(matrix, self.y, out=spare_y[1:-1])
+        np.matmul(matrix, self.z, out=spare_z[1:-1])
+        self.y, self.z, self.spare = spare_y, spare_z, (self.y, self.z)
+
+    def to_scene_units(self, grid: _Grid) -> None:
+        """Back to scene units, into the caller's arrays; end rows exactly as they came in."""
+        for out, rows, origin, (first, last) in zip(self.caller, (self.y, self.z),
+                                                    (grid.y0, grid.z0), self.ends):
+            for j in range(1, self.points - 1):
+                out[j] = rows[j].astype(np.float64) * grid.cell + origin
+            out[0] = first
+            out[-1] = last
+
+
+class _RowBlocks:
+    """The interior rows cut into contiguous blocks, one per worker thread (static, so results
+    do not depend on scheduling), each with its own scratch buffers; a context manager that
+    shuts the threads down."""
+
+    def __init__(self, interior: int, n_edges: int, threads: int | None):
+        workers = min(_worker_count(threads), max(1, interior))
+        if n_edges * interior < _THREADS_MIN_POINTS and threads is None:
+            workers = 1  # thread hand-over costs more than it saves on small pairs
+        self.pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
+        bounds = np.linspace(0, interior, workers + 1).astype(int)
+        self.blocks = [(int(bounds[k]), int(bounds[k + 1])) for k in range(workers)
+                       if bounds[k + 1] > bounds[k]]
+        self.scratch = [_Scratch(n_edges) for _ in self.blocks]
+
+    def run(self, step: Callable[[int, int, _Scratch], object]) -> list:
+        """``step(first_row, end_row, scratch)`` on every block, in threads when there are
+        several; the results in block order."""
+        jobs = [(a, b, scratch) for (a, b), scratch in zip(self.blocks, self.scratch)]
+        if self.pool is None:
+            return [step(*job) for job in jobs]
+        return [f.result() for f in [self.pool.submit(step, *job) for job in jobs]]
+
+    def __enter__(self) -> _RowBlocks:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+class _Scratch:
+    """Per-block buffers of one row: gathered steps (complex64) and voxel-index parts (int32)."""
+
+    def __init__(self, n_edges: int):
+        self.steps = np.empty(n_edges, np.complex64)
+        self.index = np.empty(n_edges, np.int32)
+
+
+def _splat_end_points(grid: _Grid, rows: _Rows, w64: np.ndarray) -> np.ndarray:
+    """Step 2 for the end points, once: they never move. (nx, ny * nz) float64 density."""
+    fixed = np.zeros((grid.nx, grid.plane), dtype=np.float64)
+    flat = fixed.reshape(-1)
+    index, part = np.empty(w64.size, np.int32), np.empty(w64.size, np.int32)
+    for j in (0, rows.points - 1):
+        _voxel_index(grid, rows.y[j], rows.z[j], index, part)
+        if grid.slice_mode:
+            fixed[j] += np.bincount(index, weights=w64, minlength=grid.plane)
         else:
-            i0 += x_cell_offsets(xs_rows[j])
-            fixed += np.bincount(i0, weights=w64, minlength=nvox)
-    hist_rows = np.empty((interior, plane), dtype=np.float64) if slice_mode else None
+            index += grid.x_offsets[j]
+            flat += np.bincount(index, weights=w64, minlength=flat.size)
+    return fixed
 
-    def splat_rows(a, b, ibuf):
-        """Slice mode: one histogram per row. Generic mode: the sum over rows a..b-1, added
-        in row order."""
-        total = None
-        for r in range(a, b):
-            voxel_index(ys[r + 1], zs[r + 1], idx[r], ibuf)
-            if slice_mode:
-                hist_rows[r] = np.bincount(idx[r], weights=w64, minlength=plane)
-            else:
-                idx[r] += x_rows_index[r]
-                counts = np.bincount(idx[r], weights=w64, minlength=nvox)
-                if total is None:
-                    total = counts
-                else:
-                    total += counts
-        return total
 
-    def splat(block_no):
-        a, b = blocks[block_no]
-        return splat_rows(a, b, scratch[block_no][2])
+def _splat_density(grid: _Grid, rows: _Rows, w64: np.ndarray, fixed: np.ndarray,
+                   blocks: _RowBlocks) -> np.ndarray:
+    """Step 2: every point splatted into the density grid, weighted by its edge's ``|weight|``
+    (``np.bincount`` on flat voxel indices), plus the end points' ``fixed`` density: (nx,
+    ny * nz) float32. In slice mode one histogram per row (rows in threads); otherwise one sum
+    in row order, so it does not depend on the thread count."""
+    density = fixed.copy()
+    if grid.slice_mode:
+        blocks.run(partial(_splat_row_histograms, grid, rows, w64))
+        density[1:-1] += rows.density_rows
+    else:
+        density += _splat_row_sum(grid, rows, w64, blocks.scratch[0]).reshape(density.shape)
+    return density.astype(np.float32)
 
-    def move(block_no, grad):
-        """grad: complex64 (y + i z) step vectors per voxel; one gather serves both axes."""
-        a, b = blocks[block_no]
-        cbuf = scratch[block_no][0]
-        for r in range(a, b):
-            j = r + 1
-            np.take(grad[r] if slice_mode else grad, idx[r], out=cbuf)
-            ys[j] += cbuf.real
-            zs[j] += cbuf.imag
 
-    smooth = _smoothing_matrix(P, float(p.smoothing), int(p.smoothing_passes))
-    need_smooth = p.smoothing > 0 and p.smoothing_passes > 0
-    # smoothing writes into a second buffer (same end rows), then the two swap
-    spare = [ys.copy(), zs.copy()] if need_smooth else None
-    result = [ys, zs]
+def _splat_row_sum(grid: _Grid, rows: _Rows, w64: np.ndarray, scratch: _Scratch) -> np.ndarray:
+    """Generic mode: the histograms of all interior rows, summed in row order (flat float64)."""
+    total = None
+    for r in range(rows.points - 2):
+        _index_row(grid, rows, r, scratch.index)
+        counts = np.bincount(rows.voxel[r], weights=w64, minlength=grid.nx * grid.plane)
+        if total is None:
+            total = counts
+        else:
+            total += counts
+    return total
 
-    def run(fn, *args):
-        if pool is None:
-            return [fn(k, *args) for k in range(len(blocks))]
-        return [f.result() for f in [pool.submit(fn, k, *args) for k in range(len(blocks))]]
 
-    iterations = int(p.iterations)
-    try:
-        for it in range(iterations):
-            h = max(h0 * float(p.bandwidth_decay) ** it, h_min)
-            step = step_scale * h
-            if slice_mode:
-                run(splat)
-            else:  # one pass in row order: the sum does not depend on the thread count
-                splat_total = splat_rows(0, interior, scratch[0][2])
-            gx = _gauss_matrices(cx, h, derivative=False)
-            gyd = _gauss_matrices(cy, h, derivative=True)
-            gzd = _gauss_matrices(cz, h, derivative=True)
-            dens = fixed.copy()
-            if slice_mode:
-                dens[1:-1] += hist_rows
-                dens = dens.astype(np.float32)
-                dens = (gx[1:-1] @ dens).reshape(interior, ny, nz)  # blur along x
-            else:
-                dens += splat_total
-                dens = dens.astype(np.float32)
-                dens = (gx @ dens.reshape(nx, plane)).reshape(nx, ny, nz)
-            flat = dens.reshape(-1, nz)               # one 2-D product per z operator
-            gyz = (flat @ gzd[0].T).reshape(dens.shape)  # blur along z
-            dzz = (flat @ gzd[1].T).reshape(dens.shape)  # derivative along z
-            grad_y = np.matmul(gyd[1], gyz)           # d/dy (blur z)
-            grad_z = np.matmul(gyd[0], dzz)           # blur y (d/dz)
-            _normalise(grad_y, grad_z, np.float32(step / cell))  # step in grid units
-            grad = np.empty(grad_y.shape, dtype=np.complex64)
-            grad.real = grad_y
-            grad.imag = grad_z
-            run(move, grad.reshape(interior, plane) if slice_mode else grad.reshape(-1))
-            if need_smooth:
-                np.matmul(smooth, ys, out=spare[0][1:-1])
-                np.matmul(smooth, zs, out=spare[1][1:-1])
-                ys, zs, spare = spare[0], spare[1], [ys, zs]
-            if progress is not None:
-                progress((it + 1) / iterations)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-    # back to scene units, into the caller's arrays; end rows exactly as they came in
-    for out, rows, origin, (first, last) in ((result[0], ys, y0, ends[0]),
-                                             (result[1], zs, z0, ends[1])):
-        for j in range(1, P - 1):
-            out[j] = rows[j].astype(np.float64) * cell + origin
-        out[0] = first
-        out[-1] = last
+def _index_row(grid: _Grid, rows: _Rows, r: int, part: np.ndarray) -> None:
+    """Flat voxel index of every point of interior row ``r`` (points row ``r + 1``)."""
+    _voxel_index(grid, rows.y[r + 1], rows.z[r + 1], rows.voxel[r], part)
+    if not grid.slice_mode:
+        rows.voxel[r] += grid.x_offsets[r + 1]
+
+
+def _splat_row_histograms(grid: _Grid, rows: _Rows, w64: np.ndarray, first: int, end: int,
+                          scratch: _Scratch) -> None:
+    """Slice mode, interior rows first..end-1: one (ny * nz) histogram per row."""
+    for r in range(first, end):
+        _index_row(grid, rows, r, scratch.index)
+        rows.density_rows[r] = np.bincount(rows.voxel[r], weights=w64, minlength=grid.plane)
+
+
+def _density_steps(grid: _Grid, density: np.ndarray, h: float, step: float) -> np.ndarray:
+    """Step 3: blur the density with a Gaussian of bandwidth ``h`` and take its gradient,
+    normalised to ``step`` (scene units): complex64 ``y + i z`` steps in grid units per voxel
+    ((P-2, ny * nz) in slice mode: the interior rows' planes; flat otherwise). The blur is
+    separable, with dense per-axis matrices."""
+    ny, nz = grid.cy.size, grid.cz.size
+    gx = _gauss_matrices(grid.cx, h, derivative=False)
+    gyd = _gauss_matrices(grid.cy, h, derivative=True)
+    gzd = _gauss_matrices(grid.cz, h, derivative=True)
+    if grid.slice_mode:
+        blurred = (gx[1:-1] @ density).reshape(-1, ny, nz)  # blur along x
+    else:
+        blurred = (gx @ density).reshape(grid.nx, ny, nz)
+    flat = blurred.reshape(-1, nz)                   # one 2-D product per z operator
+    gyz = (flat @ gzd[0].T).reshape(blurred.shape)   # blur along z
+    dzz = (flat @ gzd[1].T).reshape(blurred.shape)   # derivative along z
+    grad_y = np.matmul(gyd[1], gyz)                  # d/dy (blur z)
+    grad_z = np.matmul(gyd[0], dzz)                  # blur y (d/dz)
+    _normalise(grad_y, grad_z, np.float32(step / grid.cell))  # step in grid units
+    steps = np.empty(grad_y.shape, dtype=np.complex64)
+    steps.real = grad_y
+    steps.imag = grad_z
+    return steps.reshape(-1, grid.plane) if grid.slice_mode else steps.reshape(-1)
+
+
+def _move_rows(grid: _Grid, rows: _Rows, steps: np.ndarray, first: int, end: int,
+               scratch: _Scratch) -> None:
+    """Step 4, interior rows first..end-1: every point moves by the step of its voxel (one
+    gather of the complex steps serves both axes)."""
+    gathered = scratch.steps
+    for r in range(first, end):
+        np.take(steps[r] if grid.slice_mode else steps, rows.voxel[r], out=gathered)
+        rows.y[r + 1] += gathered.real
+        rows.z[r + 1] += gathered.imag
 
 
 # --------------------------------------------------------------------------------------------
