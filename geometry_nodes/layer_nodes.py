@@ -32,7 +32,7 @@ import math
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 9
+VERSION = 10
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
 # Collapse Summary -> attribute prefix of the per-cell summary over channels.
 SUMMARY_PREFIXES = {1: "nnvis_max_", 2: "nnvis_mean_"}
@@ -61,6 +61,7 @@ INPUTS = (
     ("Channel Gap", "FLOAT", 0.2, 0.0, None, "DISTANCE", "Space between maps"),
     ("Tile Depth", "FLOAT", 0.25, 0.001, None, "FACTOR", "Tile thickness along the layer axis, in cells"),
     ("Collapse", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "0: every map shown; 1: maps stacked tightly"),
+    ("Hidden", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "1: the layer is hidden inside its collapsed block (cells shrink to nothing)"),
     ("Stack Spacing", "FLOAT", 0.35, 0.0, None, "FACTOR", "Collapsed maps' spacing along the layer axis, in cells"),
     ("Collapse Summary", "INT", 0, 0, 2, None, "Collapsed: 0 stack the maps, 1 show the max over channels, 2 the mean"),
     ("Has Summaries", "BOOLEAN", False, None, None, None, "The mesh holds max/mean-over-channel attributes"),
@@ -200,9 +201,10 @@ def build_layer_group():
     other_map = b.node("FunctionNodeCompare", {2: channel, 3: 0}, data_type="INT",
                        operation="GREATER_THAN").outputs[0]
     shrink = m.mul(m.mul(collapse, merge), m.switch("FLOAT", other_map, 0.0, 1.0))
+    shown = m.sub(1.0, inp["Hidden"])  # a unit hidden in a collapsed block shrinks away
     cells = b.node("GeometryNodeInstanceOnPoints", {"Points": stored.outputs[0],
                                                     "Instance": cube.outputs[0],
-                                                    "Scale": m.sub(1.0, shrink)})
+                                                    "Scale": m.mul(m.sub(1.0, shrink), shown)})
 
     # -- label above the layer ---------------------------------------------------------------------
     text = b.node("GeometryNodeStringToCurves", {"String": inp["Label"], "Size": inp["Label Size"]},
@@ -223,7 +225,7 @@ def build_layer_group():
 
     # Level of detail: in the viewport a big layer can show points instead of tile instances.
     points = b.node("GeometryNodeMeshToPoints", {"Mesh": stored.outputs[0],
-                                                  "Radius": m.mul(tile, 0.5)})
+                                                  "Radius": m.mul(m.mul(tile, 0.5), shown)})
     points = b.node("GeometryNodeSetMaterial", {"Geometry": points.outputs[0],
                                                 "Material": inp["Cell Material"]})
     as_points = b.node("FunctionNodeBooleanMath", {

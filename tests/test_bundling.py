@@ -193,6 +193,16 @@ def test_all_points_identical():
     assert np.all(curves == 1.0)
 
 
+@pytest.mark.parametrize("spread", [1.1754944e-38, 1e-44, 1e-20])
+def test_edges_spread_across_almost_nothing(spread):
+    """A y/z spread near float32's smallest numbers: the derivative-of-Gaussian would overflow
+    float32 (1 / bandwidth), which once gave NaN curves."""
+    start = np.array([[0, 0, 0], [0, spread, 0]], dtype=np.float32)
+    end = np.array([[1.5, 0, spread], [1.5, spread, spread]], dtype=np.float32)
+    curves = bundle_edges(start, end, np.array([1.0, 0.5]), iterations=6, grid_resolution=24)
+    check_invariants(curves, start, end, 16)
+
+
 def test_zero_weights(pair):
     start, end, weights = (a[:2000] for a in pair)
     curves = bundle_edges(start, end, np.zeros(2000))

@@ -185,12 +185,21 @@ def _smoothing_matrix(points: int, smoothing: float, passes: int) -> np.ndarray:
 
 
 def _gauss_matrices(centers: np.ndarray, sigma: float, derivative: bool):
-    """Gaussian (and derivative-of-Gaussian) matrices G[i, k] = g(c_i - c_k), float32."""
+    """Gaussian (and derivative-of-Gaussian) matrices G[i, k] = g(c_i - c_k), float32.
+
+    The derivative peaks near ``1 / sigma``; where that passes 2**64 (edges spread across less
+    than ~1e-18 units) it is scaled down by a power of two so it stays inside float32's range.
+    Both axes share ``sigma``, hence the scale, and the gradient is normalised afterwards, so
+    the scale changes no direction; at any other bandwidth nothing is scaled."""
     d = centers[:, None] - centers[None, :]
     g = np.exp(-0.5 * (d / sigma) ** 2)
     if not derivative:
         return g.astype(np.float32)
-    return g.astype(np.float32), ((-d / (sigma * sigma)) * g).astype(np.float32)
+    dg = (-d / (sigma * sigma)) * g
+    excess = math.frexp(1.0 / sigma)[1] - 64
+    if excess > 0:
+        dg = np.ldexp(dg, -excess)
+    return g.astype(np.float32), dg.astype(np.float32)
 
 
 def _normalise(gy: np.ndarray, gz: np.ndarray, length) -> None:
