@@ -40,7 +40,7 @@ def test_student_cnn_folds_into_four_units(student):
     folded = fold_export(student)
     assert [layer.name for layer in folded.layers] == ["input", "conv1", "pool1", "fc"]
     labels = [layer.unit_label for layer in folded.layers]
-    assert labels == [None, "conv1 + BN + relu + Dropout", None, "flatten + Dropout + fc + softmax"]
+    assert labels == [None, "conv1 + BN + relu + Dropout", None, "Flatten + Dropout + fc + softmax"]
     units = {layer.name: layer for layer in folded.layers}
     assert units["pool1"].inbound == ("conv1",)
     assert units["fc"].inbound == ("pool1",), "the Dense takes the maps the Flatten was given"

@@ -21,12 +21,13 @@ from typing import Callable
 import bpy
 import numpy as np
 
-from ...geometry_nodes import layer_nodes, materials
+from ...geometry_nodes import layer_nodes, materials, picture_nodes
 from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
 from ..core import controls, names
 from ..core.layout import LayoutOptions, NetworkPlan, cell_attributes, label_size, plan_network
-from . import compat, connections, network, staging, writers
+from ..core.wiring import check_ranking
+from . import blocks, compat, connections, network, staging, writers
 from .connections import ConnectionOptions
 from .network import active_network, iter_networks, network_layers, network_of  # noqa: F401
 from .staging import frame_network  # noqa: F401  (part of this module's script API)
@@ -56,10 +57,13 @@ class ImportOptions:
     cell_size: float = controls.default("nnvis_cell_size")
     normalize: str = "layer"
     stage: bool = True                # camera, light and world
+    blocks: str = "auto"              # core/layout.py BLOCK_MODES: collapse deep networks' blocks
     use_network_camera: bool = True   # make the network's camera the scene's camera
     fold: bool = True                 # fold shape-keeping layers (and Flatten) into units
     unfold: frozenset[str] = frozenset()  # layers never folded into another (unfolded units)
     place_beside: bool = True         # move clear of what the scene already holds
+    input_as_picture: bool = True     # an image input as one map in its own colours
+    edge_ranking: str = "weight"      # core/wiring.py RANKINGS: edges drawn by |w| or |a * w|
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
 
     def validate(self, export: NetworkExport) -> None:
@@ -72,6 +76,7 @@ class ImportOptions:
                              f"recorded epochs (0..{epochs - 1})")
         if self.normalize not in NORMALIZE_MODES:
             raise ValueError(f"normalize must be one of {NORMALIZE_MODES}, got {self.normalize!r}")
+        check_ranking(self.edge_ranking)
 
 
 def import_network(filepath: str | os.PathLike, options: ImportOptions | None = None, *,
@@ -92,7 +97,8 @@ def import_network(filepath: str | os.PathLike, options: ImportOptions | None = 
         export = fold_export(export, frozenset(options.unfold))
     plan = plan_network(export, LayoutOptions(map_layout=options.map_layout,
                                               layer_spacing=options.layer_spacing,
-                                              cell_size=options.cell_size))
+                                              input_as_picture=options.input_as_picture,
+                                              cell_size=options.cell_size, blocks=options.blocks))
     with DataTransaction():
         return _build(export, plan, options, scene, report)
 
@@ -114,21 +120,27 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     total_cells = sum(p.grid.cells for p in plan.layers) or 1
     done = 0
     layer_objects = {}
-    column_heads = {}  # column -> its first layer object, which the next column follows
     for layer_plan in plan.layers:
         report(0.05 + 0.45 * done / total_cells, f"building layer {layer_plan.layer.name}")
         obj = _build_layer(export, layer_plan, plan, group, cell_material, label_material)
         collection.objects.link(obj)
         obj.parent = root
-        _drive_layer(obj, root, column_heads.get(layer_plan.column - 1), layer_plan.spacing_factor)
-        column_heads.setdefault(layer_plan.column, obj)
         layer_objects[layer_plan.layer.name] = obj
         done += layer_plan.grid.cells
+    blocks.init_block_controls(plan, layer_objects, MODIFIER_NAME)
+    owners = blocks.block_owners(plan, layer_objects)
+    column_heads = {}  # column -> its first layer object, which the next column follows
+    for layer_plan in plan.layers:
+        obj = layer_objects[layer_plan.layer.name]
+        _drive_layer(obj, root, column_heads.get(layer_plan.column - 1), layer_plan.spacing_factor,
+                     owners.get(layer_plan.layer.name))
+        column_heads.setdefault(layer_plan.column, obj)
 
     connection_objects = []
     if options.connections.enabled:
         connection_objects = connections.build_connections(
-            export, plan, root, layer_objects, collection, options.connections,
+            export, plan, root, layer_objects, collection,
+            connections.with_ranking(options.connections, options.edge_ranking),
             lambda fraction, message: report(0.5 + 0.4 * fraction, message))
         for obj in connection_objects:
             _drive_inputs(obj, obj.modifiers[connections.MODIFIER_NAME], root, CONNECTION_DRIVERS)
@@ -194,6 +206,8 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
                     writers.write_attribute(
                         mesh, layer_nodes.summary_attribute_name(kind, sample, epoch_index),
                         "FLOAT", "POINT", np.broadcast_to(summary, values.shape))
+    if layer_plan.picture:
+        _write_picture_colours(mesh, export, layer_plan)
 
     obj = bpy.data.objects.new(f"{export.name}.{layer.name}", mesh)
     obj.location = (layer_plan.x, layer_plan.y, 0.0)
@@ -220,7 +234,19 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
     }
     for name, value in inputs.items():
         compat.set_modifier_input(modifier, name, value)
+    compat.set_modifier_input(modifier, "Picture", layer_plan.picture)
     return obj
+
+
+def _write_picture_colours(mesh, export: NetworkExport, layer_plan) -> None:
+    """The input as a picture: one linear RGBA colour attribute per sample
+    (core/picture.py's display mapping), which the layer nodes pick by ``Sample``."""
+    colours = layer_plan.picture_colours(export.epochs[-1].activations[layer_plan.layer.name])
+    rgba = np.ones((*colours.shape[:2], 4), np.float32)
+    rgba[..., :3] = colours
+    for sample in range(export.num_samples):
+        writers.write_attribute(mesh, picture_nodes.picture_colour_attribute_name(sample),
+                                "FLOAT_COLOR", "POINT", rgba[sample])
 
 
 def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
@@ -229,19 +255,22 @@ def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
                         {"var": ("OBJECT", root, f'["{key}"]')})
 
 
-def _drive_layer(obj, root, previous, spacing_factor: float) -> None:
+def _drive_layer(obj, root, previous, spacing_factor: float, block_owner=None) -> None:
     """Layer controls follow the root; the layer sits one spacing after the previous column
-    (represented by its first layer), less when that layer is collapsed."""
+    (represented by its first layer), less when that layer is collapsed, and none at all while
+    the layer is hidden in its collapsed block (``block_owner`` holds the block's control)."""
     _drive_inputs(obj, obj.modifiers[MODIFIER_NAME], root, LAYER_DRIVERS)
     if previous is None:
         return
     collapse_path = compat.modifier_input_path(previous.modifiers[MODIFIER_NAME], "Collapse")
-    writers.add_driver(
-        obj, "location",
-        f"previous + spacing * {spacing_factor:g} * (1 - {1 - COLLAPSED_SPACING:g} * collapse)",
-        {"previous": ("OBJECT", previous, "location[0]"),
-         "spacing": ("OBJECT", root, '["nnvis_layer_spacing"]'),
-         "collapse": ("OBJECT", previous, collapse_path)}, index=0)
+    variables = {"previous": ("OBJECT", previous, "location[0]"),
+                 "spacing": ("OBJECT", root, '["nnvis_layer_spacing"]'),
+                 "collapse": ("OBJECT", previous, collapse_path)}
+    expression = f"previous + spacing * {spacing_factor:g} * (1 - {1 - COLLAPSED_SPACING:g} * collapse)"
+    if block_owner is not None:
+        variables["block"] = ("OBJECT", block_owner, blocks.CONTROL_PATH)
+        expression += " * (1 - block)"
+    writers.add_driver(obj, "location", expression, variables, index=0)
 
 
 def set_control(root: bpy.types.Object, key: str, value) -> None:

@@ -6,9 +6,10 @@ and Dropout as three more copies of the same maps only buries the picture. Two k
 * a **shape-keeping** layer (normalisation, activation, dropout and other inference-time
   identities) folds into the layer it follows, when that layer feeds nothing else: the unit keeps
   the first layer's name and weights and shows the output of the last folded layer;
-* a **Flatten** folds into the Dense layer it feeds (``flatten + fc1``): the unit draws the
+* a **Flatten** folds into the Dense layer it feeds (``Flatten + fc1``): the unit draws the
   Dense layer's neurons and its connections come from the maps before the Flatten, aggregated
-  per channel, instead of a square of thousands of cells that hides everything behind it.
+  per channel, instead of a square of thousands of cells that hides everything behind it; a
+  zero padding likewise folds into the convolution or pooling it feeds (``pad + conv1``).
 
 :func:`fold_export` returns a new :class:`NetworkExport` of units (no array is copied); every
 step after it (layout, wiring, building) works on units as it did on layers.
@@ -29,12 +30,18 @@ SHAPE_KEEPING_TYPES = frozenset({
     "GaussianDropout", "GaussianNoise", "ActivityRegularization", "Identity",
 })
 
+# Layers that only prepare the next layer's input: they fold in front of it.
+PADDING_TYPES = frozenset({"ZeroPadding1D", "ZeroPadding2D", "ZeroPadding3D"})
+PADDED_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv2D",
+                          "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D"})
+
 SHORT_NAMES = {
     "BatchNormalization": "BN", "LayerNormalization": "LN", "GroupNormalization": "GN",
     "UnitNormalization": "Norm", "LeakyReLU": "LeakyReLU", "Softmax": "softmax",
     "SpatialDropout1D": "Dropout", "SpatialDropout2D": "Dropout", "SpatialDropout3D": "Dropout",
     "AlphaDropout": "Dropout", "GaussianDropout": "Dropout", "GaussianNoise": "Noise",
-    "ActivityRegularization": "Reg", "Identity": "Identity",
+    "ActivityRegularization": "Reg", "Identity": "Identity", "Flatten": "Flatten",
+    "ZeroPadding1D": "pad", "ZeroPadding2D": "pad", "ZeroPadding3D": "pad",
 }
 
 
@@ -73,17 +80,21 @@ def _folds_into_previous(layer: Layer, previous: Layer, consumers) -> bool:
             and previous.type != "InputLayer" and consumers[previous.name] == [layer.name])
 
 
-def _flatten_unit_before(layer: Layer, by_name: dict[str, Layer], unit_of: dict[str, str],
+def _unit_folding_before(layer: Layer, by_name: dict[str, Layer], unit_of: dict[str, str],
                          consumers) -> str | None:
-    """The unit of a Flatten of maps (with whatever folded behind it) that feeds only ``layer``,
-    a Dense; else None."""
-    if layer.type != "Dense" or len(layer.inbound) != 1:
+    """The unit that folds in front of ``layer`` because it only prepares its input: a Flatten
+    of maps (with whatever folded behind it) feeding only a Dense, or a zero padding feeding
+    only a convolution or pooling; else None."""
+    if len(layer.inbound) != 1 or consumers[layer.inbound[0]] != [layer.name]:
         return None
     unit = unit_of.get(layer.inbound[0], layer.inbound[0])
-    flatten = by_name[unit]
-    if flatten.type == "Flatten" and len(flatten.inbound) == 1 \
-            and consumers[layer.inbound[0]] == [layer.name] \
-            and len(by_name[flatten.inbound[0]].output_shape) >= 2:
+    before = by_name[unit]
+    if len(before.inbound) != 1:
+        return None
+    if layer.type == "Dense" and before.type == "Flatten" \
+            and len(by_name[before.inbound[0]].output_shape) >= 2:
+        return unit
+    if before.type in PADDING_TYPES and layer.type in PADDED_TYPES:
         return unit
     return None
 
@@ -107,10 +118,10 @@ def find_folds(layers: list[Layer], keep: frozenset[str] = frozenset()) -> list[
                 after[unit].append(layer.name)
                 continue
             unfolded.add(layer.name)
-        flatten = _flatten_unit_before(layer, by_name, unit_of, consumers)
-        if flatten is not None and not {layer.name, flatten} & unfolded:
-            order.remove(flatten)
-            before[layer.name] = (flatten, *after.pop(flatten))
+        preparing = _unit_folding_before(layer, by_name, unit_of, consumers)
+        if preparing is not None and not {layer.name, preparing} & unfolded:
+            order.remove(preparing)
+            before[layer.name] = (*before.pop(preparing, ()), preparing, *after.pop(preparing))
             for name in before[layer.name]:
                 unit_of[name] = layer.name
         order.append(layer.name)
@@ -119,9 +130,8 @@ def find_folds(layers: list[Layer], keep: frozenset[str] = frozenset()) -> list[
 
 
 def unit_label(fold: Fold, by_name: dict[str, Layer]) -> str:
-    """``conv1 + BN + ReLU``, ``flatten + fc1``; a lone layer is just its name."""
-    parts = [fold.before[0]] if fold.before else []  # the Flatten, by its name
-    parts += [short_name(by_name[name]) for name in fold.before[1:]] + [fold.unit]
+    """``conv1 + BN + ReLU``, ``Flatten + fc1``, ``pad + conv1``; a lone layer is its name."""
+    parts = [short_name(by_name[name]) for name in fold.before] + [fold.unit]
     parts += [short_name(by_name[name]) for name in fold.after]
     return " + ".join(parts)
 

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .blocks import Block, collapsed_by_default, find_blocks
 from .controls import default
 from .export_format import Layer, NetworkExport
 
 MAP_LAYOUTS = ("linear", "grid")
+BLOCK_MODES = ("auto", "collapsed", "expanded", "off")
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,8 @@ class LayoutOptions:
     block_cells: float = 6.0          # size of an unknown layer's block, in cells
     compact_spacing: float = 0.4      # spacing before a column of COMPACT_LAYER_TYPES, relative
     compact_labels_up_to: int = 40    # deeper networks hide the labels of compact layers
+    blocks: str = "auto"              # "auto": collapse blocks of deep networks (core/blocks.py);
+                                      # "collapsed", "expanded", or "off" (no blocks)
 
     def __post_init__(self):
         if self.map_layout not in MAP_LAYOUTS:
@@ -159,6 +163,8 @@ class LayoutOptions:
             raise ValueError("layer_spacing and cell_size must be positive")
         if self.max_layer_cells is not None and self.max_layer_cells < 1:
             raise ValueError("max_layer_cells must be positive (or None)")
+        if self.blocks not in BLOCK_MODES:
+            raise ValueError(f"blocks must be one of {BLOCK_MODES}, got {self.blocks!r}")
 
 
 @dataclass
@@ -179,6 +185,9 @@ class LayerPlan:
     value_max: float
     label: str
     show_label: bool = True
+    in_block: str | None = None       # the block the unit belongs to (core/blocks.py)
+    hidden: bool = False              # hidden inside its collapsed block: no width, not drawn
+    block_output: bool = False        # the unit a collapsed block is drawn as
 
     @property
     def is_vector(self) -> bool:
@@ -224,6 +233,8 @@ class NetworkPlan:
     bounds_min: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
     bounds_max: tuple[float, float, float] = field(default=(0.0, 0.0, 0.0))
     warnings: list[str] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+    collapsed_blocks: frozenset[str] = frozenset()
 
     def layer(self, name: str) -> LayerPlan:
         return next(p for p in self.layers if p.layer.name == name)
@@ -316,6 +327,7 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
         plan.value_min, plan.value_max = activation_range(
             [plan.display_values(epoch.activations[layer.name]) for epoch in export.epochs])
         plans.append(plan)
+    blocks, collapsed = _plan_blocks(export, plans, options)
     _place_columns(plans, options)
     _place_branches(plans, options)
     if len(plans) > options.compact_labels_up_to:
@@ -330,7 +342,29 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
         lo[1], hi[1] = min(lo[1], p.y - width / 2), max(hi[1], p.y + width / 2)
         lo[2], hi[2] = min(lo[2], -height / 2), max(hi[2], height / 2)
     return NetworkPlan(options=options, layers=plans, global_min=global_min, global_max=global_max,
-                       bounds_min=tuple(lo), bounds_max=tuple(hi), warnings=warnings)
+                       bounds_min=tuple(lo), bounds_max=tuple(hi), warnings=warnings,
+                       blocks=blocks, collapsed_blocks=collapsed)
+
+
+def _plan_blocks(export: NetworkExport, plans: list[LayerPlan],
+                 options: LayoutOptions) -> tuple[list[Block], frozenset[str]]:
+    """Find the blocks, mark their units and hide the members of collapsed ones; a block's
+    output unit is labelled with the block's name."""
+    if options.blocks == "off":
+        return [], frozenset()
+    blocks = find_blocks(export.layers)
+    collapse = options.blocks == "collapsed" or (
+        options.blocks == "auto" and collapsed_by_default(len(plans), blocks))
+    by_name = {plan.layer.name: plan for plan in plans}
+    for block in blocks:
+        for name in block.members:
+            by_name[name].in_block = block.name
+            by_name[name].hidden = collapse and name != block.output
+        output = by_name[block.output]
+        output.block_output = True
+        output.label = f"{block.name} ({len(block.members)} units)\n" + \
+            output.label.split("\n", 1)[-1]
+    return blocks, frozenset(block.name for block in blocks) if collapse else frozenset()
 
 
 def _place_columns(plans: list[LayerPlan], options: LayoutOptions) -> None:
@@ -338,11 +372,15 @@ def _place_columns(plans: list[LayerPlan], options: LayoutOptions) -> None:
     layer of the column is a compact (shape-keeping) layer."""
     factor: dict[int, float] = {}
     for plan in plans:
-        own = options.compact_spacing if plan.layer.type in COMPACT_LAYER_TYPES else 1.0
+        compact = plan.layer.type in COMPACT_LAYER_TYPES and not plan.block_output
+        own = options.compact_spacing if compact else 1.0
         factor[plan.column] = max(factor.get(plan.column, 0.0), own)
+    shown: dict[int, bool] = {}  # a column of units hidden in collapsed blocks takes no room
+    for plan in plans:
+        shown[plan.column] = shown.get(plan.column, False) or not plan.hidden
     x = {0: 0.0}
     for column in range(1, max(factor) + 1):
-        x[column] = x[column - 1] + options.layer_spacing * factor[column]
+        x[column] = x[column - 1] + options.layer_spacing * factor[column] * shown[column]
     for plan in plans:
         plan.spacing_factor = factor[plan.column] if plan.column else 0.0
         plan.x = x[plan.column]
@@ -369,6 +407,8 @@ def layer_corners(plan: NetworkPlan, label_height: float) -> np.ndarray:
     """Corners of every layer's box (cells plus the label above), for framing a camera."""
     corners = []
     for layer in plan.layers:
+        if layer.hidden:
+            continue
         depth = plan.options.cell_size * layer.cell_scale
         width, height = layer.extent(plan.options.cell_size)
         for x in (layer.x - depth, layer.x + depth):

@@ -12,6 +12,7 @@ LAYER_MARKER = "nnvis_layer"         # on a layer object; value: the layer's nam
 CONNECTION_MARKER = "nnvis_connection"
 CAMERA_MARKER = "nnvis_camera"       # on the camera an import staged
 COUNTER_MARKER = "nnvis_counter"     # on the epoch counter
+LABEL_MARKER = "nnvis_label"         # on a unit's label object; value: its layer's name
 WORLD_MARKER = "nnvis_world"         # on the "NNVis World"
 
 # -- ownership: what an import made, recorded when it made it ----------------------------------
@@ -22,7 +23,8 @@ PART_CAMERA = "camera"               # its staged camera, key light and epoch co
 PART_LIGHT = "light"
 PART_COUNTER = "counter"
 PART_LAYERS = "layers"               # its layer objects (in layer order)
-PART_CONNECTIONS = "connections"     # and its connection objects (in build order)
+PART_CONNECTIONS = "connections"     # its connection objects (in build order)
+PART_LABELS = "labels"               # and its label objects (in layer order)
 
 # -- what a scene had before nnvis changed it (restored by Remove Network) ---------------------
 SCENE_CAMERA_HISTORY = "nnvis_camera_history"  # scene: cameras replaced by a network's, in order
@@ -41,7 +43,14 @@ LAYER_TYPE = "nnvis_layer_type"
 LAYER_INDEX = "nnvis_layer_index"
 OUTPUT_SHAPE = "nnvis_output_shape"
 DISPLAY_STRIDE = "nnvis_display_stride"
-BLOCK = "nnvis_block"
+BLOCK = "nnvis_block"                # an unknown layer type drawn as one block (a box)
+BLOCK_NAME = "nnvis_block_name"      # the block (core/blocks.py) a unit belongs to
+BLOCK_MEMBERS = "nnvis_block_members"  # on a block's output unit: the block's units
+BLOCK_COLLAPSED = "nnvis_block_collapsed"  # on a block's output unit: 0..1, animatable
+
+# -- facts about a unit's label, on its object -----------------------------------------------
+LABEL_OF = "nnvis_label_of"          # pointer to the layer object it labels
+LABEL_AUTO_HIDDEN = "nnvis_label_auto_hidden"  # 1 while nnvis hides it (no room, unit hidden)
 
 # -- modifiers ----------------------------------------------------------------------------------
 LAYER_MODIFIER = "NNVis Layer"
