@@ -56,6 +56,7 @@ def ensure_connection_group():
 def build_connection_group():
     b, m, inp = new_modifier_group(GROUP_NAME, VERSION, "nnvis: weighted, bundled connections between two layers",
                                    INPUTS)
+    b.section("Curves between the cells")
 
     def int_attribute(name):
         return b.node("GeometryNodeInputNamedAttribute", {"Name": name}, data_type="INT").outputs[0]
@@ -90,6 +91,7 @@ def build_connection_group():
     placed = b.node("GeometryNodeSetPosition", {"Geometry": poly.outputs[0],
                                                 "Position": curved.outputs[0]})
 
+    b.section("Weight at the epoch")
     weight, valid = m.epoch_attribute([WEIGHT_ATTRIBUTE_PREFIX], inp["Epoch"],
                                       inp["Epoch Count"], inp["Step Epochs"])
     weight_max = m.op("MAXIMUM", inp["Weight Max"], 1e-12)
@@ -107,6 +109,7 @@ def build_connection_group():
     weak = b.node("FunctionNodeBooleanMath", {0: weak, 1: valid}, operation="AND").outputs[0]
     kept = b.node("GeometryNodeDeleteGeometry", {"Geometry": geometry, "Selection": weak},
                   domain="CURVE")
+    b.section("Radius and tubes")
     radius = m.mul(inp["Radius"], m.lerp(inp["Min Radius"], 1.0, strength))
     sized = b.node("GeometryNodeSetCurveRadius", {"Curve": kept.outputs[0], "Radius": radius})
 
@@ -120,6 +123,8 @@ def build_connection_group():
                                           "True": tubes.outputs[0]}, input_type="GEOMETRY")
     shaded = b.node("GeometryNodeSetMaterial", {"Geometry": shape.outputs[0],
                                                 "Material": inp["Material"]})
+    b.section(None)
     out = b.node("NodeGroupOutput")
     b.link(shaded.outputs[0], out.inputs[0])
+    b.arrange()
     return b.tree

@@ -65,86 +65,79 @@ def ensure_counter_group():
 def build_counter_group():
     b, m, inp = new_modifier_group(GROUP_NAME, VERSION, "nnvis: 'Epoch N' and that epoch's metrics, picked by the Epoch input",
                                    INPUTS)
-
+    b.section("Shown epoch")
     last = m.sub(inp["Epoch Count"], 1)
     index = m.op("ROUND", m.op("MINIMUM", m.op("MAXIMUM", inp["Epoch"], 0.0), last))
-
-    def sample(attribute):
-        """The epoch vertex's value of ``attribute`` at the shown epoch (a single value)."""
-        value = b.node("GeometryNodeInputNamedAttribute", {"Name": attribute}, data_type="FLOAT")
-        node = b.node("GeometryNodeSampleIndex", {"Geometry": inp["Geometry"], "Index": index},
-                      data_type="FLOAT", domain="POINT")
-        b.set_input(node, "Value", value.outputs[0])
-        return node.outputs[0]
-
-    def join(parts, delimiter=""):
-        node = b.node("GeometryNodeStringJoin", {"Delimiter": delimiter})
-        b.link_multi_input([m.text(p) if isinstance(p, str) else p for p in parts],
-                           node.inputs["Strings"])
-        return node.outputs[0]
-
-    def number_text(value, decimals):
-        node = b.node("FunctionNodeValueToString", {"Value": value, "Decimals": decimals})
-        return node.outputs[0]
-
-    def switch_string(condition, if_false, if_true):
-        node = b.node("GeometryNodeSwitch", {0: condition}, input_type="STRING")
-        b.set_input(node, "False", if_false)
-        b.set_input(node, "True", if_true)
-        return node.outputs[0]
-
-    def greater(value, threshold):
-        return b.node("FunctionNodeCompare", {0: value, 1: threshold}, data_type="FLOAT",
-                      operation="GREATER_THAN").outputs[0]
-
-    epoch_number = sample(EPOCH_NUMBER_ATTRIBUTE)
-    epoch_line = join([inp["Prefix"], number_text(epoch_number, 0)])
-
-    shown_values, present = [], []
-    parts = []
-    for slot in SLOTS:
-        has = greater(sample(has_metric_attribute(slot)), 0.5)
-        value = m.mul(sample(metric_attribute(slot)), inp[f"Metric {slot} Scale"])
-        text = join([inp[f"Metric {slot} Label"], " ",
-                     number_text(value, inp[f"Metric {slot} Decimals"]),
-                     inp[f"Metric {slot} Suffix"]])
-        parts.append(switch_string(has, "", text))
-        present.append(has)
-        shown_values.append(m.switch("FLOAT", has, 0.0, value))
-    both = b.node("FunctionNodeBooleanMath", {0: present[0], 1: present[1]},
-                  operation="AND").outputs[0]
-    metric_line = join([parts[0], switch_string(both, "", "   "), parts[1]])
-
-    def text_mesh(string, size, baseline):
-        curves = b.node("GeometryNodeStringToCurves", {"String": string, "Size": size},
-                        align_x="LEFT", align_y="BOTTOM_BASELINE")
-        # Fill each character instance, then realize: 6x cheaper than filling the realized text
-        # (this runs every frame, since the Epoch input is animated).
-        mesh = b.node("GeometryNodeFillCurve", {"Curve": curves.outputs[0]})
-        mesh = b.node("GeometryNodeRealizeInstances", {"Geometry": mesh.outputs[0]})
-        return b.node("GeometryNodeTransform", {"Geometry": mesh.outputs[0],
-                                                "Translation": m.combine(0.0, baseline, 0.0)})
-
+    b.section("Epoch line")
+    epoch_number = _sample(b, inp["Geometry"], index, EPOCH_NUMBER_ATTRIBUTE)
+    epoch_line = m.join([inp["Prefix"], m.text(epoch_number)])
+    b.section("Metric line")
+    metric_line, shown_metrics = _metric_line(b, m, inp, index)
+    b.section("Text")
     metric_size = m.mul(inp["Size"], inp["Metric Size"])
-    top = text_mesh(epoch_line, inp["Size"], m.mul(inp["Size"], LINE_SPACING))
-    bottom = text_mesh(metric_line, metric_size, 0.0)
+    top = _text_mesh(b, m, epoch_line, inp["Size"], m.mul(inp["Size"], LINE_SPACING))
+    bottom = _text_mesh(b, m, metric_line, metric_size, 0.0)
     joined = b.node("GeometryNodeJoinGeometry")
     b.link_multi_input([top.outputs[0], bottom.outputs[0]], joined.inputs[0])
     geometry = b.node("GeometryNodeSetMaterial", {"Geometry": joined.outputs[0],
                                                   "Material": inp["Material"]}).outputs[0]
-
-    def length(string):
-        return b.node("FunctionNodeStringLength", {"String": string}).outputs[0]
-
+    b.section("What it shows, for tests and tools")
     shown = (("nnvis_counter_epoch", "FLOAT", epoch_number),
-             ("nnvis_counter_epoch_chars", "INT", length(epoch_line)),
-             ("nnvis_counter_metric_chars", "INT", length(metric_line)),
-             ("nnvis_counter_metric_1", "FLOAT", shown_values[0]),
-             ("nnvis_counter_metric_2", "FLOAT", shown_values[1]))
+             ("nnvis_counter_epoch_chars", "INT", _length(b, epoch_line)),
+             ("nnvis_counter_metric_chars", "INT", _length(b, metric_line)),
+             ("nnvis_counter_metric_1", "FLOAT", shown_metrics[0]),
+             ("nnvis_counter_metric_2", "FLOAT", shown_metrics[1]))
     for name, kind, value in shown:
         geometry = b.node("GeometryNodeStoreNamedAttribute",
                           {"Geometry": geometry, "Name": name, "Value": value},
                           data_type=kind, domain="POINT").outputs[0]
+    b.section(None)
     out = b.node("NodeGroupOutput")
     b.link(geometry, out.inputs[0])
+    b.arrange()
     return b.tree
+
+
+def _metric_line(b, m, inp, index):
+    """The second line, ``<label> <value x scale><suffix>`` for each slot recorded at the shown
+    epoch (three spaces between two), and the values shown per slot (0 where none is)."""
+    parts, present, shown_values = [], [], []
+    for slot in SLOTS:
+        has = b.node("FunctionNodeCompare",
+                     {0: _sample(b, inp["Geometry"], index, has_metric_attribute(slot)), 1: 0.5},
+                     data_type="FLOAT", operation="GREATER_THAN").outputs[0]
+        value = m.mul(_sample(b, inp["Geometry"], index, metric_attribute(slot)),
+                      inp[f"Metric {slot} Scale"])
+        text = m.join([inp[f"Metric {slot} Label"], " ",
+                       m.text(value, inp[f"Metric {slot} Decimals"]), inp[f"Metric {slot} Suffix"]])
+        parts.append(m.switch("STRING", has, "", text))
+        present.append(has)
+        shown_values.append(m.switch("FLOAT", has, 0.0, value))
+    both = b.node("FunctionNodeBooleanMath", {0: present[0], 1: present[1]},
+                  operation="AND").outputs[0]
+    return m.join([parts[0], m.switch("STRING", both, "", "   "), parts[1]]), shown_values
+
+
+def _sample(b, geometry, index, attribute):
+    """The epoch vertex's value of ``attribute`` at the shown epoch (a single value)."""
+    value = b.node("GeometryNodeInputNamedAttribute", {"Name": attribute}, data_type="FLOAT")
+    node = b.node("GeometryNodeSampleIndex", {"Geometry": geometry, "Index": index},
+                  data_type="FLOAT", domain="POINT")
+    b.set_input(node, "Value", value.outputs[0])
+    return node.outputs[0]
+
+
+def _length(b, string):
+    return b.node("FunctionNodeStringLength", {"String": string}).outputs[0]
+
+
+def _text_mesh(b, m, string, size, baseline):
+    """``string`` as a filled mesh, left-aligned at x = 0 with its baseline at y = ``baseline``."""
+    curves = b.node("GeometryNodeStringToCurves", {"String": string, "Size": size},
+                    align_x="LEFT", align_y="BOTTOM_BASELINE")
+    # Fill each character instance, then realize: 6x cheaper than filling the realized text
+    # (this runs every frame, since the Epoch input is animated).
+    mesh = b.node("GeometryNodeFillCurve", {"Curve": curves.outputs[0]})
+    mesh = b.node("GeometryNodeRealizeInstances", {"Geometry": mesh.outputs[0]})
+    return b.node("GeometryNodeTransform", {"Geometry": mesh.outputs[0],
+                                            "Translation": m.combine(0.0, baseline, 0.0)})

@@ -94,6 +94,7 @@ def build_layer_group():
                                    INPUTS)
 
     # -- layout of the maps (single values) --------------------------------------------------
+    b.section("Map layout")
     pitch = m.mul(inp["Cell Size"], inp["Cell Scale"])
     height = inp["Map Height"]
     width = inp["Map Width"]
@@ -119,6 +120,7 @@ def build_layer_group():
     merge = m.switch("FLOAT", merging, 0.0, 1.0)  # 1 when collapsing into one summary map
 
     # -- per-cell position (fields) ------------------------------------------------------------
+    b.section("Cell positions")
     def int_attribute(name):
         return b.node("GeometryNodeInputNamedAttribute", {"Name": name}, data_type="INT").outputs[0]
 
@@ -142,6 +144,7 @@ def build_layer_group():
     placed = b.node("GeometryNodeSetPosition", {"Geometry": inp["Geometry"], "Position": position})
 
     # -- activation at (sample, epoch) -----------------------------------------------------------
+    b.section("Activation")
     last_sample = m.sub(inp["Sample Count"], 1)
     sample_text = m.text(m.op("MINIMUM", m.op("MAXIMUM", inp["Sample"], 0.0), last_sample))
     activation, valid = m.epoch_attribute([ACTIVATION_ATTRIBUTE_PREFIX + "s", sample_text, "_e"],
@@ -192,6 +195,7 @@ def build_layer_group():
             stored.pattern_mode = "WILDCARD"
 
     # -- cells as instanced tiles ---------------------------------------------------------------
+    b.section("Cells")
     tile = m.mul(pitch, m.sub(1.0, inp["Cell Gap"]))
     tile_size = m.combine(m.mul(pitch, inp["Tile Depth"]), tile, tile)
     cube = b.node("GeometryNodeMeshCube", {"Size": tile_size})
@@ -233,9 +237,11 @@ def build_layer_group():
         operation="AND").outputs[0]
     cells = b.node("GeometryNodeSwitch", {0: as_points, "False": cells.outputs[0],
                                           "True": points.outputs[0]}, input_type="GEOMETRY")
+    b.section(None)
     joined = b.node("GeometryNodeJoinGeometry")
     b.link(cells.outputs[0], joined.inputs[0])
     b.link(label.outputs[0], joined.inputs[0])
     go = b.node("NodeGroupOutput")
     b.link(joined.outputs[0], go.inputs[0])
+    b.arrange()
     return b.tree

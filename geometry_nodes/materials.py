@@ -67,6 +67,7 @@ def ensure_activation_material() -> bpy.types.Material:
     if material is not None:
         return material
     material, b = _new_material(ACTIVATION_MATERIAL)
+    b.section("Viridis by activation")
     attribute = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
                        attribute_name="activation_norm")
     ramp = b.node("ShaderNodeValToRGB", {"Fac": attribute.outputs["Fac"]})
@@ -78,18 +79,22 @@ def ensure_activation_material() -> bpy.types.Material:
         element.color = (*(srgb_to_linear(c) for c in rgb), 1.0)
     glow = b.node("ShaderNodeMapRange", {"Value": attribute.outputs["Fac"], "To Min": 0.15,
                                          "To Max": 2.5})
+    b.section("Pictures and invalid cells")
     invalid = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
                      attribute_name=layer_nodes.INVALID_ATTRIBUTE).outputs["Fac"]
     colour = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": ramp.outputs["Color"],
                                             "B": INVALID_COLOUR}, data_type="RGBA"), "Result")
     glow = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": glow.outputs[0],
                                           "B": INVALID_GLOW}, data_type="FLOAT"), "Result")
+    b.section("Shader")
     shader = b.node("ShaderNodeBsdfPrincipled", {
         "Base Color": colour, "Roughness": 0.45,
         "Emission Color": colour, "Emission Strength": glow,
     })
+    b.section(None)
     output = b.node("ShaderNodeOutputMaterial")
     b.link(shader.outputs[0], output.inputs["Surface"])
+    b.arrange()
     return material
 
 
@@ -102,8 +107,10 @@ def ensure_label_material() -> bpy.types.Material:
         "Base Color": (0.85, 0.87, 0.9, 1.0), "Roughness": 0.6,
         "Emission Color": (1.0, 1.0, 1.0, 1.0), "Emission Strength": 0.8,
     })
+    b.section(None)
     output = b.node("ShaderNodeOutputMaterial")
     b.link(shader.outputs[0], output.inputs["Surface"])
+    b.arrange()
     return material
 
 
@@ -125,6 +132,7 @@ def ensure_connection_material() -> bpy.types.Material:
     def attribute(name):
         return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=name)
 
+    b.section("Colour by weight")
     signed = b.node("ShaderNodeMapRange", {"Value": attribute("weight_norm").outputs["Fac"],
                                            "From Min": -1.0, "From Max": 1.0})
     ramp = b.node("ShaderNodeValToRGB", {"Fac": signed.outputs[0]})
@@ -140,6 +148,7 @@ def ensure_connection_material() -> bpy.types.Material:
     invalid = attribute(connection_nodes.INVALID_ATTRIBUTE).outputs["Fac"]
     colour = b.node("ShaderNodeMix", {"Factor": invalid, "A": b.out(colour, "Result"),
                                       "B": INVALID_COLOUR}, data_type="RGBA")
+    b.section("Glow and opacity")
     strength = attribute("strength_norm").outputs["Fac"]
     glow = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.4, "To Max": 3.0})
     # Structural links (pooling, merges) carry no weights: keep them quiet beside weighted ones.
@@ -154,10 +163,13 @@ def ensure_connection_material() -> bpy.types.Material:
     # An invalid edge has no strength to fade by: drawn as opaque as the strongest.
     opacity = b.node("ShaderNodeMix", {"Factor": invalid, "A": opacity.outputs[0], "B": 0.9},
                      data_type="FLOAT")
+    b.section("Shader")
     transparent = b.node("ShaderNodeBsdfTransparent")
     mix = b.node("ShaderNodeMixShader", {"Fac": b.out(opacity, "Result")})
     b.link(transparent.outputs[0], mix.inputs[1])
     b.link(emission.outputs[0], mix.inputs[2])
+    b.section(None)
     output = b.node("ShaderNodeOutputMaterial")
     b.link(mix.outputs[0], output.inputs["Surface"])
+    b.arrange()
     return material

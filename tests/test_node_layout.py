@@ -1,0 +1,203 @@
+"""The node trees nnvis builds are readable in Blender's node editor (geometry_nodes/builder.py,
+``arrange``): no two nodes overlap, every link runs left to right, each section of a builder sits
+in its own frame whose area holds no other node, and rows are ordered so links cross less.
+Real bpy; sizes are builder.node_size (Blender computes node.dimensions only when it draws)."""
+
+from __future__ import annotations
+
+import itertools
+
+import bpy
+import pytest
+
+from conftest import import_extension_package
+
+
+@pytest.fixture(scope="module")
+def nodes_package():
+    nnvis = import_extension_package()
+    from nnvis.geometry_nodes import builder, connection_nodes, counter_nodes, layer_nodes  # noqa: F401
+    from nnvis.geometry_nodes import materials  # noqa: F401
+    return nnvis.geometry_nodes
+
+
+# tree -> {frame label: node types that section makes}; every frame of the tree is listed
+SECTIONS = {
+    "layer": {
+        "Map layout": {"FunctionNodeCompare", "FunctionNodeBooleanMath"},
+        "Cell positions": {"GeometryNodeSetPosition", "ShaderNodeCombineXYZ"},
+        "Activation": {"ShaderNodeMapRange", "GeometryNodeRemoveAttribute"},
+        "Cells": {"GeometryNodeMeshCube", "GeometryNodeInstanceOnPoints",
+                  "GeometryNodeMeshToPoints", "GeometryNodeIsViewport"},
+    },
+    "connection": {
+        "Curves between the cells": {"GeometryNodeObjectInfo", "GeometryNodeSetPosition"},
+        "Weight at the epoch": {"GeometryNodeStoreNamedAttribute",
+                                "GeometryNodeDeleteGeometry"},
+        "Radius and tubes": {"GeometryNodeCurveToMesh", "GeometryNodeSetCurveRadius"},
+    },
+    "counter": {
+        "Shown epoch": {"ShaderNodeMath"},
+        "Epoch line": {"GeometryNodeSampleIndex", "FunctionNodeValueToString"},
+        "Metric line": {"GeometryNodeSampleIndex", "FunctionNodeBooleanMath"},
+        "Text": {"GeometryNodeStringToCurves", "GeometryNodeJoinGeometry"},
+        "What it shows, for tests and tools": {"GeometryNodeStoreNamedAttribute",
+                                               "FunctionNodeStringLength"},
+    },
+    "activation material": {
+        "Viridis by activation": {"ShaderNodeValToRGB"},
+        "Pictures and invalid cells": {"ShaderNodeMix"},
+        "Shader": {"ShaderNodeBsdfPrincipled"},
+    },
+    "label material": {},
+    "connection material": {
+        "Colour by weight": {"ShaderNodeValToRGB"},
+        "Glow and opacity": {"ShaderNodeMapRange"},
+        "Shader": {"ShaderNodeMixShader", "ShaderNodeBsdfTransparent"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def trees(nodes_package):
+    """Every tree the builders make, built fresh in an empty file."""
+    bpy.ops.wm.read_homefile(use_empty=True)
+    gn = nodes_package
+    return {
+        "layer": gn.layer_nodes.ensure_layer_group(),
+        "connection": gn.connection_nodes.ensure_connection_group(),
+        "counter": gn.counter_nodes.ensure_counter_group(),
+        "activation material": gn.materials.ensure_activation_material().node_tree,
+        "label material": gn.materials.ensure_label_material().node_tree,
+        "connection material": gn.materials.ensure_connection_material().node_tree,
+    }
+
+
+def absolute_location(node) -> tuple[float, float]:
+    """node.location is relative to the node's frame."""
+    x, y = node.location
+    parent = node.parent
+    while parent is not None:
+        x, y = x + parent.location[0], y + parent.location[1]
+        parent = parent.parent
+    return x, y
+
+
+def box(node, node_size) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) in the editor (y grows upwards; location is the top left)."""
+    x, y = absolute_location(node)
+    width, height = node_size(node)
+    return x, y - height, x + width, y
+
+
+def overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def placed_nodes(tree):
+    return [node for node in tree.nodes if node.bl_idname != "NodeFrame"]
+
+
+@pytest.mark.parametrize("name", list(SECTIONS))
+def test_no_two_nodes_overlap(trees, nodes_package, name):
+    size = nodes_package.builder.node_size
+    boxes = [(node.name, box(node, size)) for node in placed_nodes(trees[name])]
+    assert len(boxes) > 1
+    clashes = [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2)
+               if overlap(box_a, box_b)]
+    assert not clashes
+
+
+@pytest.mark.parametrize("name", list(SECTIONS))
+def test_every_link_runs_left_to_right(trees, nodes_package, name):
+    tree = trees[name]
+    assert len(tree.links) > 0
+    backwards = []
+    for link in tree.links:
+        source_right = box(link.from_node, nodes_package.builder.node_size)[2]
+        if not source_right < absolute_location(link.to_node)[0]:
+            backwards.append((link.from_node.name, link.to_node.name))
+    assert not backwards
+
+
+@pytest.mark.parametrize("name", list(SECTIONS))
+def test_each_frame_holds_the_nodes_of_its_section(trees, nodes_package, name):
+    tree, expected = trees[name], SECTIONS[name]
+    size = nodes_package.builder.node_size
+    frames = {node.label: node for node in tree.nodes if node.bl_idname == "NodeFrame"}
+    assert set(frames) == set(expected)
+    members = {label: [n for n in placed_nodes(tree) if n.parent and n.parent.label == label]
+               for label in frames}
+    for label, node_types in expected.items():
+        assert node_types <= {node.bl_idname for node in members[label]}, label
+        # the frame's area (its nodes' bounding box) holds no node of another section
+        boxes = [box(node, size) for node in members[label]]
+        area = (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                max(b[2] for b in boxes), max(b[3] for b in boxes))
+        strangers = [node.name for node in placed_nodes(tree)
+                     if node.parent != frames[label] and overlap(area, box(node, size))]
+        assert not strangers, label
+    for node in placed_nodes(tree):
+        if node.bl_idname in {"NodeGroupInput", "NodeGroupOutput", "ShaderNodeOutputMaterial"}:
+            assert node.parent is None, node.name
+
+
+# -- the layout rules on small trees ------------------------------------------------------------
+
+
+@pytest.fixture()
+def small_tree(nodes_package):
+    tree = bpy.data.node_groups.new("layout probe", "GeometryNodeTree")
+    builder = nodes_package.builder.TreeBuilder(tree)
+    builder.add_socket("Value", "FLOAT")
+    builder.add_socket("Value", "FLOAT", output=True)
+    yield builder
+    bpy.data.node_groups.remove(tree)
+
+
+def test_rows_follow_their_inputs(small_tree):
+    """Two chains whose second nodes are made in the opposite order: the layout puts each below
+    or above its own input, so the links do not cross."""
+    b = small_tree
+    group_input = b.node("NodeGroupInput")
+    first = b.node("ShaderNodeMath", {0: group_input.outputs[0]})
+    second = b.node("ShaderNodeMath", {0: group_input.outputs[0]})
+    after_second = b.node("ShaderNodeMath", {0: second.outputs[0]})
+    after_first = b.node("ShaderNodeMath", {0: first.outputs[0]})
+    b.link(b.node("ShaderNodeMath", {0: after_first.outputs[0],
+                                     1: after_second.outputs[0]}).outputs[0],
+           b.node("NodeGroupOutput").inputs[0])
+    b.arrange()
+    assert first.location.y > second.location.y  # made first: no reason to move
+    assert after_first.location.y > after_second.location.y
+
+
+def test_columns_by_longest_path_and_values_beside_their_users(small_tree):
+    b = small_tree
+    group_input = b.node("NodeGroupInput")
+    chain = [b.node("ShaderNodeMath", {0: group_input.outputs[0]})]
+    for _ in range(3):
+        chain.append(b.node("ShaderNodeMath", {0: chain[-1].outputs[0]}))
+    constant = b.node("ShaderNodeValue")
+    b.set_input(chain[-1], 1, constant.outputs[0])
+    shortcut = b.node("ShaderNodeMath", {0: group_input.outputs[0], 1: chain[-1].outputs[0]})
+    b.link(shortcut.outputs[0], b.node("NodeGroupOutput").inputs[0])
+    b.arrange()
+    xs = [node.location.x for node in (group_input, *chain, shortcut)]
+    assert xs == sorted(set(xs))  # one column each, in the order of the longest path
+    assert constant.location.x == chain[-2].location.x  # just left of what reads it
+
+
+def test_a_label_used_twice_is_one_frame(small_tree):
+    b = small_tree
+    b.section("Twice")
+    one = b.node("ShaderNodeMath")
+    b.section("Between")
+    b.node("ShaderNodeMath")
+    b.section("Twice")
+    two = b.node("ShaderNodeMath")
+    b.section(None)
+    outside = b.node("ShaderNodeMath")
+    assert one.parent == two.parent and one.parent.label == "Twice"
+    assert outside.parent is None
+    assert sum(node.bl_idname == "NodeFrame" for node in b.tree.nodes) == 2
