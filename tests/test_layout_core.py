@@ -65,7 +65,9 @@ def test_parallel_branches_sit_side_by_side_without_overlap(dag_export):
 
 
 def test_compact_layers_follow_closer(dag_export):
-    plan = plan_network(dag_export, LayoutOptions(layer_spacing=2.0))
+    # No room asked for wide neighbours: the spacing rule alone.
+    plan = plan_network(dag_export, LayoutOptions(layer_spacing=2.0, view_overlap=0.0,
+                                                  unit_margin=0.0))
     x = {p.layer.name: p.x for p in plan.layers}
     assert x["concat"] - x["branch_c"] == pytest.approx(2.0)
     assert x["bn"] - x["concat"] == pytest.approx(2.0 * plan.options.compact_spacing)

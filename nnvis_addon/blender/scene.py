@@ -25,7 +25,8 @@ from ...geometry_nodes import layer_nodes, materials, picture_nodes
 from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
 from ..core import controls, names
-from ..core.layout import LayoutOptions, NetworkPlan, cell_attributes, label_size, plan_network
+from ..core.layout import (COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes, label_size,
+                           plan_network)
 from ..core.wiring import check_ranking
 from . import blocks, compat, connections, network, staging, writers
 from .connections import ConnectionOptions
@@ -39,7 +40,6 @@ LAYER_MARKER = names.LAYER_MARKER
 ROOT_LINK = names.ROOT_LINK
 NORMALIZE_MODES = ("layer", "global")
 VIEWPORT_POINTS_ABOVE = 50_000  # layers with more cells show points in the viewport
-COLLAPSED_SPACING = 0.5  # the gap after a fully collapsed layer, relative to the layer spacing
 
 Progress = Callable[[float, str], None]
 
@@ -231,6 +231,10 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
         "Label": layer_plan.label, "Label Size": label_size(plan.options.cell_size),
         "Has Summaries": summaries, "Show Label": layer_plan.show_label,
         "Viewport Points": grid.cells > VIEWPORT_POINTS_ABOVE,
+        "Grid Columns": layer_plan.grid_columns,
+        # Many maps open summarised into their max map (core/layout.py _shape_units).
+        "Collapse": 1.0 if layer_plan.summarised else 0.0,
+        "Collapse Summary": 1 if layer_plan.summarised else 0,
     }
     for name, value in inputs.items():
         compat.set_modifier_input(modifier, name, value)
@@ -266,7 +270,7 @@ def _drive_layer(obj, root, previous, spacing_factor: float, block_owner=None) -
     variables = {"previous": ("OBJECT", previous, "location[0]"),
                  "spacing": ("OBJECT", root, '["nnvis_layer_spacing"]'),
                  "collapse": ("OBJECT", previous, collapse_path)}
-    expression = f"previous + spacing * {spacing_factor:g} * (1 - {1 - COLLAPSED_SPACING:g} * collapse)"
+    expression = f"previous + spacing * {spacing_factor:g} * (1 - {COLLAPSED_GAP:g} * collapse)"
     if block_owner is not None:
         variables["block"] = ("OBJECT", block_owner, blocks.CONTROL_PATH)
         expression += " * (1 - block)"

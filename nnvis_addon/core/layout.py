@@ -22,6 +22,9 @@ from .export_format import Layer, NetworkExport
 
 MAP_LAYOUTS = ("linear", "grid")
 BLOCK_MODES = ("auto", "collapsed", "expanded", "off")
+# A collapsed layer's gap to the next one shrinks by this fraction (the location drivers'
+# rule, blender/scene.py): the planned factors account for it.
+COLLAPSED_GAP = 0.5
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,14 @@ class LayoutOptions:
     compact_labels_up_to: int = 40    # deeper networks hide the labels of compact layers
     blocks: str = "auto"              # "auto": collapse blocks of deep networks (core/blocks.py);
                                       # "collapsed", "expanded", or "off" (no blocks)
+    summary_above_channels: int = 16  # units with more maps open summarised into their max map
+    column_aspect: float = 8.0        # big vectors: a slim column this many times taller than wide
+    view_overlap: float = 0.8         # spacing vs. neighbouring units' widths, so that none hides
+                                      # another from the default camera (front-left, see staging)
+    unit_margin: float = 0.6          # and at least this much free space between them
+    compress_sizes_above: int = 64    # networks whose largest map is at least this tall draw
+    size_exponent: float = 0.5        # maps this tall at (height / largest) ** size_exponent
+                                      # of the largest: the pyramid reads, 7x7 is no speck
 
     def __post_init__(self):
         if self.map_layout not in MAP_LAYOUTS:
@@ -188,6 +199,8 @@ class LayerPlan:
     in_block: str | None = None       # the block the unit belongs to (core/blocks.py)
     hidden: bool = False              # hidden inside its collapsed block: no width, not drawn
     block_output: bool = False        # the unit a collapsed block is drawn as
+    summarised: bool = False          # opens collapsed into its max map (Collapse 1, max)
+    grid_columns: int = 0             # maps (neurons) per grid row; 0: a near-square grid
 
     @property
     def is_vector(self) -> bool:
@@ -198,8 +211,12 @@ class LayerPlan:
         return self.stride > 1
 
     def extent(self, cell_size: float) -> tuple[float, float]:
-        return layer_extent(self.grid, grid_layout=self.grid_layout,
-                            cell_size=cell_size * self.cell_scale, channel_gap=self.channel_gap)
+        """(width, height) as drawn at import: one map when summarised."""
+        pitch = cell_size * self.cell_scale
+        if self.summarised:
+            return self.grid.width * pitch, self.grid.height * pitch
+        return layer_extent(self.grid, grid_layout=self.grid_layout, cell_size=pitch,
+                            channel_gap=self.channel_gap, requested_columns=self.grid_columns)
 
     def display_values(self, activations: np.ndarray) -> np.ndarray:
         """(samples, drawn cells) float32 values for one epoch's (samples, *output) array.
@@ -328,6 +345,7 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
             [plan.display_values(epoch.activations[layer.name]) for epoch in export.epochs])
         plans.append(plan)
     blocks, collapsed = _plan_blocks(export, plans, options)
+    _shape_units(plans, options)
     _place_columns(plans, options)
     _place_branches(plans, options)
     if len(plans) > options.compact_labels_up_to:
@@ -367,20 +385,73 @@ def _plan_blocks(export: NetworkExport, plans: list[LayerPlan],
     return blocks, frozenset(block.name for block in blocks) if collapse else frozenset()
 
 
+def _shape_units(plans: list[LayerPlan], options: LayoutOptions) -> None:
+    """Shapes that read: maps drawn at their true relative size (a downsampled cell stands for
+    stride x stride pixels; big networks compress the range, see ``size_exponent``), units with
+    many maps opened as their max map, big vectors as slim columns about as tall as the maps
+    around them."""
+    maps = [p for p in plans if not (p.block or p.is_vector)]
+    tallest = max((cell_grid(p.layer.output_shape).height for p in maps), default=1)
+    exponent = options.size_exponent if tallest >= options.compress_sizes_above else 1.0
+    for plan in maps:
+        true_height = cell_grid(plan.layer.output_shape).height
+        drawn_height = tallest * (true_height / tallest) ** exponent  # in cells of Cell Size
+        plan.cell_scale = drawn_height / plan.grid.height
+        plan.summarised = plan.grid.channels > options.summary_above_channels and not plan.picture
+    map_heights = sorted(p.extent(options.cell_size)[1] for p in plans
+                         if not (p.block or p.is_vector or p.hidden))
+    target = map_heights[len(map_heights) // 2] if map_heights else 2.0
+    target = min(max(target, 2.0), 12.0)
+    for plan in plans:
+        if not plan.is_vector or plan.block or plan.grid.channels <= options.vector_grid_above:
+            continue
+        channels = plan.grid.channels
+        plan.grid_layout = 1.0
+        plan.grid_columns = max(1, math.ceil(math.sqrt(channels / options.column_aspect)))
+        rows = math.ceil(channels / plan.grid_columns)
+        pitch = target / rows  # one neuron and its gap
+        plan.cell_scale = min(options.neuron_scale, pitch / options.cell_size)
+        plan.channel_gap = options.neuron_gap * plan.cell_scale / options.neuron_scale
+
+
+def _column_widths(plans: list[LayerPlan], options: LayoutOptions) -> dict[int, float]:
+    """Width (along y) of every column's shown units side by side."""
+    widths: dict[int, list[float]] = {}
+    for plan in plans:
+        widths.setdefault(plan.column, [])
+        if not plan.hidden:
+            widths[plan.column].append(plan.extent(options.cell_size)[0])
+    return {column: sum(w) + options.branch_gap * max(0, len(w) - 1)
+            for column, w in widths.items()}
+
+
 def _place_columns(plans: list[LayerPlan], options: LayoutOptions) -> None:
-    """x of each column: the previous column's plus the spacing, a fraction of it when every
-    layer of the column is a compact (shape-keeping) layer."""
+    """x of each column: the previous column's plus the spacing -- a fraction of it when every
+    layer of the column is a compact (shape-keeping) layer, more when the units on either side
+    are wide enough to hide one another from the default camera, none when every unit of the
+    column is hidden in a collapsed block. ``spacing_factor`` is what the layer's location
+    driver multiplies the spacing by (it halves after a collapsed unit: see blender/scene.py)."""
     factor: dict[int, float] = {}
     for plan in plans:
         compact = plan.layer.type in COMPACT_LAYER_TYPES and not plan.block_output
         own = options.compact_spacing if compact else 1.0
         factor[plan.column] = max(factor.get(plan.column, 0.0), own)
     shown: dict[int, bool] = {}  # a column of units hidden in collapsed blocks takes no room
+    collapsed: dict[int, float] = {}  # the column head's collapse at import (the driver reads it)
     for plan in plans:
         shown[plan.column] = shown.get(plan.column, False) or not plan.hidden
+        collapsed.setdefault(plan.column, 1.0 if plan.summarised else 0.0)
+    widths = _column_widths(plans, options)
     x = {0: 0.0}
+    previous_shown = 0
     for column in range(1, max(factor) + 1):
-        x[column] = x[column - 1] + options.layer_spacing * factor[column] * shown[column]
+        needed = options.view_overlap * (widths[previous_shown] + widths[column]) / 2 \
+            + options.unit_margin
+        gap = max(options.layer_spacing * factor[column], needed)
+        factor[column] = gap / options.layer_spacing / (1 - COLLAPSED_GAP * collapsed[column - 1])
+        x[column] = x[column - 1] + gap * shown[column]
+        if shown[column]:
+            previous_shown = column
     for plan in plans:
         plan.spacing_factor = factor[plan.column] if plan.column else 0.0
         plan.x = x[plan.column]

@@ -61,6 +61,10 @@ def _candidate_offsets(box: Box, occupied: Box, margin: float) -> list[np.ndarra
     return offsets
 
 
+def _depths(points: np.ndarray, location: np.ndarray, forward: np.ndarray) -> np.ndarray:
+    return (points - location) @ forward
+
+
 def _in_view(points: np.ndarray, location: np.ndarray, forward: np.ndarray, view: View) -> bool:
     """True when any of ``points`` lies inside the camera's frame."""
     right = np.cross(forward, (0.0, 0.0, 1.0))
@@ -80,8 +84,9 @@ def place_beside(network_points: np.ndarray, occupied: list[Box], view: View,
                  margin: float = PLACEMENT_MARGIN) -> np.ndarray:
     """The offset to add to a network (given by points of its extent, at its own origin) so that
     it overlaps none of the ``occupied`` boxes: zero when it fits where it is; else the move to
-    one side of everything occupied that keeps the most of it out of the framed view, and among
-    equals the shortest."""
+    one side of everything occupied where the fewest occupied boxes stand in front of the network
+    in the framed view (nearer the camera than its middle), then the fewest in view at all, then
+    the shortest move."""
     points = np.asarray(network_points, dtype=np.float64)
     box = (points.min(axis=0), points.max(axis=0))
     if not any(boxes_overlap(box, other, margin) for other in occupied):
@@ -90,9 +95,12 @@ def place_beside(network_points: np.ndarray, occupied: list[Box], view: View,
     corners = [box_corners(other) for other in occupied]
     best, best_key = np.zeros(3), None
     for order, offset in enumerate(_candidate_offsets(box, everything, margin)):
-        location, forward = fit_camera(points + offset, view.direction, view.fov_x, view.fov_y)
-        seen = sum(_in_view(c, location, forward, view) for c in corners)
-        key = (seen, float(np.linalg.norm(offset)), order)
+        placed = points + offset
+        location, forward = fit_camera(placed, view.direction, view.fov_x, view.fov_y)
+        middle = float(np.median(_depths(placed, location, forward)))
+        seen = [c for c in corners if _in_view(c, location, forward, view)]
+        in_front = sum(float(_depths(c, location, forward).min()) < middle for c in seen)
+        key = (in_front, len(seen), float(np.linalg.norm(offset)), order)
         if best_key is None or key < best_key:
             best, best_key = offset, key
     return best
