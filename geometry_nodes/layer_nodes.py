@@ -19,7 +19,9 @@ a group input, so the panel and animation never rebuild meshes:
   (``Normalize Globally``) and stored as ``activation`` and ``activation_norm`` on the instances,
   which the cell material reads; a cell whose recorded value is NaN/Inf (a diverged epoch) gets
   ``activation`` 0 and ``activation_invalid`` 1 (else 0), which the material shows in its
-  invalid colour. The check runs in the nodes, so a saved .blend needs no Python for it.
+  invalid colour. The check runs in the nodes, so a saved .blend needs no Python for it;
+* ``Picture`` (the input drawn as a picture, core/picture.py): the cells also carry the shown
+  sample's pixel colours (``picture_colour``, with ``picture`` = 1), see picture_nodes.py.
 
 Layer-local axes: the network runs along +X; in a layer, "right" is -Y and "down" is -Z, so a
 camera in front-left of the network sees maps unmirrored.
@@ -29,15 +31,18 @@ from __future__ import annotations
 
 import math
 
+from . import picture_nodes
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 10
+VERSION = 11
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
 # Collapse Summary -> attribute prefix of the per-cell summary over channels.
 SUMMARY_PREFIXES = {1: "nnvis_max_", 2: "nnvis_mean_"}
 # 1 on a cell whose shown value is NaN/Inf in the export (read by the cell material).
 INVALID_ATTRIBUTE = "activation_invalid"
+# The activation mapped to 0..1 by the colour range: what the cell material colours by.
+NORM_ATTRIBUTE = "activation_norm"
 
 
 def summary_attribute_name(kind: int, sample: int, epoch_index: int) -> str:
@@ -65,6 +70,7 @@ INPUTS = (
     ("Stack Spacing", "FLOAT", 0.35, 0.0, None, "FACTOR", "Collapsed maps' spacing along the layer axis, in cells"),
     ("Collapse Summary", "INT", 0, 0, 2, None, "Collapsed: 0 stack the maps, 1 show the max over channels, 2 the mean"),
     ("Has Summaries", "BOOLEAN", False, None, None, None, "The mesh holds max/mean-over-channel attributes"),
+    ("Picture", "BOOLEAN", False, None, None, None, "Cells show the sample's pixel colours (the input as a picture)"),
     ("Sample", "INT", 0, 0, None, None, "Input sample whose activations are shown"),
     ("Sample Count", "INT", 1, 1, None, None, "Number of recorded samples"),
     ("Epoch", "FLOAT", 0.0, 0.0, None, None, "Recorded epoch index; fractions interpolate"),
@@ -178,15 +184,17 @@ def build_layer_group():
                     {"Geometry": placed.outputs[0], "Name": "activation", "Value": activation},
                     data_type="FLOAT", domain="POINT")
     stored = b.node("GeometryNodeStoreNamedAttribute",
-                    {"Geometry": stored.outputs[0], "Name": "activation_norm", "Value": normalised},
+                    {"Geometry": stored.outputs[0], "Name": NORM_ATTRIBUTE, "Value": normalised},
                     data_type="FLOAT", domain="POINT")
     stored = b.node("GeometryNodeStoreNamedAttribute",
                     {"Geometry": stored.outputs[0], "Name": INVALID_ATTRIBUTE,
                      "Value": m.switch("FLOAT", valid, 1.0, 0.0)},
                     data_type="FLOAT", domain="POINT")
+    stored = picture_nodes.store_picture(b, m, stored.outputs[0], inp["Picture"], sample_text)
 
     # The per-(sample, epoch) attributes stay on the mesh; instances carry only what they draw.
-    for prefix in (ACTIVATION_ATTRIBUTE_PREFIX, *SUMMARY_PREFIXES.values()):
+    for prefix in (ACTIVATION_ATTRIBUTE_PREFIX, *SUMMARY_PREFIXES.values(),
+                   picture_nodes.PICTURE_COLOUR_PREFIX):
         stored = b.node("GeometryNodeRemoveAttribute", {"Geometry": stored.outputs[0],
                                                         "Name": prefix + "*"})
         if "Pattern Mode" in stored.inputs:  # Blender 5.0+: a menu input

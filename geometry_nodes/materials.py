@@ -2,7 +2,9 @@
 
 * "NNVis Activation": colours a cell by its ``activation_norm`` instance attribute through a
   viridis colour ramp, with emission that grows with the activation so strong cells glow on a
-  dark background.
+  dark background; a picture's cell (``picture`` 1, the input as a picture) shows its
+  ``picture_colour`` instead, as plain emission (strength 1, no diffuse or specular light), so
+  under the "Standard" view transform it renders as the pixel's own sRGB value.
 * "NNVis Label": flat, slightly emissive white for layer labels.
 * "NNVis Connection": blue (negative) through grey to red (positive) by the signed weight.
 
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 import bpy
 
-from . import connection_nodes, layer_nodes
+from ..nnvis_addon.core.colour import srgb_to_linear
+from . import connection_nodes, layer_nodes, picture_nodes
 from .builder import BUILDER_VERSION_KEY, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 5
+VERSION = 6
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -35,10 +38,8 @@ VIRIDIS_SRGB = (
 # Cells and edges whose value is NaN/Inf: linear RGB magenta, glowing a fixed amount.
 INVALID_COLOUR = (1.0, 0.0, 1.0, 1.0)
 INVALID_GLOW = 1.5
-
-
-def srgb_to_linear(c: float) -> float:
-    return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+# A picture's cells emit their pixel colour at this strength (1: the colour itself).
+PICTURE_GLOW = 1.0
 
 
 def _find_current(name: str):
@@ -69,7 +70,7 @@ def ensure_activation_material() -> bpy.types.Material:
     material, b = _new_material(ACTIVATION_MATERIAL)
     b.section("Viridis by activation")
     attribute = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
-                       attribute_name="activation_norm")
+                       attribute_name=layer_nodes.NORM_ATTRIBUTE)
     ramp = b.node("ShaderNodeValToRGB", {"Fac": attribute.outputs["Fac"]})
     elements = ramp.color_ramp.elements
     while len(elements) < len(VIRIDIS_SRGB):
@@ -82,13 +83,26 @@ def ensure_activation_material() -> bpy.types.Material:
     b.section("Pictures and invalid cells")
     invalid = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
                      attribute_name=layer_nodes.INVALID_ATTRIBUTE).outputs["Fac"]
-    colour = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": ramp.outputs["Color"],
+    picture = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
+                     attribute_name=picture_nodes.PICTURE_ATTRIBUTE).outputs["Fac"]
+    pixel = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
+                   attribute_name=picture_nodes.PICTURE_COLOUR_ATTRIBUTE).outputs["Color"]
+    colour = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": ramp.outputs["Color"],
+                                            "B": pixel}, data_type="RGBA"), "Result")
+    glow = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": glow.outputs[0],
+                                          "B": PICTURE_GLOW}, data_type="FLOAT"), "Result")
+    colour = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": colour,
                                             "B": INVALID_COLOUR}, data_type="RGBA"), "Result")
-    glow = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": glow.outputs[0],
+    glow = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": glow,
                                           "B": INVALID_GLOW}, data_type="FLOAT"), "Result")
     b.section("Shader")
+    # A picture shows its pixels as they are: emission only, no sunlight on top.
+    lit = b.out(b.node("ShaderNodeMath", {0: 1.0, 1: picture}, operation="SUBTRACT"), 0)
+    base = b.out(b.node("ShaderNodeMix", {"Factor": lit, "A": (0.0, 0.0, 0.0, 1.0), "B": colour},
+                        data_type="RGBA"), "Result")
+    specular = b.out(b.node("ShaderNodeMath", {0: lit, 1: 0.5}, operation="MULTIPLY"), 0)
     shader = b.node("ShaderNodeBsdfPrincipled", {
-        "Base Color": colour, "Roughness": 0.45,
+        "Base Color": base, "Roughness": 0.45, "Specular IOR Level": specular,
         "Emission Color": colour, "Emission Strength": glow,
     })
     b.section(None)

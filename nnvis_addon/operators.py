@@ -60,6 +60,10 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         name="Place Beside Scene Objects", default=True,
         description="Move the network clear of the objects and networks already in the scene "
                     "(theirs never move)")
+    input_as_picture: BoolProperty(
+        name="Input as Picture", default=True,
+        description="Draw an image input as one map in the image's own colours (grey for one "
+                    "channel); off: one map per channel, coloured by value like other layers")
 
     def invoke(self, context, event):
         if self.filepath:  # dropped on the window: ask for the options only
@@ -75,7 +79,7 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
             layer_spacing=self.layer_spacing, cell_size=self.cell_size, map_layout=self.map_layout,
             normalize=self.normalize, stage=self.stage,
             use_network_camera=self.use_network_camera, place_beside=self.place_beside,
-            fold=self.fold)
+            fold=self.fold, input_as_picture=self.input_as_picture)
         wm = context.window_manager
         wm.progress_begin(0, 100)
 

@@ -236,3 +236,32 @@ def write_document(path: Path | str, document: Any) -> Path:
 
 def document_path(folder: Path | str, name: str = "tiny") -> Path:
     return Path(folder) / f"{name}{DOCUMENT_SUFFIX}"
+
+
+def sample_photos(height: int, width: int) -> list[np.ndarray]:
+    """scikit-learn's two sample photographs (china.jpg, flower.jpg), resized to ``height`` x
+    ``width`` with Pillow: float32 (H, W, 3) arrays of 0..255 pixel values."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+    return [np.asarray(Image.fromarray(image).resize((width, height), Image.LANCZOS), np.float32)
+            for image in load_sample_images().images]
+
+
+def photo_export(folder: Path | str, *, height: int = 24, width: int = 36, filters: int = 4,
+                 name: str = "photo", scale: Callable[[np.ndarray], np.ndarray] | None = None,
+                 **options) -> BuiltExport:
+    """A CNN export (``cnn_layers`` on an H x W x 3 input) whose two samples are the sample
+    photos (china, flower), as 0..255 values or ``scale(photo)``; the input layer's activations
+    are the same pictures, as the format says. ``options`` go to :func:`make_export`."""
+    photos = [(scale or (lambda p: p))(p) for p in sample_photos(height, width)]
+
+    def put_photos(what: str, array: np.ndarray) -> np.ndarray:
+        if what.startswith("input/"):
+            return photos[int(what.split("/")[1])]
+        if what.startswith("activations/") and what.endswith("/input"):
+            return np.stack(photos)
+        return array
+
+    return make_export(folder, name=name, layers=cnn_layers((height, width, 3), filters=filters),
+                       samples=len(photos), mutate_values=put_photos,
+                       activation_dtype="float32", **options)

@@ -19,6 +19,7 @@ import numpy as np
 from .blocks import Block, collapsed_by_default, find_blocks
 from .controls import default
 from .export_format import Layer, NetworkExport
+from .picture import display_colours, is_picture_layer
 
 MAP_LAYOUTS = ("linear", "grid")
 BLOCK_MODES = ("auto", "collapsed", "expanded", "off")
@@ -156,6 +157,8 @@ class LayoutOptions:
     block_cells: float = 6.0          # size of an unknown layer's block, in cells
     compact_spacing: float = 0.4      # spacing before a column of COMPACT_LAYER_TYPES, relative
     compact_labels_up_to: int = 40    # deeper networks hide the labels of compact layers
+    input_as_picture: bool = True     # an image input is one map in its own colours
+                                      # (core/picture.py); False: one map per channel
     blocks: str = "auto"              # "auto": collapse blocks of deep networks (core/blocks.py);
                                       # "collapsed", "expanded", or "off" (no blocks)
     summary_above_channels: int = 16  # units with more maps open summarised into their max map
@@ -196,6 +199,7 @@ class LayerPlan:
     value_max: float
     label: str
     show_label: bool = True
+    picture: bool = False             # the input drawn as one map in the image's colours
     in_block: str | None = None       # the block the unit belongs to (core/blocks.py)
     hidden: bool = False              # hidden inside its collapsed block: no width, not drawn
     block_output: bool = False        # the unit a collapsed block is drawn as
@@ -236,9 +240,21 @@ class LayerPlan:
         true = cell_grid(self.layer.output_shape)
         values = np.asarray(activations, dtype=np.float32).reshape(
             samples, true.height, true.width, true.channels)
+        if self.picture:  # one map: a cell's value is its pixel's mean over the channels
+            values = values.mean(axis=3, keepdims=True, dtype=np.float64).astype(np.float32)
         if self.stride > 1:
             values = downsample_maps(values, self.stride)
         return values.reshape(samples, -1)
+
+    def picture_colours(self, activations: np.ndarray) -> np.ndarray:
+        """(samples, drawn cells, 3) float32 linear RGB of a picture layer's (samples, H, W, C)
+        pixels, downsampled like its cells, by the display mapping of core/picture.py."""
+        samples = activations.shape[0]
+        values = np.asarray(activations, dtype=np.float32).reshape(
+            samples, *self.layer.output_shape)
+        if self.stride > 1:
+            values = downsample_maps(values, self.stride)
+        return display_colours(values).reshape(samples, -1, 3)
 
 
 @dataclass
@@ -319,6 +335,9 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
         layer_budget = share if layer_budget is None else min(layer_budget, share)
     for layer, column in zip(export.layers, columns):
         true_grid = cell_grid(layer.output_shape)
+        picture = options.input_as_picture and is_picture_layer(layer)
+        if picture:
+            true_grid = CellGrid(true_grid.height, true_grid.width, 1)
         block = layer.type not in KNOWN_LAYER_TYPES
         stride = 1 if block else display_stride(true_grid, layer_budget)
         if block:
@@ -340,7 +359,8 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
         plan = LayerPlan(layer=layer, grid=grid, column=column, spacing_factor=1.0, x=0.0,
                          y=0.0, stride=stride, block=block, grid_layout=grid_layout,
                          channel_gap=gap, tile_depth=depth, cell_scale=scale, value_min=0.0,
-                         value_max=1.0, label=layer_label(layer, grid, stride, block))
+                         value_max=1.0, label=layer_label(layer, grid, stride, block),
+                         picture=picture)
         plan.value_min, plan.value_max = activation_range(
             [plan.display_values(epoch.activations[layer.name]) for epoch in export.epochs])
         plans.append(plan)
@@ -351,8 +371,10 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
     if len(plans) > options.compact_labels_up_to:
         for plan in plans:
             plan.show_label = plan.layer.type not in COMPACT_LAYER_TYPES
-    global_min = min(p.value_min for p in plans)
-    global_max = max(p.value_max for p in plans)
+    # Pictures show their own colours: their pixel values do not stretch the global range.
+    coloured = [p for p in plans if not p.picture] or plans
+    global_min = min(p.value_min for p in coloured)
+    global_max = max(p.value_max for p in coloured)
     lo = [min(p.x for p in plans) - options.cell_size, 0.0, 0.0]
     hi = [max(p.x for p in plans) + options.cell_size, 0.0, 0.0]
     for p in plans:

@@ -37,6 +37,7 @@ from .connections import (Edges, conv_edges, dense_edges, latest_finite_weights,
                           reduce_edges, spatial_to_dense_edges)
 from .export_format import Layer, NetworkExport, errors_naming_layer
 from .layout import CellGrid, NetworkPlan, cell_grid, layer_columns
+from .picture import merge_picture_channels
 
 POOLING_TYPES = frozenset({"MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D",
                            "GlobalAveragePooling1D", "GlobalAveragePooling2D",
@@ -187,6 +188,11 @@ def _edge_function(export: NetworkExport, source: Layer, layer: Layer, grids: di
     return None
 
 
+def _from_picture(edges_at: Callable, channels: int) -> Callable:
+    """The edges-at-epoch function of a link that starts at a picture (core/picture.py)."""
+    return lambda e: merge_picture_channels(edges_at(e), channels)
+
+
 def plan_links(export: NetworkExport, options: WiringOptions | None = None,
                plan: NetworkPlan | None = None) -> list[LayerLink]:
     """Every link of the layer graph, in graph order. ``plan`` gives the drawn grids (downsampled
@@ -195,9 +201,11 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
     if plan is not None:
         grids = {p.layer.name: p.grid for p in plan.layers}
         blocks = {p.layer.name for p in plan.layers if p.block}
+        pictures = {p.layer.name for p in plan.layers if p.picture}  # one map for C channels
     else:
         grids = {layer.name: cell_grid(layer.output_shape) for layer in export.layers}
         blocks = set()
+        pictures = set()
     column = dict(zip((layer.name for layer in export.layers), layer_columns(export.layers)))
     pairs = sum(len(layer.inbound) for layer in export.layers)
     if options.budget is not None and pairs:
@@ -212,6 +220,8 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
             if found is None:
                 found = source, "layer", lambda e: Edges([0], [0], [1.0], 1, 1, "layer", "layer")
             drawn_from, kind, edges_at = found
+            if drawn_from.name in pictures:
+                edges_at = _from_picture(edges_at, drawn_from.output_shape[-1])
             with errors_naming_layer(export.path, layer.name,
                                      f"the connections {drawn_from.name} -> {layer.name}"):
                 links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
