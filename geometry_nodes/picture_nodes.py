@@ -24,10 +24,8 @@ def store_picture(b, m, geometry, picture, sample_text):
     """Store ``picture`` (0/1) and ``picture_colour`` on the points of ``geometry``; ``picture``
     is the group's boolean input, ``sample_text`` the clamped sample number as a string socket.
     Returns the last Store Named Attribute node."""
-    name = b.node("GeometryNodeStringJoin", {"Delimiter": ""})
-    b.link_multi_input([m.text(PICTURE_COLOUR_PREFIX + "s"), sample_text], name.inputs["Strings"])
-    colour = b.node("GeometryNodeInputNamedAttribute", {"Name": name.outputs[0]},
-                    data_type="FLOAT_COLOR")
+    name = m.join([PICTURE_COLOUR_PREFIX + "s", sample_text])
+    colour = b.node("GeometryNodeInputNamedAttribute", {"Name": name}, data_type="FLOAT_COLOR")
     # A single-value switch: layers that are no picture never look the attribute up.
     shown = m.switch("RGBA", picture, (0.0, 0.0, 0.0, 1.0), b.out(colour, "Attribute"))
     stored = b.node("GeometryNodeStoreNamedAttribute",

@@ -97,7 +97,8 @@ def network_collection(root: bpy.types.Object) -> bpy.types.Collection | None:
 def owned_objects(root: bpy.types.Object) -> list[bpy.types.Object]:
     """Every object the import of ``root`` made that still exists and still belongs to it."""
     objects = [root, *network_layers(root), *network_connections(root)]
-    objects += [obj for key in (names.PART_CAMERA, names.PART_LIGHT, names.PART_COUNTER)
+    objects += [obj for key in (names.PART_CAMERA, names.PART_LIGHT, names.PART_COUNTER,
+                                names.PART_LEGEND)
                 if (obj := part(root, key)) is not None]
     return list({obj.as_pointer(): obj for obj in objects}.values())
 

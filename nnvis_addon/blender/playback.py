@@ -11,7 +11,8 @@ Blender itself, never by Python) and geometry nodes. No frame-change handler is 
   carrying the epoch number and up to two metrics (accuracy, loss) as attributes, drawn by the
   "NNVis Epoch Counter" group (geometry_nodes/counter_nodes.py), whose ``Epoch`` input is driven
   by the root's ``nnvis_epoch``. It is parented to the network's camera and kept in the lower-left
-  corner of the frame by drivers on the camera's lens and the scene's resolution.
+  corner of the frame by drivers on the camera's lens and the scene's resolution (an overlay,
+  blender/overlay.py).
 * :func:`farm_safety_problems` lists whatever in a file would need Python to play back.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 from ...geometry_nodes import counter_nodes, materials
 from ..core import names
 from ..core.export_format import read_export
-from . import compat, network, writers
+from . import compat, network, overlay, writers
 
 EPOCH_PROPERTY = "nnvis_epoch"
 EPOCH_PATH = f'["{EPOCH_PROPERTY}"]'
@@ -34,9 +35,7 @@ COUNTER_MARKER = names.COUNTER_MARKER
 COUNTER_MODIFIER = names.COUNTER_MODIFIER
 PREFERRED_METRICS = ("accuracy", "loss")
 
-# Counter placement in camera space, in units of half the frame height.
-COUNTER_DISTANCE = 1.0    # in front of the camera (well beyond clip_start, before the network)
-COUNTER_MARGIN = 0.07     # from the frame's left and bottom edges
+# Counter size in units of half the frame height (its place: blender/overlay.py).
 COUNTER_SIZE = 0.11       # height of the "Epoch N" letters (5.5 % of the frame height)
 
 
@@ -209,11 +208,7 @@ def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
         counter.data = mesh
         if old.users == 0:
             bpy.data.meshes.remove(old)
-    # Seen by the camera only: no shadows or reflections of text floating before the lens.
-    for visibility in ("visible_shadow", "visible_diffuse", "visible_glossy",
-                       "visible_transmission", "visible_volume_scatter"):
-        if hasattr(counter, visibility):
-            setattr(counter, visibility, False)
+    overlay.camera_only(counter)
 
     modifier = counter.modifiers.get(COUNTER_MODIFIER) or counter.modifiers.new(COUNTER_MODIFIER,
                                                                                "NODES")
@@ -229,10 +224,10 @@ def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
         compat.set_modifier_input(modifier, key, value)
     counter["nnvis_counter_metrics"] = list(chosen)
 
-    _clear_drivers(counter)
+    overlay.clear_drivers(counter)
     writers.add_driver(counter, compat.modifier_input_path(modifier, "Epoch"), "epoch",
                {"epoch": ("OBJECT", root, EPOCH_PATH)})
-    _place_in_camera(counter, network.network_camera(root) or scene.camera)
+    overlay.place_in_camera(counter, network.network_camera(root) or scene.camera, "lower left")
     counter.update_tag()
     return counter
 
@@ -250,40 +245,6 @@ def _fill_counter_mesh(mesh, numbers: list[float], metric_values: list[list]) ->
         values = metric_values[slot - 1] if slot <= len(metric_values) else [None] * count
         write(counter_nodes.metric_attribute(slot), [0.0 if v is None else v for v in values])
         write(counter_nodes.has_metric_attribute(slot), [0.0 if v is None else 1.0 for v in values])
-
-
-def _clear_drivers(obj) -> None:
-    anim = obj.animation_data
-    if anim is not None:
-        for fcurve in list(anim.drivers):
-            anim.drivers.remove(fcurve)
-
-
-def _place_in_camera(counter, camera) -> None:
-    """Lower-left corner of the camera's frame, whatever the lens or resolution (drivers)."""
-    if camera is None or camera.type != "CAMERA":
-        counter.parent = None
-        counter.location = (0.0, 0.0, 0.0)
-        counter.scale = (1.0, 1.0, 1.0)
-        return
-    counter.parent = camera
-    counter.matrix_parent_inverse.identity()
-    counter.rotation_euler = (0.0, 0.0, 0.0)
-    counter.location = (0.0, 0.0, -COUNTER_DISTANCE)
-    # Perspective camera with sensor fit AUTO: the sensor spans the frame's longer side, so at
-    # distance d the half-width is d*s/(2l)*min(1, x/y) and the half-height d*s/(2l)*min(1, y/x).
-    variables = {"s": ("CAMERA", camera.data, "sensor_width"),
-                 "l": ("CAMERA", camera.data, "lens"),
-                 "x": ("SCENE", None, "render.resolution_x"),
-                 "y": ("SCENE", None, "render.resolution_y")}
-    half = f"({COUNTER_DISTANCE} * s / (2 * l))"
-    half_width = f"{half} * min(1, x / y)"
-    half_height = f"{half} * min(1, y / x)"
-    writers.add_driver(counter, "location", f"{COUNTER_MARGIN} * {half_height} - {half_width}",
-               variables, index=0)
-    writers.add_driver(counter, "location", f"({COUNTER_MARGIN} - 1) * {half_height}", variables, index=1)
-    for axis in range(3):
-        writers.add_driver(counter, "scale", half_height, variables, index=axis)
 
 
 # -- render-farm safety -----------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 * :func:`place_network` moves a new network beside whatever visible objects and networks the
   scene already holds (never moving theirs);
-* :func:`stage_network` adds the network's camera (framed on this network only), key light and
-  the dark "NNVis World", and makes the camera the scene's camera when asked;
+* :func:`stage_network` adds the network's camera (framed on this network only) with the
+  colour legend in its frame (blender/legend.py), key light and the dark "NNVis World", and
+  makes the camera the scene's camera when asked;
 * :func:`take_scene_camera` / :func:`give_back_scene_camera` keep the scene's camera history, so
   removing a network gives the scene back the camera it had;
 * :func:`frame_network` re-aims a network's camera on its current layout.
@@ -21,6 +22,7 @@ from ..core import names
 from ..core.layout import NetworkPlan, fit_camera, label_size, layer_corners
 from ..core.placement import Box, View, place_beside
 from . import compat, connections, network
+from . import legend
 
 VIEW_DIRECTION = (-0.55, -0.76, 0.36)  # from the network towards the camera: front-left, above
 CAMERA_LENS = 50.0
@@ -129,6 +131,7 @@ def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Sc
                          + offset, scene)
     if use_network_camera or scene.camera is None:
         take_scene_camera(scene, camera)
+    legend.ensure_legend(root, camera, scene)
 
     light_data = bpy.data.lights.new(f"{name} key light", "SUN")
     light_data.energy = 2.0

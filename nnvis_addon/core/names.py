@@ -12,6 +12,7 @@ LAYER_MARKER = "nnvis_layer"         # on a layer object; value: the layer's nam
 CONNECTION_MARKER = "nnvis_connection"
 CAMERA_MARKER = "nnvis_camera"       # on the camera an import staged
 COUNTER_MARKER = "nnvis_counter"     # on the epoch counter
+LEGEND_MARKER = "nnvis_legend"       # on the colour legend
 LABEL_MARKER = "nnvis_label"         # on a unit's label object; value: its layer's name
 WORLD_MARKER = "nnvis_world"         # on the "NNVis World"
 
@@ -22,6 +23,7 @@ PART_COLLECTION = "collection"       # PARTS keys: the network's collection,
 PART_CAMERA = "camera"               # its staged camera, key light and epoch counter,
 PART_LIGHT = "light"
 PART_COUNTER = "counter"
+PART_LEGEND = "legend"               # its colour legend
 PART_LAYERS = "layers"               # its layer objects (in layer order)
 PART_CONNECTIONS = "connections"     # its connection objects (in build order)
 PART_LABELS = "labels"               # and its label objects (in layer order)
@@ -56,6 +58,7 @@ LABEL_AUTO_HIDDEN = "nnvis_label_auto_hidden"  # 1 while nnvis hides it (no room
 LAYER_MODIFIER = "NNVis Layer"
 CONNECTION_MODIFIER = "NNVis Connections"
 COUNTER_MODIFIER = "NNVis Epoch Counter"
+LEGEND_MODIFIER = "NNVis Colour Legend"
 
 # -- the name of the collection an import makes -------------------------------------------------
 COLLECTION_PREFIX = "NNVis "
