@@ -11,7 +11,7 @@ from bpy_extras.io_utils import ImportHelper
 
 from .blender import connections, network
 from .blender.api import Network
-from .core import controls
+from .core import controls, names
 from .core.export_format import DOCUMENT_SUFFIX, NnvisError
 
 
@@ -227,5 +227,32 @@ class NNVIS_OT_rebundle_network(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class NNVIS_OT_unfold_unit(bpy.types.Operator):
+    """Draw the layers folded into the active unit (its BatchNormalization, activation...) as
+    units of their own: the network is imported again in place, keeping its controls"""
+
+    bl_idname = "nnvis.unfold_unit"
+    bl_label = "Unfold Unit"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        obj = context.active_object
+        return obj is not None and bool(obj.get(names.FOLDED)) and \
+            network.network_of(obj) is not None
+
+    def execute(self, context):
+        unit = context.active_object.get(names.LAYER_MARKER)
+        target = Network.of(context.active_object)
+        try:
+            unfolded = target.unfold(unit)
+        except (network.NetworkError, ValueError, NnvisError, OSError) as exc:
+            self.report({"ERROR"}, f"Nothing unfolded: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Unfolded {unit!r}: {len(unfolded.layers)} units")
+        return {"FINISHED"}
+
+
 CLASSES = (NNVIS_OT_import_network, NNVIS_FH_import_network, NNVIS_OT_rebundle,
-           NNVIS_OT_load_example, NNVIS_OT_frame_network, NNVIS_OT_rebundle_network)
+           NNVIS_OT_load_example, NNVIS_OT_frame_network, NNVIS_OT_rebundle_network,
+           NNVIS_OT_unfold_unit)

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 import bpy
 from bpy.props import IntProperty, PointerProperty
 
-from .blender import compat, connections, scene
-from .core import controls
+from .blender import blocks, compat, connections, scene
+from .core import controls, names
 
 CATEGORY = "NNVis"
 FILTER_ITEM = 1 << 30  # UIList.bitflag_filter_item, readable only on a list being drawn
@@ -38,6 +38,8 @@ class PanelModel:
     layers: list = field(default_factory=list)
     active_layer: bpy.types.Object | None = None
     layer_controls: list[Control] = field(default_factory=list)
+    block_control: Control | None = None  # collapse of the active unit's block
+    folded: str = ""                      # layers folded into the active unit (Unfold offers)
 
 
 NETWORK_CONTROL_LABELS = controls.panel_rows("network")
@@ -106,6 +108,11 @@ def panel_model(context) -> PanelModel:
                                 for name in scene.LAYER_CONTROLS]
         model.layer_controls[:0] = [Control(layer, "hide_viewport", "Hide in Viewport"),
                                     Control(layer, "hide_render", "Hide in Render")]
+        block = layer.get(names.BLOCK_NAME)
+        owner = blocks.network_blocks(root).get(block) if block else None
+        if owner is not None:
+            model.block_control = Control(owner, blocks.CONTROL_PATH, f"Collapse Block {block}")
+        model.folded = str(layer.get(names.FOLDED, ""))
     return model
 
 
@@ -198,6 +205,12 @@ class NNVIS_PT_layers(bpy.types.Panel):
         column = layout.column()
         for control in model.layer_controls:
             _prop(column, control)
+        if model.block_control is not None:
+            _prop(column, model.block_control, slider=True)
+        if model.folded:
+            row = column.row()
+            row.label(text=f"Folded: {model.folded}")
+            row.operator("nnvis.unfold_unit", text="Unfold")
         if model.edge_controls:
             # Connections follow a new layout at once but keep their bundled shape: offer to
             # bundle them again for it.

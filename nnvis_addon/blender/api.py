@@ -21,9 +21,9 @@ from dataclasses import fields, replace
 
 import bpy
 
-from ..core import controls
+from ..core import controls, names
 from ..core.bundling import BundlingParams
-from . import connections, lifecycle, network, playback, scene, staging
+from . import blocks, compat, connections, lifecycle, network, playback, scene, staging
 
 SUMMARIES = {"stack": 0, "max": 1, "mean": 2}
 
@@ -131,6 +131,65 @@ class Network:
 
     def show(self, layer, visible: bool = True) -> None:
         scene.set_layer_visible(self._layer(layer), visible)
+
+    # -- blocks and folding -----------------------------------------------------------------------
+
+    @property
+    def blocks(self) -> list[str]:
+        """Names of the network's blocks (residual blocks, name-scoped groups...)."""
+        return list(blocks.network_blocks(self.root))
+
+    def collapse_block(self, block: str, amount: float = 1.0) -> None:
+        """Collapse a block into its output unit (1) or expand it (0); fractions animate."""
+        blocks.set_block_collapsed(self.root, block, amount)
+
+    def expand_block(self, block: str) -> None:
+        blocks.set_block_collapsed(self.root, block, 0.0)
+
+    def unfold(self, unit: str) -> Network:
+        """Draw the layers folded into ``unit`` (e.g. its BN and ReLU) as units of their own.
+        The network is imported again in place (see :meth:`reimport`); returns the new one."""
+        obj = self.layer(unit)
+        if not obj.get(names.FOLDED):
+            raise ValueError(f"unit {unit!r} of network {self.name!r} has nothing folded into it")
+        kept = set(self.root[names.IMPORT_OPTIONS].get("unfold") or ())
+        return self.reimport(unfold=frozenset(kept | {unit}))
+
+    def reimport(self, **changes) -> Network:
+        """Import the network's export again, in place, with some import options changed
+        (``fold``, ``unfold``, ``blocks``, ``map_layout``...): the new network takes the old one's
+        place, network controls, block states, epoch animation and counter, and the scene's
+        camera if the old one had it; then the old one is removed. Returns the new network."""
+        network.require_whole(self.root)
+        old = self.root
+        record = dict(old.get(names.IMPORT_OPTIONS) or {})
+        record.update(changes)
+        record["place_beside"] = False
+        scene_ = next((s for s in bpy.data.scenes if s.objects.get(old.name) == old),
+                      bpy.context.scene)
+        had_camera = self.camera is not None and scene_.camera == self.camera
+        record["use_network_camera"] = had_camera
+        options = scene.ImportOptions.from_record(record)
+        new = Network(scene.import_network(old[names.SOURCE_PATH], options, scene=scene_))
+        new.root.matrix_world = old.matrix_world.copy()
+        for control in controls.NETWORK_CONTROLS:
+            if control.key in old:
+                new.root[control.key] = old[control.key]
+        states = {name: owner[names.BLOCK_COLLAPSED]
+                  for name, owner in blocks.network_blocks(old).items()}
+        for name, owner in blocks.network_blocks(new.root).items():
+            if name in states:
+                owner[names.BLOCK_COLLAPSED] = states[name]
+        action = old.animation_data.action if old.animation_data else None
+        if action is not None:
+            compat.assign_action(new.root, action)
+        if playback.find_counter(old) is not None:
+            playback.ensure_counter(new.root, scene_)
+        self.remove()
+        self.root = new.root
+        if had_camera:
+            staging.frame_network(new.root, scene_)
+        return new
 
     # -- actions ----------------------------------------------------------------------------------
 

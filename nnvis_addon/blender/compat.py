@@ -120,3 +120,12 @@ def resize_curves(obj: bpy.types.Object, sizes: list[int]):
         bpy.data.hair_curves.remove(old)
         new.name = name
     return new
+
+
+def assign_action(id_data, action) -> None:
+    """Animate ``id_data`` by ``action``; from 4.4 on (slotted actions) also by the action's
+    first slot when none matched the data-block's name."""
+    anim = id_data.animation_data or id_data.animation_data_create()
+    anim.action = action
+    if hasattr(anim, "action_slot") and anim.action_slot is None and len(action.slots):
+        anim.action_slot = action.slots[0]

@@ -15,7 +15,7 @@ Scene structure (one network):
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable
 
 import bpy
@@ -65,6 +65,27 @@ class ImportOptions:
     input_as_picture: bool = True     # an image input as one map in its own colours
     edge_ranking: str = "weight"      # core/wiring.py RANKINGS: edges drawn by |w| or |a * w|
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
+
+    def as_record(self) -> dict:
+        """The options as plain values, kept on the root so the network can be imported again
+        with some of them changed (``api.Network.reimport``)."""
+        record = {}
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if isinstance(value, frozenset):
+                record[option.name] = sorted(value)
+            elif value is None or isinstance(value, (bool, int, float, str)):
+                record[option.name] = value
+        return record
+
+    @classmethod
+    def from_record(cls, record) -> ImportOptions:
+        known = {option.name: option for option in fields(cls)}
+        values = {}
+        for name, value in dict(record).items():
+            if name in known and name != "connections":
+                values[name] = frozenset(value) if name == "unfold" else value
+        return cls(**values)
 
     def validate(self, export: NetworkExport) -> None:
         if not 0 <= self.sample < export.num_samples:
@@ -177,6 +198,8 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
             settings["max"] = hi
         root.id_properties_ui(control.key).update(**settings)
     root[ROOT_MARKER] = 1
+    record = {key: value for key, value in options.as_record().items() if value is not None}
+    root[names.IMPORT_OPTIONS] = record
     root["nnvis_source"] = str(export.path)
     root["nnvis_model"] = export.name
     root["nnvis_epoch_numbers"] = [int(e) for e in export.epoch_numbers]
@@ -213,7 +236,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
     obj.location = (layer_plan.x, layer_plan.y, 0.0)
     obj[LAYER_MARKER] = layer.name
     obj["nnvis_layer_type"] = layer.type
-    obj["nnvis_folded"] = ", ".join(layer.folded)
+    obj[names.FOLDED] = ", ".join(layer.folded)
     obj["nnvis_layer_index"] = layer.index
     obj["nnvis_output_shape"] = list(layer.output_shape)
     obj["nnvis_display_stride"] = layer_plan.stride

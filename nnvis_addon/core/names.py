@@ -39,12 +39,14 @@ EPOCH_NUMBERS = "nnvis_epoch_numbers"
 GLOBAL_RANGE = "nnvis_global_range"
 WARNINGS = "nnvis_warnings"
 PLAYBACK = "nnvis_playback"
+IMPORT_OPTIONS = "nnvis_import_options"  # the options it was imported with (for re-import)
 
 # -- facts about a layer, on its object ---------------------------------------------------------
 LAYER_TYPE = "nnvis_layer_type"
 LAYER_INDEX = "nnvis_layer_index"
 OUTPUT_SHAPE = "nnvis_output_shape"
 DISPLAY_STRIDE = "nnvis_display_stride"
+FOLDED = "nnvis_folded"              # the layers folded into a unit, comma-separated
 BLOCK = "nnvis_block"                # an unknown layer type drawn as one block (a box)
 BLOCK_NAME = "nnvis_block_name"      # the block (core/blocks.py) a unit belongs to
 BLOCK_MEMBERS = "nnvis_block_members"  # on a block's output unit: the block's units
