@@ -7,10 +7,11 @@ by their identifier, their name (first visible match) or their index. ``section(
 nodes made after it into a frame with that label, so a builder's sections read like headings.
 
 ``arrange(tree)``, the last step of every builder, places the nodes: columns by dependency (a
-node's column is its longest path from the group input; a node without inputs sits just left of
-its first user), rows in each column ordered by the mean row of the nodes they connect to (fewer
-crossing links), and each frame's nodes in a band of their own, frames stacked top to bottom, so
-no frame covers another's nodes. Placement changes nothing a render shows.
+node's column is its longest path from the group input, then a value with slack moves right to
+just before its nearest user in the same frame, constants and attribute reads included), rows
+in each column ordered by the mean row of the nodes they connect to (fewer crossing links), and
+each frame's nodes in a band of their own, bands stacked top to bottom, so no frame covers
+another's nodes. Placement changes nothing a render shows.
 """
 
 from __future__ import annotations
@@ -395,7 +396,7 @@ def _place(nodes, cells, column) -> None:
 
 
 def _band_order(nodes):
-    """Bands in the order of their frames' creation, nodes in no frame first."""
+    """Bands in the order their first nodes were made, nodes in no frame first."""
     first_node = {}
     for index, node in enumerate(nodes.values()):
         first_node.setdefault(node.parent.name if node.parent else "", index)
