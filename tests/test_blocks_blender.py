@@ -71,12 +71,18 @@ def test_a_block_expands_and_collapses_in_place(Network, deep):
     output = network.layer("stage_block3_add")
     after = network.layer("stage_block4_add")
     assert not any(drawn(obj) for obj in members)
+    member_names = {obj["nnvis_layer"] for obj in members}
+    inner = [c for c in network.connections
+             if {c["nnvis_source_layer"], c["nnvis_target_layer"]} & member_names]
+    assert inner and all(c.hide_render and c.hide_viewport for c in inner), \
+        "connections into a collapsed block's hidden units hide with them"
     collapsed_gap = after.matrix_world.translation.x - output.matrix_world.translation.x
     before_output = output.matrix_world.translation.x
 
     network.expand_block("stage_block3")
     bpy.context.view_layer.update()
     assert all(drawn(obj) for obj in members)
+    assert not any(c.hide_render or c.hide_viewport for c in inner)
     xs = [obj.matrix_world.translation.x for obj in (*members, output)]
     entry = network.layer("stage_block2_add").matrix_world.translation.x
     assert xs == sorted(xs) and xs[0] > entry, "the block's units in order after its entry"

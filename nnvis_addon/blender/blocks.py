@@ -2,8 +2,10 @@
 
 Each block's control is a custom property of its output unit's object, ``nnvis_block_collapsed``
 (0..1, animatable). Simple-expression drivers carry it into the block's other units: their
-``Hidden`` input (their cells shrink away) and their share of the layer spacing (the units after
-the block move closer), so collapsing animates and a saved .blend plays without nnvis.
+``Hidden`` input (their cells shrink away), their share of the layer spacing (the units after
+the block move closer) and, once fully collapsed, their visibility flags (so their labels and
+connections hide with them: connections follow their layers' flags, blender/connections.py).
+Collapsing animates, and a saved .blend plays without nnvis.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..core.layout import NetworkPlan
 from . import compat, network, writers
 
 CONTROL_PATH = f'["{names.BLOCK_COLLAPSED}"]'
+FULLY_COLLAPSED = 0.999  # past this, a block's other units are hidden, not just shrunk
 
 
 def block_owners(plan: NetworkPlan, layer_objects: dict) -> dict[str, bpy.types.Object]:
@@ -39,8 +42,11 @@ def init_block_controls(plan: NetworkPlan, layer_objects: dict, modifier_name: s
             member = layer_objects[name]
             member[names.BLOCK_NAME] = block.name
             modifier = member.modifiers[modifier_name]
+            control = {"block": ("OBJECT", owner, CONTROL_PATH)}
             writers.add_driver(member, compat.modifier_input_path(modifier, "Hidden"), "block",
-                               {"block": ("OBJECT", owner, CONTROL_PATH)})
+                               control)
+            for flag in ("hide_viewport", "hide_render"):
+                writers.add_driver(member, flag, f"block > {FULLY_COLLAPSED}", control)
 
 
 def network_blocks(root: bpy.types.Object) -> dict[str, bpy.types.Object]:
