@@ -50,10 +50,11 @@ def camera_view(scene: bpy.types.Scene, fov_wide: float | None = None) -> View:
 # -- where the network goes ---------------------------------------------------------------------
 
 
-def _world_box(obj, depsgraph) -> Box:
-    evaluated = obj.evaluated_get(depsgraph)
-    matrix = np.array(evaluated.matrix_world)
-    corners = np.array([tuple(c) for c in evaluated.bound_box], dtype=np.float64)
+def _world_box(obj) -> Box:
+    """An object's world box from its bounds as last evaluated: no new evaluation of the scene
+    (which would build the new network's every node tree just to place it)."""
+    matrix = np.array(obj.matrix_world)
+    corners = np.array([tuple(c) for c in obj.bound_box], dtype=np.float64)
     points = corners @ matrix[:3, :3].T + matrix[:3, 3]
     return points.min(axis=0), points.max(axis=0)
 
@@ -79,14 +80,13 @@ def network_points(root: bpy.types.Object) -> np.ndarray:
 def occupied_boxes(scene: bpy.types.Scene, new_root: bpy.types.Object | None = None) -> list[Box]:
     """Boxes of what a new network must not overlap: visible solid objects that belong to no
     network, and every network already in the scene except ``new_root``'s."""
-    depsgraph = bpy.context.evaluated_depsgraph_get()
     boxes = []
     for obj in scene.objects:
         if obj.type not in SOLID_TYPES or network.network_of(obj) is not None:
             continue
         if obj.hide_render and obj.hide_viewport:
             continue
-        boxes.append(_world_box(obj, depsgraph))
+        boxes.append(_world_box(obj))
     for root in network.iter_networks(scene):
         if root == new_root:
             continue
