@@ -10,10 +10,11 @@ The object's hair-curves data holds one curve per kept edge, all with the same n
 * point attributes ``nnvis_t`` (0..1 along the edge) and ``nnvis_offset`` (the bundling's
   displacement from the straight line, perpendicular to the layer axis).
 
-Outputs tubes (or render-ready hair curves) whose radius follows |w|, with ``weight``,
-``weight_norm`` (-1..1) and ``strength_norm`` (0..1) stored for the material. ``Threshold``
-hides edges weaker than that fraction of the pair's strongest weight without re-bundling.
-``Epoch`` is clamped to the recorded epochs. An edge whose weight at the shown epoch is NaN/Inf
+Outputs tubes (or render-ready hair curves) whose radius follows |w| (structural links, which
+carry no weights, at ``Structural Radius`` of it: faint beside the weighted ones), with
+``weight``, ``weight_norm`` (-1..1) and ``strength_norm`` (0..1) stored for the material.
+``Threshold`` hides edges weaker than that fraction of the pair's strongest weight without
+re-bundling. ``Epoch`` is clamped to the recorded epochs. An edge whose weight at the shown epoch is NaN/Inf
 (a diverged run) gets weight 0, ``weight_invalid`` 1 (else 0), the thinnest radius, and is
 never hidden by ``Threshold``: the material draws it in its invalid colour.
 """
@@ -23,10 +24,13 @@ from __future__ import annotations
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Connections"
-VERSION = 2
+VERSION = 3
 WEIGHT_ATTRIBUTE_PREFIX = "nnvis_w_e"
 # 1 on an edge whose weight at the shown epoch is NaN/Inf (read by the connection material).
 INVALID_ATTRIBUTE = "weight_invalid"
+# 1 on the curves of a structural link (channel to channel, no weights of its own), else 0.
+STRUCTURAL_ATTRIBUTE = "structural"
+STRUCTURAL_RADIUS = 0.4  # their radius, relative to a weighted edge's
 
 
 def weight_attribute_name(epoch_index: int) -> str:
@@ -43,6 +47,8 @@ INPUTS = (
     ("Threshold", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "Hide edges weaker than this fraction of Weight Max"),
     ("Radius", "FLOAT", 0.01, 0.0, None, "DISTANCE", "Radius of the strongest edge"),
     ("Min Radius", "FLOAT", 0.15, 0.0, 1.0, "FACTOR", "Radius of the weakest edge, relative"),
+    ("Structural Radius", "FLOAT", STRUCTURAL_RADIUS, 0.0, 1.0, "FACTOR",
+     "Radius of structural links (pooling, merges: no weights of their own), relative"),
     ("As Tubes", "BOOLEAN", True, None, None, None, "Mesh tubes; off: render-ready hair curves"),
     ("Tube Resolution", "INT", 5, 3, None, None, "Sides of each tube"),
     ("Material", "MATERIAL", None, None, None, None, "Material of the connections"),
@@ -110,7 +116,10 @@ def build_connection_group():
     kept = b.node("GeometryNodeDeleteGeometry", {"Geometry": geometry, "Selection": weak},
                   domain="CURVE")
     b.section("Radius and tubes")
-    radius = m.mul(inp["Radius"], m.lerp(inp["Min Radius"], 1.0, strength))
+    structural = b.node("GeometryNodeInputNamedAttribute", {"Name": STRUCTURAL_ATTRIBUTE},
+                        data_type="FLOAT").outputs[0]
+    radius = m.mul(m.mul(inp["Radius"], m.lerp(inp["Min Radius"], 1.0, strength)),
+                   m.lerp(1.0, inp["Structural Radius"], structural))
     sized = b.node("GeometryNodeSetCurveRadius", {"Curve": kept.outputs[0], "Radius": radius})
 
     profile = b.node("GeometryNodeCurvePrimitiveCircle", {"Resolution": inp["Tube Resolution"],

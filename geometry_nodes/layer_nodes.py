@@ -25,17 +25,18 @@ a group input, so the panel and animation never rebuild meshes:
 
 Layer-local axes: the network runs along +X; in a layer, "right" is -Y and "down" is -Z, so a
 camera in front-left of the network sees maps unmirrored.
+
+The unit's label is not drawn here: it is a static text object of its own (blender/labels.py),
+so playback never rebuilds it.
 """
 
 from __future__ import annotations
-
-import math
 
 from . import picture_nodes
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 11
+VERSION = 12
 ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
 # Collapse Summary -> attribute prefix of the per-cell summary over channels.
 SUMMARY_PREFIXES = {1: "nnvis_max_", 2: "nnvis_mean_"}
@@ -82,11 +83,7 @@ INPUTS = (
     ("Global Min", "FLOAT", 0.0, None, None, None, "Network-wide minimum activation"),
     ("Global Max", "FLOAT", 1.0, None, None, None, "Network-wide maximum activation"),
     ("Cell Material", "MATERIAL", None, None, None, None, "Material of the cells"),
-    ("Label", "STRING", "", None, None, None, "Text shown above the layer"),
-    ("Label Size", "FLOAT", 0.3, 0.0, None, "DISTANCE", "Height of the label's letters"),
-    ("Show Label", "BOOLEAN", True, None, None, None, "Draw the label"),
     ("Viewport Points", "BOOLEAN", False, None, None, None, "Draw cells as points in the viewport (big layers); tiles in renders"),
-    ("Label Material", "MATERIAL", None, None, None, None, "Material of the label"),
 )
 
 
@@ -218,23 +215,6 @@ def build_layer_group():
                                                     "Instance": cube.outputs[0],
                                                     "Scale": m.mul(m.sub(1.0, shrink), shown)})
 
-    # -- label above the layer ---------------------------------------------------------------------
-    text = b.node("GeometryNodeStringToCurves", {"String": inp["Label"], "Size": inp["Label Size"]},
-                  align_x="CENTER", align_y="BOTTOM_BASELINE")
-    # Fill each glyph instance, then realize: a glyph is filled once however often it appears.
-    label = b.node("GeometryNodeFillCurve", {"Curve": text.outputs[0]})
-    label = b.node("GeometryNodeRealizeInstances", {"Geometry": label.outputs[0]})
-    label = b.node("GeometryNodeSetMaterial", {"Geometry": label.outputs[0],
-                                               "Material": inp["Label Material"]})
-    label_z = m.add(m.mul(total_h, 0.5), m.mul(inp["Label Size"], 0.8))
-    label = b.node("GeometryNodeTransform", {
-        "Geometry": label.outputs[0],
-        "Translation": m.combine(0.0, 0.0, label_z),
-        "Rotation": (math.radians(90.0), 0.0, math.radians(-90.0)),
-    })
-    label = b.node("GeometryNodeSwitch", {0: inp["Show Label"], "True": label.outputs[0]},
-                   input_type="GEOMETRY")
-
     # Level of detail: in the viewport a big layer can show points instead of tile instances.
     points = b.node("GeometryNodeMeshToPoints", {"Mesh": stored.outputs[0],
                                                   "Radius": m.mul(m.mul(tile, 0.5), shown)})
@@ -246,10 +226,7 @@ def build_layer_group():
     cells = b.node("GeometryNodeSwitch", {0: as_points, "False": cells.outputs[0],
                                           "True": points.outputs[0]}, input_type="GEOMETRY")
     b.section(None)
-    joined = b.node("GeometryNodeJoinGeometry")
-    b.link(cells.outputs[0], joined.inputs[0])
-    b.link(label.outputs[0], joined.inputs[0])
     go = b.node("NodeGroupOutput")
-    b.link(joined.outputs[0], go.inputs[0])
+    b.link(cells.outputs[0], go.inputs[0])
     b.arrange()
     return b.tree

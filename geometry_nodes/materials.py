@@ -6,7 +6,9 @@
   ``picture_colour`` instead, as plain emission (strength 1, no diffuse or specular light), so
   under the "Standard" view transform it renders as the pixel's own sRGB value.
 * "NNVis Label": flat, slightly emissive white for layer labels.
-* "NNVis Connection": blue (negative) through grey to red (positive) by the signed weight.
+* "NNVis Connection": blue (negative) through grey to red (positive) by the signed weight;
+  structural links (``structural`` 1: pooling, merges, no weights of their own) neutral grey,
+  dimmer and mostly transparent, so the weighted connections and the maps read through them.
 
 Values that are NaN/Inf in the export (a diverged training run) show in ``INVALID_COLOUR``,
 magenta, Blender's own "something is missing" colour: viridis never has red and blue both high
@@ -25,7 +27,7 @@ from .builder import BUILDER_VERSION_KEY, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 6
+VERSION = 7
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -132,6 +134,8 @@ CONNECTION_MATERIAL = "NNVis Connection"
 NEGATIVE_COLOUR = (0.05, 0.25, 1.0, 1.0)
 NEUTRAL_COLOUR = (0.16, 0.17, 0.2, 1.0)
 POSITIVE_COLOUR = (1.0, 0.18, 0.06, 1.0)
+STRUCTURAL_GLOW = 0.35     # structural links' emission and opacity, relative to a weighted edge's
+STRUCTURAL_OPACITY = 0.3
 
 
 def ensure_connection_material() -> bpy.types.Material:
@@ -156,7 +160,8 @@ def ensure_connection_material() -> bpy.types.Material:
                                          (NEGATIVE_COLOUR, NEUTRAL_COLOUR, POSITIVE_COLOUR)):
         element.position = position
         element.color = colour
-    colour = b.node("ShaderNodeMix", {"Factor": attribute("structural").outputs["Fac"],
+    structural = attribute(connection_nodes.STRUCTURAL_ATTRIBUTE).outputs["Fac"]
+    colour = b.node("ShaderNodeMix", {"Factor": structural,
                                       "A": ramp.outputs["Color"], "B": NEUTRAL_COLOUR},
                     data_type="RGBA")
     invalid = attribute(connection_nodes.INVALID_ATTRIBUTE).outputs["Fac"]
@@ -166,14 +171,18 @@ def ensure_connection_material() -> bpy.types.Material:
     strength = attribute("strength_norm").outputs["Fac"]
     glow = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.4, "To Max": 3.0})
     # Structural links (pooling, merges) carry no weights: keep them quiet beside weighted ones.
-    quiet = b.node("ShaderNodeMapRange", {"Value": attribute("structural").outputs["Fac"],
-                                          "To Min": 1.0, "To Max": 0.35})
+    quiet = b.node("ShaderNodeMapRange", {"Value": structural,
+                                          "To Min": 1.0, "To Max": STRUCTURAL_GLOW})
     glow = b.node("ShaderNodeMath", {0: glow.outputs[0], 1: quiet.outputs[0]}, operation="MULTIPLY")
     glow = b.node("ShaderNodeMix", {"Factor": invalid, "A": glow.outputs[0], "B": INVALID_GLOW},
                   data_type="FLOAT")
     emission = b.node("ShaderNodeEmission", {"Color": b.out(colour, "Result"),
                                              "Strength": b.out(glow, "Result")})
     opacity = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.12, "To Max": 0.9})
+    faint = b.node("ShaderNodeMapRange", {"Value": structural,
+                                          "To Min": 1.0, "To Max": STRUCTURAL_OPACITY})
+    opacity = b.node("ShaderNodeMath", {0: opacity.outputs[0], 1: faint.outputs[0]},
+                     operation="MULTIPLY")
     # An invalid edge has no strength to fade by: drawn as opaque as the strongest.
     opacity = b.node("ShaderNodeMix", {"Factor": invalid, "A": opacity.outputs[0], "B": 0.9},
                      data_type="FLOAT")

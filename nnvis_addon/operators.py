@@ -56,6 +56,13 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         description="Draw BatchNormalization, activations and Dropout as part of the layer they "
                     "follow (one unit, e.g. \"conv1 + BN + ReLU\"), and a Flatten as part of the "
                     "Dense layer it feeds")
+    edge_ranking: EnumProperty(
+        name="Connections",
+        items=(("weight", "Strongest Weights", "Each layer pair draws its strongest edges by |w|"),
+               ("contribution", "Strongest Contributions",
+                "Each layer pair draws the edges that carry the most into the shown sample's "
+                "result: |activation x weight|")),
+        default="weight")
     place_beside: BoolProperty(
         name="Place Beside Scene Objects", default=True,
         description="Move the network clear of the objects and networks already in the scene "
@@ -79,7 +86,8 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
             layer_spacing=self.layer_spacing, cell_size=self.cell_size, map_layout=self.map_layout,
             normalize=self.normalize, stage=self.stage,
             use_network_camera=self.use_network_camera, place_beside=self.place_beside,
-            fold=self.fold, input_as_picture=self.input_as_picture)
+            fold=self.fold, input_as_picture=self.input_as_picture,
+            edge_ranking=self.edge_ranking)
         wm = context.window_manager
         wm.progress_begin(0, 100)
 

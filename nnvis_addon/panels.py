@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import bpy
 from bpy.props import IntProperty, PointerProperty
 
-from .blender import blocks, compat, connections, scene
+from .blender import blocks, compat, connections, labels, scene
 from .core import controls, names
 
 CATEGORY = "NNVis"
@@ -113,6 +113,10 @@ def panel_model(context) -> PanelModel:
         if owner is not None:
             model.block_control = Control(owner, blocks.CONTROL_PATH, f"Collapse Block {block}")
         model.folded = str(layer.get(names.FOLDED, ""))
+        label = labels.label_of(layer)
+        if label is not None:  # the unit's label, an object of its own
+            model.layer_controls += [Control(label, "hide_viewport", "Hide Label in Viewport"),
+                                     Control(label, "hide_render", "Hide Label in Render")]
     return model
 
 

@@ -91,32 +91,11 @@ def breakdown(scene, frames, groups) -> None:
         modifier.id_data.update_tag()
 
 
-def fill_glyphs_first(tree) -> bool:
-    """What-if, in memory only: String to Curves -> Fill Curve -> Realize Instances instead of
-    String to Curves -> Realize -> Fill (each character filled on its own). False if the group
-    has no such chain."""
-    swapped = False
-    for fill in [n for n in tree.nodes if n.bl_idname == "GeometryNodeFillCurve"]:
-        feed = fill.inputs[0].links
-        if not feed or feed[0].from_node.bl_idname != "GeometryNodeRealizeInstances":
-            continue
-        realize = feed[0].from_node
-        source = realize.inputs[0].links[0].from_socket if realize.inputs[0].links else None
-        if source is None or source.node.bl_idname != "GeometryNodeStringToCurves":
-            continue
-        targets = [link.to_socket for link in fill.outputs[0].links]
-        tree.links.new(source, fill.inputs[0])
-        tree.links.new(fill.outputs[0], realize.inputs[0])
-        for socket in targets:
-            tree.links.new(realize.outputs[0], socket)
-        swapped = True
-    return swapped
-
-
 def what_if(scene, frames, root, scene_api, connections, compat) -> None:
-    """Where the time goes: the same frames with labels off, connections as hair curves, labels
-    filled per character (none of these changes is saved anywhere)."""
-    layers = scene_api.network_layers(root)
+    """Where the time goes: the same frames with the label objects hidden (static text: they
+    should cost nothing a frame), then with connections as hair curves (none of these changes
+    is saved anywhere)."""
+    labels = [obj for obj in scene_api.network.network_labels(root) if not obj.hide_viewport]
     links = connections.network_connections(root)
 
     def set_all(objects, name, value):
@@ -125,21 +104,17 @@ def what_if(scene, frames, root, scene_api, connections, compat) -> None:
             obj.update_tag()
 
     tubes = {obj.name: compat.get_modifier_input(obj.modifiers[0], "As Tubes") for obj in links}
-    set_all(layers, "Show Label", False)
-    print(f"  what if no layer labels:                   {summary(step_frames(scene, frames))}")
+    for obj in labels:
+        obj.hide_viewport = True
+    print(f"  what if no label objects ({len(labels)}):          "
+          f"{summary(step_frames(scene, frames))}")
+    for obj in labels:
+        obj.hide_viewport = False
     set_all(links, "As Tubes", False)
-    print(f"  ... and connections as hair curves:        {summary(step_frames(scene, frames))}")
-    set_all(layers, "Show Label", True)
-    print(f"  what if labels + hair curves only:         {summary(step_frames(scene, frames))}")
-    tree = layers[0].modifiers[0].node_group
-    if fill_glyphs_first(tree):
-        for obj in layers:
-            obj.update_tag()
-        print(f"  ... with labels filled per character:      {summary(step_frames(scene, frames))}")
+    print(f"  what if connections as hair curves:        {summary(step_frames(scene, frames))}")
     for obj in links:
         compat.set_modifier_input(obj.modifiers[0], "As Tubes", tubes[obj.name])
         obj.update_tag()
-    print(f"  ... and the tubes back:                    {summary(step_frames(scene, frames))}")
 
 
 def describe(root, scene_api, connections) -> str:

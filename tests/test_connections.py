@@ -15,6 +15,7 @@ from nnvis_addon.core.connections import (
     cell_coordinates,
     conv_edges,
     dense_edges,
+    display_budget,
     pool_edges,
     reduce_edges,
     spatial_to_dense_edges,
@@ -207,9 +208,11 @@ def test_endpoints():
 # ------------------------------------------------------------------------------ reduction
 
 
-def reference_reduce(edges: Edges, cap=None, top_k=None, threshold=None) -> list[int]:
-    """Plain Python: the documented rules, ties to the lower edge index."""
-    a = np.abs(edges.weight)
+def reference_reduce(edges: Edges, cap=None, top_k=None, threshold=None, score=None) -> list[int]:
+    """Plain Python: the documented rules, ties to the lower edge index; ``score`` ranks the
+    edges (default |w|), the threshold always compares |w|."""
+    a = np.abs(edges.weight) if score is None else np.asarray(score, np.float32)
+    w = np.abs(edges.weight)
     groups = defaultdict(list)
     for i, t in enumerate(edges.target.tolist()):
         groups[t].append(i)
@@ -219,7 +222,7 @@ def reference_reduce(edges: Edges, cap=None, top_k=None, threshold=None) -> list
         order = sorted(members, key=lambda i: (-a[i], i))
         strongest.add(order[0])
         for i in (order if top_k is None else order[:top_k]):
-            if limit is None or a[i] >= limit:
+            if limit is None or w[i] >= limit:
                 keep.add(i)
         keep.add(order[0])
     if cap is not None and len(keep) > cap:
@@ -241,6 +244,11 @@ def shuffled(edges: Edges, seed: int) -> Edges:
                  edges.n_source, edges.n_target)
 
 
+def shuffled_with(edges: Edges, score: np.ndarray, seed: int) -> tuple[Edges, np.ndarray]:
+    order = np.random.default_rng(seed).permutation(len(edges))
+    return shuffled(edges, seed), score[order]
+
+
 CASES = [dict(top_k=3), dict(threshold=1.0), dict(cap=100), dict(cap=5),
          dict(top_k=4, threshold=0.8), dict(top_k=6, threshold=0.5, cap=60),
          dict(threshold=10.0), dict(top_k=1), dict(top_k=1000), dict(cap=0),
@@ -259,6 +267,53 @@ def test_reduce_matches_reference_dense_and_shuffled(kwargs, ties):
         check_types(reduced)
         assert kept_indices(candidate, reduced) == reference_reduce(candidate, **kwargs)
         assert (reduced.n_source, reduced.n_target) == (40, 25) and not reduced.dense
+
+
+@pytest.mark.parametrize("kwargs", CASES)
+@pytest.mark.parametrize("ties", [False, True])
+def test_reduce_by_score_matches_reference(kwargs, ties):
+    """A score (a contribution |a * w|) ranks the edges; the threshold still compares |w|."""
+    rng = np.random.default_rng(17)
+    weights = rng.integers(-3, 4, size=(40, 25)) if ties else rng.normal(size=(40, 25))
+    activity = rng.integers(0, 3, size=40) if ties else rng.random(40)
+    edges = dense_edges(weights.astype(np.float32))
+    score = (activity[:, None] * np.abs(weights)).reshape(-1).astype(np.float32)
+    kwargs = {"cap": None, **kwargs}
+    for candidate, ranks in ((edges, score), shuffled_with(edges, score, 8)):
+        reduced = reduce_edges(candidate, score=ranks, **kwargs)
+        check_types(reduced)
+        assert kept_indices(candidate, reduced) == reference_reduce(candidate, score=ranks,
+                                                                    **kwargs)
+
+
+def test_score_changes_which_edges_a_cap_keeps():
+    """Source 0 has the biggest weights but no activity: ranked by |a * w| its edges go."""
+    kernel = np.array([[9.0, -9.0], [1.0, 2.0], [-3.0, 1.5]], np.float32)
+    edges = dense_edges(kernel)
+    activity = np.array([0.0, 1.0, 1.0], np.float32)
+    by_weight = reduce_edges(edges, cap=2)
+    by_score = reduce_edges(edges, cap=2, score=activity[edges.source] * edges.strength)
+    assert list(zip(by_weight.source.tolist(), by_weight.target.tolist())) == [(0, 0), (0, 1)]
+    assert list(zip(by_score.source.tolist(), by_score.target.tolist())) == [(1, 1), (2, 0)]
+    with pytest.raises(ValueError, match="one value per edge"):
+        reduce_edges(edges, score=np.ones(5))
+    with pytest.raises(ValueError, match=">= 0"):
+        reduce_edges(edges, score=np.full(6, np.nan))
+    with pytest.raises(ValueError, match=">= 0"):
+        reduce_edges(edges, score=-np.ones(6))
+
+
+def test_display_budget_grows_with_the_pair_within_its_bounds():
+    from nnvis_addon.core import connections
+    assert display_budget(32, 10) == 54  # round(3 * sqrt(320))
+    assert display_budget(1, 8) == connections.DISPLAY_MIN_EDGES
+    assert display_budget(512, 2048) == connections.DISPLAY_MAX_EDGES
+    sizes = [(1, 1), (8, 16), (16, 32), (64, 64), (128, 256), (2048, 1000)]
+    budgets = [display_budget(a, b) for a, b in sizes]
+    assert budgets == sorted(budgets)
+    assert all(connections.DISPLAY_MIN_EDGES <= b <= connections.DISPLAY_MAX_EDGES
+               for b in budgets)
+    assert display_budget(16, 32) == display_budget(32, 16)
 
 
 def test_top_k_keeps_every_target_connected():
@@ -379,6 +434,9 @@ def test_reduce_property(n_source, n_target, data):
     kwargs = dict(cap=data.draw(st.one_of(st.none(), st.integers(0, 40))),
                   top_k=data.draw(st.one_of(st.none(), st.integers(1, 7))),
                   threshold=data.draw(st.one_of(st.none(), st.sampled_from([0.0, 1.0, 2.5]))))
+    if data.draw(st.booleans()):  # ranked by a score of its own
+        kwargs["score"] = np.array(data.draw(st.lists(st.integers(0, 4), min_size=len(edges),
+                                                      max_size=len(edges))), dtype=np.float32)
     reduced = reduce_edges(edges, **kwargs)
     assert kept_indices(edges, reduced) == reference_reduce(edges, **kwargs)
     connected = set(edges.target.tolist())

@@ -24,7 +24,7 @@ from nnvis_addon.core.bundling import bundle_edges
 from nnvis_addon.core.connections import latest_finite_weights
 from nnvis_addon.core.export_format import ExportFormatError, errors_naming_layer, read_export
 from nnvis_addon.core.layout import activation_range, downsample_maps, plan_network
-from nnvis_addon.core.wiring import plan_links
+from nnvis_addon.core.wiring import RANKINGS, WiringOptions, plan_links
 from test_farm_safe import FRESH_RENDER, fresh_environment
 
 SAMPLES, EPOCHS = 2, 4
@@ -87,7 +87,8 @@ def test_latest_finite_weights_reach_back_only_as_far_as_needed():
 
 
 def test_links_choose_edges_by_their_latest_finite_weights(export, built):
-    links = {(l.source.name, l.target.name): l for l in plan_links(export)}
+    every_edge = WiringOptions(display_budget=False)
+    links = {(l.source.name, l.target.name): l for l in plan_links(export, every_edge)}
     dense = links[("flatten", "dense")]
     kernels = [built.weights[e]["dense"][0].reshape(-1) for e in range(EPOCHS)]
     expected = np.where(np.isfinite(kernels[DIVERGING]), kernels[DIVERGING], kernels[1])
@@ -96,6 +97,23 @@ def test_links_choose_edges_by_their_latest_finite_weights(export, built):
     np.testing.assert_array_equal(dense.epoch_weights, np.stack(kernels))
     for link in links.values():
         assert np.isfinite(link.edges.weight).all(), link.name
+    # The display budget keeps the strongest by those weights, under either ranking.
+    for ranking in RANKINGS:
+        shown = next(l for l in plan_links(export, WiringOptions(ranking=ranking))
+                     if l.target.name == "dense")
+        index = shown.edges.source.astype(np.int64) * shown.edges.n_target + shown.edges.target
+        assert 0 < len(index) < expected.size
+        np.testing.assert_array_equal(shown.edges.weight, expected[index])
+        np.testing.assert_array_equal(shown.epoch_weights, np.stack(kernels)[:, index])
+        assert np.isfinite(shown.edges.weight).all()
+    by_weight = next(l for l in plan_links(export) if l.target.name == "dense")
+    kept = by_weight.edges.source.astype(np.int64) * by_weight.edges.n_target \
+        + by_weight.edges.target
+    strength = np.abs(expected).reshape(-1, by_weight.edges.n_target)
+    strongest = strength.argmax(axis=0) * by_weight.edges.n_target + np.arange(strength.shape[1])
+    assert set(strongest) <= set(kept)  # every target keeps its strongest edge
+    dropped = np.setdiff1d(np.arange(expected.size), kept)
+    assert np.abs(expected[dropped]).max() <= np.abs(expected[np.setdiff1d(kept, strongest)]).min()
 
 
 def test_bundling_near_float32_limit_gives_the_same_curves_as_small_weights():
@@ -159,11 +177,13 @@ def network(api, built):
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y = 64, 36  # the camera's framing
+    wiring = installed_module("nnvis_addon.core.wiring")
+    every_edge = api.connections.ConnectionOptions(
+        wiring=wiring.WiringOptions(display_budget=False))  # valid and invalid edges side by side
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert bpy.ops.import_scene.nnvis(filepath=str(built.path), sample=1,
-                                          fold=False) == {"FINISHED"}
-    root = next(o for o in scene.objects if o.get("nnvis_network"))
+        root = api.scene.import_network(built.path, api.scene.ImportOptions(
+            sample=1, fold=False, connections=every_edge))
     layers = {obj["nnvis_layer"]: obj for obj in api.scene.network_layers(root)}
     links = {(obj["nnvis_source_layer"], obj["nnvis_target_layer"]): obj
              for obj in api.connections.network_connections(root)}

@@ -1,5 +1,9 @@
 """Connection objects: one hair-curves object per layer pair, bundled in numpy, drawn by the
-"NNVis Connections" geometry-nodes group (see geometry_nodes/connection_nodes.py)."""
+"NNVis Connections" geometry-nodes group (see geometry_nodes/connection_nodes.py).
+
+A connection is shown only while both its layers are: drivers on its ``hide_viewport`` and
+``hide_render`` read theirs (:func:`follow_layer_visibility`), so hiding a layer never leaves a
+bundle ending in mid-air, and a saved .blend does the same without nnvis."""
 
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ CONNECTION_MARKER = names.CONNECTION_MARKER
 # More edges, and structural links, draw as hair curves (Cycles renders them round): tubes cost
 # a mesh of points x sides vertices, rebuilt every frame an epoch animation changes the weights.
 TUBES_UP_TO = 2_000
+EDGE_RADIUS = 0.07  # the strongest edge's radius, in cells: thin beside the maps it joins
 
 
 @dataclass
@@ -33,6 +38,11 @@ class ConnectionOptions:
     bundle: bool = True
     wiring: WiringOptions = field(default_factory=WiringOptions)
     bundling: BundlingParams = field(default_factory=BundlingParams)
+
+
+def with_ranking(options: ConnectionOptions, ranking: str) -> ConnectionOptions:
+    """``options`` with its edges picked by ``ranking`` (core/wiring.py ``RANKINGS``)."""
+    return replace(options, wiring=replace(options.wiring, ranking=ranking))
 
 
 FULL_SCALE_PERCENTILE = 99.0  # |w| at this percentile gets the full colour and radius
@@ -85,6 +95,23 @@ def _arc(route: SkipRoute | None, points: int, start: np.ndarray, end: np.ndarra
     return skip_arc(points, route.rise, route.fall, route.clearance, start[:, 2], end[:, 2])
 
 
+VISIBILITY_FLAGS = ("hide_viewport", "hide_render")
+
+
+def follow_layer_visibility(obj: bpy.types.Object, *layers: bpy.types.Object) -> None:
+    """Hide ``obj`` in the viewport and in renders whenever one of ``layers`` is hidden there:
+    a driver ``max(a, b, ...)`` on each of its flags reads the same flag of every layer object
+    (a simple expression: Blender evaluates it without Python, so it is farm-safe). Replaces the
+    drivers an earlier call made."""
+    if not layers:
+        raise ValueError("follow_layer_visibility needs at least one layer object")
+    names = [f"layer{i}" for i in range(len(layers))]
+    expression = names[0] if len(names) == 1 else f"max({', '.join(names)})"
+    for flag in VISIBILITY_FLAGS:
+        writers.add_driver(obj, flag, expression,
+                           {name: ("OBJECT", layer, flag) for name, layer in zip(names, layers)})
+
+
 def span_midpoints(cells: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """Where edges attach: halfway between each unit's first and last drawn cell."""
     return (cells[first] + cells[last]) / 2
@@ -110,16 +137,18 @@ def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: La
     for epoch_index, weights in enumerate(link.epoch_weights):
         writers.write_attribute(curves_data, connection_nodes.weight_attribute_name(epoch_index),
                                 "FLOAT", "CURVE", weights)
-    writers.write_attribute(curves_data, "structural", "FLOAT", "CURVE",
+    writers.write_attribute(curves_data, connection_nodes.STRUCTURAL_ATTRIBUTE, "FLOAT", "CURVE",
                             np.full(count, float(link.structural), np.float32))
 
 
 def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.Object,
                       layers: dict, collection, options: ConnectionOptions,
                       report: Callable[[float, str], None]) -> list[bpy.types.Object]:
+    """One connection object per link of ``plan``; the edges ranked by contribution (an option)
+    are those of the sample the root shows (its ``nnvis_sample`` control)."""
     group = connection_nodes.ensure_connection_group()
     material = materials.ensure_connection_material()
-    links = plan_links(export, options.wiring, plan)
+    links = plan_links(export, options.wiring, plan, sample=int(root["nnvis_sample"]))
     label_height = 2.6 * label_size(plan.options.cell_size)
     positions = {}  # layer object name -> its cells' positions, computed once per layer
     objects = []
@@ -152,6 +181,7 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         obj["nnvis_source_layer"] = link.source.name
         obj["nnvis_target_layer"] = link.target.name
         obj["nnvis_link_kind"] = link.kind
+        obj["nnvis_edge_ranking"] = options.wiring.ranking
         obj["nnvis_skipped_columns"] = link.skipped_columns
         if route is not None:
             obj["nnvis_skip_route"] = [route.rise, route.fall, route.clearance, route.points]
@@ -161,12 +191,13 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         inputs = {
             "Source": source, "Target": target, "Epoch Count": len(export.epochs),
             "Weight Max": weight_max if weight_max > 0 else 1.0,
-            "Radius": 0.09 * plan.options.cell_size,
+            "Radius": EDGE_RADIUS * plan.options.cell_size,
             "As Tubes": not link.structural and len(link.edges) <= TUBES_UP_TO,
             "Material": material,
         }
         for key, value in inputs.items():
             compat.set_modifier_input(modifier, key, value)
+        follow_layer_visibility(obj, source, target)
         objects.append(obj)
     return objects
 

@@ -1,8 +1,8 @@
 """What belongs to a network, known by reference: the ownership record and every lookup.
 
 An import records what it made when it makes it: the root's ``nnvis_parts`` property holds
-pointers to the network's collection, layer and connection objects, camera, light and epoch
-counter, and each of those objects points back to the root (``nnvis_root``). A part is the
+pointers to the network's collection, layer, connection and label objects, camera, light and
+epoch counter, and each of those objects points back to the root (``nnvis_root``). A part is the
 network's only when both pointers agree, so nothing is ever inferred from names, parents or
 collections: a user's object moved into the network's collection, a network root moved into the
 user's collection, a renamed camera or a half-duplicated network cannot make nnvis act on the
@@ -29,17 +29,20 @@ class NetworkError(ValueError):
 
 def record_parts(root: bpy.types.Object, collection: bpy.types.Collection,
                  layers: Iterable[bpy.types.Object],
-                 connections: Iterable[bpy.types.Object]) -> None:
-    """Record what an import made: ``root`` owns ``collection``, ``layers`` and ``connections``."""
-    layers, connections = list(layers), list(connections)
+                 connections: Iterable[bpy.types.Object],
+                 labels: Iterable[bpy.types.Object] = ()) -> None:
+    """Record what an import made: ``root`` owns ``collection``, ``layers``, ``connections``
+    and ``labels``."""
+    layers, connections, labels = list(layers), list(connections), list(labels)
     root[names.PARTS] = {
         names.PART_COLLECTION: collection,
         names.PART_LAYERS: layers,
         names.PART_CONNECTIONS: connections,
+        names.PART_LABELS: labels,
         # Names of the parts as made, so a message can say which one went missing.
         "layer_names": [obj.get(names.LAYER_MARKER, obj.name) for obj in layers] or [""],
     }
-    for obj in (root, *layers, *connections):
+    for obj in (root, *layers, *connections, *labels):
         obj[names.ROOT_LINK] = root
 
 
@@ -82,6 +85,12 @@ def network_connections(root: bpy.types.Object) -> list[bpy.types.Object]:
     return [obj for obj in _listed(root, names.PART_CONNECTIONS) if _claims(root, obj)]
 
 
+def network_labels(root: bpy.types.Object) -> list[bpy.types.Object]:
+    """The network's label objects that still exist, in layer order (a user may delete one: the
+    network stays whole)."""
+    return [obj for obj in _listed(root, names.PART_LABELS) if _claims(root, obj)]
+
+
 def network_camera(root: bpy.types.Object) -> bpy.types.Object | None:
     """The camera staged with the network (whatever it is called now), or None."""
     camera = part(root, names.PART_CAMERA)
@@ -96,7 +105,7 @@ def network_collection(root: bpy.types.Object) -> bpy.types.Collection | None:
 
 def owned_objects(root: bpy.types.Object) -> list[bpy.types.Object]:
     """Every object the import of ``root`` made that still exists and still belongs to it."""
-    objects = [root, *network_layers(root), *network_connections(root)]
+    objects = [root, *network_layers(root), *network_connections(root), *network_labels(root)]
     objects += [obj for key in (names.PART_CAMERA, names.PART_LIGHT, names.PART_COUNTER,
                                 names.PART_LEGEND)
                 if (obj := part(root, key)) is not None]
@@ -167,7 +176,7 @@ def problems(root: bpy.types.Object) -> list[str]:
     if not _claims(root, root):
         return [f"{root.name!r} is a copy of the root of network {name!r} only: duplicate all "
                 "of the network's objects together, or import it again"]
-    listed = [(key, obj) for key in (names.PART_LAYERS, names.PART_CONNECTIONS)
+    listed = [(key, obj) for key in (names.PART_LAYERS, names.PART_CONNECTIONS, names.PART_LABELS)
               for obj in _listed(root, key)]
     foreign = sum(1 for _, obj in listed if obj is not None and not _claims(root, obj))
     if foreign:

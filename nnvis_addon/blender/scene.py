@@ -9,6 +9,7 @@ Scene structure (one network):
   drivers, which Blender evaluates without Python, so a saved .blend renders without nnvis;
 * one object per layer, parented to the root, with a mesh of one vertex per cell and an
   "NNVis Layer" geometry-nodes modifier (see geometry_nodes/layer_nodes.py);
+* one label object per labelled unit, a static text parented to its layer (blender/labels.py);
 * a camera, a light and a world so a render right after import is already a picture.
 """
 
@@ -25,10 +26,10 @@ from ...geometry_nodes import layer_nodes, materials, picture_nodes
 from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
 from ..core import controls, names
-from ..core.layout import (COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes, label_size,
+from ..core.layout import (COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes,
                            plan_network)
 from ..core.wiring import check_ranking
-from . import blocks, compat, connections, network, staging, writers
+from . import blocks, compat, connections, labels, network, staging, writers
 from .connections import ConnectionOptions
 from .network import active_network, iter_networks, network_layers, network_of  # noqa: F401
 from .staging import frame_network  # noqa: F401  (part of this module's script API)
@@ -128,7 +129,6 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
            scene: bpy.types.Scene, report: Progress) -> bpy.types.Object:
     group = layer_nodes.ensure_layer_group()
     cell_material = materials.ensure_activation_material()
-    label_material = materials.ensure_label_material()
 
     collection = bpy.data.collections.new(names.COLLECTION_PREFIX + export.name)
     scene.collection.children.link(collection)
@@ -143,7 +143,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     layer_objects = {}
     for layer_plan in plan.layers:
         report(0.05 + 0.45 * done / total_cells, f"building layer {layer_plan.layer.name}")
-        obj = _build_layer(export, layer_plan, plan, group, cell_material, label_material)
+        obj = _build_layer(export, layer_plan, plan, group, cell_material)
         collection.objects.link(obj)
         obj.parent = root
         layer_objects[layer_plan.layer.name] = obj
@@ -165,7 +165,9 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
             lambda fraction, message: report(0.5 + 0.4 * fraction, message))
         for obj in connection_objects:
             _drive_inputs(obj, obj.modifiers[connections.MODIFIER_NAME], root, CONNECTION_DRIVERS)
-    network.record_parts(root, collection, layer_objects.values(), connection_objects)
+    label_objects = labels.build_labels(root, plan, layer_objects, collection)
+    network.record_parts(root, collection, layer_objects.values(), connection_objects,
+                         label_objects)
 
     if options.place_beside:
         report(0.91, "finding a free place in the scene")
@@ -173,6 +175,8 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     if options.stage:
         report(0.93, "placing camera and light")
         staging.stage_network(root, plan, scene, options.use_network_camera)
+    else:  # the labels face the camera staging would have made
+        staging.frame_camera_and_labels(root, scene)
     report(1.0, "done")
     return root
 
@@ -207,8 +211,8 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
     root["nnvis_warnings"] = list(plan.warnings)
 
 
-def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, cell_material,
-                 label_material) -> bpy.types.Object:
+def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
+                 cell_material) -> bpy.types.Object:
     layer = layer_plan.layer
     grid = layer_plan.grid
     mesh = bpy.data.meshes.new(f"{export.name}.{layer.name}")
@@ -250,9 +254,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group, ce
         "Sample Count": export.num_samples, "Epoch Count": len(export.epochs),
         "Value Min": layer_plan.value_min, "Value Max": layer_plan.value_max,
         "Global Min": plan.global_min, "Global Max": plan.global_max,
-        "Cell Material": cell_material, "Label Material": label_material,
-        "Label": layer_plan.label, "Label Size": label_size(plan.options.cell_size),
-        "Has Summaries": summaries, "Show Label": layer_plan.show_label,
+        "Cell Material": cell_material, "Has Summaries": summaries,
         "Viewport Points": grid.cells > VIEWPORT_POINTS_ABOVE,
         "Grid Columns": layer_plan.grid_columns,
         # Many maps open summarised into their max map (core/layout.py _shape_units).
@@ -317,7 +319,7 @@ def set_control(root: bpy.types.Object, key: str, value) -> None:
 
 # Per-layer controls: modifier inputs of the layer objects (keyframable where they are).
 LAYER_CONTROLS = ("Collapse", "Collapse Summary", "Grid Layout", "Grid Columns", "Channel Gap",
-                  "Cell Gap", "Show Label")
+                  "Cell Gap")
 
 
 def set_layer_control(layer: bpy.types.Object, name: str, value) -> None:
@@ -332,5 +334,12 @@ def set_layer_control(layer: bpy.types.Object, name: str, value) -> None:
 
 
 def set_layer_visible(layer: bpy.types.Object, visible: bool) -> None:
+    """Show or hide a layer in the viewport and in renders; its label follows (placed again for
+    the network's camera when the layer shows)."""
     layer.hide_viewport = not visible
     layer.hide_render = not visible
+    root = network_of(layer)
+    if not visible:
+        labels.hide_with_layer(layer)
+    elif root is not None:
+        staging.aim_labels(root, bpy.context.scene)

@@ -7,7 +7,10 @@
   makes the camera the scene's camera when asked;
 * :func:`take_scene_camera` / :func:`give_back_scene_camera` keep the scene's camera history, so
   removing a network gives the scene back the camera it had;
-* :func:`frame_network` re-aims a network's camera on its current layout.
+* :func:`frame_network` re-aims a network's camera on its current layout;
+* the camera is framed on the units and their labels together, and the labels are sized, placed
+  and turned for it (``blender/labels.py``, ``core/labels.py``): at import, on Frame Network,
+  and by :func:`aim_labels` when a layer shows again.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import numpy as np
 from mathutils import Vector
 
 from ..core import names
-from ..core.layout import NetworkPlan, fit_camera, label_size, layer_corners
+from ..core.layout import NetworkPlan, label_size, layer_corners
 from ..core.placement import Box, View, place_beside
-from . import compat, connections, network
+from ..core.labels import CameraPose, box_corners
+from . import compat, connections, labels, network
 from . import legend
 
 VIEW_DIRECTION = (-0.55, -0.76, 0.36)  # from the network towards the camera: front-left, above
@@ -59,22 +63,29 @@ def _world_box(obj) -> Box:
     return points.min(axis=0), points.max(axis=0)
 
 
-def network_points(root: bpy.types.Object) -> np.ndarray:
-    """World-space corners of every rendered layer's box (cells plus label), as laid out now.
-    Instanced cells are not in an object's bounding box, so this uses the layout maths."""
-    height = label_height(root["nnvis_cell_size"])
+def unit_boxes(root: bpy.types.Object) -> tuple[list[bpy.types.Object], np.ndarray]:
+    """The layer objects of the network's drawn units and their world boxes ((n, 2, 3): lowest
+    and highest corner of their cells, grown by half a cell), as laid out now. Instanced cells
+    are not in an object's bounding box, so this uses the layout maths."""
     matrix = np.array(root.matrix_world)
-    points = []
+    layers, boxes = [], []
     for layer in network.network_layers(root):
-        if layer.hide_render:
+        if not labels.unit_drawn(layer):
             continue
+        modifier = layer.modifiers[names.LAYER_MODIFIER]
+        half = 0.5 * compat.get_modifier_input(modifier, "Cell Size") * \
+            compat.get_modifier_input(modifier, "Cell Scale")
         cells = connections.layer_cell_positions(layer)
-        lo, hi = cells.min(axis=0), cells.max(axis=0)
-        hi[2] += height
-        box = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])])
-        points.append(box @ matrix[:3, :3].T + matrix[:3, 3])
-    return np.concatenate(points) if points else np.zeros((0, 3))
+        corners = box_corners([[cells.min(axis=0) - half, cells.max(axis=0) + half]])
+        world = corners @ matrix[:3, :3].T + matrix[:3, 3]
+        layers.append(layer)
+        boxes.append([world.min(axis=0), world.max(axis=0)])
+    return layers, np.asarray(boxes, np.float64).reshape(-1, 2, 3)
+
+
+def network_points(root: bpy.types.Object) -> np.ndarray:
+    """World-space corners of everything the network renders: units and shown labels."""
+    return np.concatenate([box_corners(unit_boxes(root)[1]), labels.label_points(root)])
 
 
 def occupied_boxes(scene: bpy.types.Scene, new_root: bpy.types.Object | None = None) -> list[Box]:
@@ -105,15 +116,46 @@ def place_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Sc
 # -- camera, light, world -----------------------------------------------------------------------
 
 
-def fit_camera_to_points(camera, points: np.ndarray, scene: bpy.types.Scene) -> None:
-    data = camera.data
-    data.sensor_fit = "AUTO"
-    view = camera_view(scene, data.angle)
-    location, forward = fit_camera(points, view.direction, view.fov_x, view.fov_y)
+def _put_camera(camera, location, forward, points: np.ndarray) -> None:
     camera.location = Vector(location)
     camera.rotation_euler = Vector(forward).to_track_quat("-Z", "Y").to_euler()
-    data.clip_start = 0.05
-    data.clip_end = max(200.0, float(np.linalg.norm(location - points.mean(axis=0))) * 4)
+    camera.data.clip_start = 0.05
+    camera.data.clip_end = max(200.0, float(np.linalg.norm(location - points.mean(axis=0))) * 4)
+
+
+def frame_camera_and_labels(root: bpy.types.Object, scene: bpy.types.Scene,
+                            camera: bpy.types.Object | None = None) -> None:
+    """Frame the network's camera on its units and labels together, and size, place and turn
+    the labels for it. Without a camera, the labels face the camera staging would make."""
+    bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
+    layers, units = unit_boxes(root)
+    if not len(units):
+        return
+    if camera is not None:
+        camera.data.sensor_fit = "AUTO"
+    view = camera_view(scene, camera.data.angle if camera is not None else None)
+    pose = labels.frame_and_aim(root, layers, units, view)
+    if camera is not None:
+        _put_camera(camera, pose.location, pose.forward, box_corners(units))
+
+
+def camera_pose(camera: bpy.types.Object, scene: bpy.types.Scene) -> CameraPose:
+    """Where a camera object is and what it sees (sensor fit AUTO at the scene's aspect)."""
+    matrix = np.array(camera.matrix_world)
+    view = camera_view(scene, camera.data.angle)
+    return CameraPose(matrix[:3, 3].copy(), -matrix[:3, 2], matrix[:3, 0], matrix[:3, 1],
+                      view.fov_x, view.fov_y)
+
+
+def aim_labels(root: bpy.types.Object, scene: bpy.types.Scene) -> None:
+    """Place the network's labels again for its camera where it is now (after a layer shows
+    again); without a camera, for the one staging would make."""
+    camera = network.network_camera(root)
+    if camera is None:
+        frame_camera_and_labels(root, scene)
+        return
+    bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers and camera
+    labels.aim_at(root, *unit_boxes(root), camera_pose(camera, scene))
 
 
 def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Scene,
@@ -126,9 +168,7 @@ def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Sc
     collection.objects.link(camera)
     camera[names.CAMERA_MARKER] = 1
     network.record_part(root, names.PART_CAMERA, camera)
-    offset = np.array(root.location, dtype=np.float64)
-    fit_camera_to_points(camera, layer_corners(plan, label_height(plan.options.cell_size))
-                         + offset, scene)
+    frame_camera_and_labels(root, scene, camera)
     if use_network_camera or scene.camera is None:
         take_scene_camera(scene, camera)
     legend.ensure_legend(root, camera, scene)
@@ -210,17 +250,15 @@ def give_back_scene_camera(scene: bpy.types.Scene, leaving: list[bpy.types.Objec
 
 
 def frame_network(root: bpy.types.Object, scene: bpy.types.Scene | None = None) -> bpy.types.Object:
-    """Re-frame the network's camera on its current layout (spacing, layouts, collapse) and make
-    it the scene's camera (Remove Network gives the earlier one back)."""
+    """Re-frame the network's camera on its current layout (spacing, layouts, collapse) and its
+    labels, place the labels again for it, and make it the scene's camera (Remove Network gives
+    the earlier one back)."""
     scene = scene or bpy.context.scene
     network.require_whole(root)
     camera = network.network_camera(root)
     if camera is None:
         raise network.NetworkError(f"network {network.display_name(root)!r} has no camera of "
                                    "its own (imported without Camera and Lights)")
-    bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
-    points = network_points(root)
-    if len(points):
-        fit_camera_to_points(camera, points, scene)
+    frame_camera_and_labels(root, scene, camera)
     take_scene_camera(scene, camera)
     return camera

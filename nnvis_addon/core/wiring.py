@@ -19,6 +19,13 @@ the nodes to draw as invalid.
 * anything else (a shape change nnvis cannot follow, an unknown layer drawn as a block) is one
   edge between the two layers' centres.
 
+Which edges a pair draws: at most its display budget (``connections.display_budget``: tens to a
+couple of hundred by the pair's size, never fewer than each target's strongest edge), the
+strongest by ``|w|`` (``WiringOptions.ranking`` "weight", the default) or by their contribution
+to the shown sample, ``|a * w|`` ("contribution": ``a`` the source unit's activation for that
+sample at the last epoch, the mean ``|a|`` over its cells for a channel; see
+:func:`unit_activity`).
+
 Endpoints are given as cell spans of the *drawn* grids (downsampled maps, blocks): an edge
 starts halfway between the source layer's cells ``source_first`` and ``source_last``. For a cell
 or a neuron both are the cell itself; for a channel they are the map's first and last cell, so
@@ -33,8 +40,8 @@ from typing import Callable
 
 import numpy as np
 
-from .connections import (Edges, conv_edges, dense_edges, latest_finite_weights, pool_edges,
-                          reduce_edges, spatial_to_dense_edges)
+from .connections import (Edges, conv_edges, dense_edges, display_budget, latest_finite_weights,
+                          pool_edges, reduce_edges, spatial_to_dense_edges)
 from .export_format import Layer, NetworkExport, errors_naming_layer
 from .layout import CellGrid, NetworkPlan, cell_grid, layer_columns
 from .picture import merge_picture_channels
@@ -44,10 +51,14 @@ POOLING_TYPES = frozenset({"MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "
                            "GlobalMaxPooling1D", "GlobalMaxPooling2D"})
 CONV_TYPES = frozenset({"Conv1D", "Conv2D", "Conv3D"})
 MERGE_TYPES = frozenset({"Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum"})
+RANKINGS = ("weight", "contribution")  # what picks the edges a pair draws: |w| or |a * w|
 
 
 @dataclass(frozen=True)
 class WiringOptions:
+    display_budget: bool = True   # a pair draws at most connections.display_budget() edges (tens
+                                  # to a couple of hundred); False: up to ``cap``
+    ranking: str = "weight"       # RANKINGS: the strongest by |w|, or by |a * w| for the sample
     cap: int = 200_000            # most edges one layer pair hands to bundling
     budget: int | None = 400_000  # most edges of the whole network: big networks get a smaller
                                   # cap per pair (never below min_cap); None: no budget
@@ -55,6 +66,14 @@ class WiringOptions:
     top_k: int | None = None      # strongest edges kept per target unit (None: no per-target cut)
     threshold: float | None = None  # drop |w| below this (each target keeps its strongest edge)
     per_cell_limit: int = 4096    # Flatten edges run cell by cell up to this many cells
+
+    def __post_init__(self):
+        check_ranking(self.ranking)
+
+
+def check_ranking(ranking: str) -> None:
+    if ranking not in RANKINGS:
+        raise ValueError(f"edge ranking must be one of {RANKINGS}, got {ranking!r}")
 
 
 @dataclass
@@ -88,6 +107,27 @@ def unit_span(grid: CellGrid, unit: str, index: np.ndarray) -> tuple[np.ndarray,
         return np.zeros(index.size, np.int32), np.full(index.size, grid.cells - 1, np.int32)
     last_pixel = grid.height * grid.width - 1
     return index.astype(np.int32), (last_pixel * grid.channels + index).astype(np.int32)
+
+
+def unit_activity(export: NetworkExport, layer: Layer, unit: str, count: int,
+                  sample: int) -> np.ndarray:
+    """(count,) float32: how active each of ``layer``'s ``count`` units is for ``sample`` at the
+    last epoch (where a unit's value there is NaN/Inf, the latest epoch where it is finite; 0
+    where it never is): ``|a|`` of a neuron or cell, the mean ``|a|`` over a channel's cells
+    (over a picture's channels for its pixel cells), 1 for a whole layer."""
+    if unit == "layer":
+        return np.ones(count, np.float32)
+
+    def at(epoch: int) -> np.ndarray:
+        values = np.asarray(export.epochs[epoch].activations[layer.name][sample])
+        if values.size % max(count, 1):
+            raise ValueError(f"{values.size} activations do not divide into {count} {unit}s")
+        magnitude = np.abs(values.astype(np.float64))
+        if unit == "cell":  # Flatten order: a pixel's channels are consecutive
+            return magnitude.reshape(count, -1).mean(axis=1)
+        return magnitude.reshape(-1, count).mean(axis=0)
+
+    return latest_finite_weights(at, len(export.epochs) - 1)
 
 
 def _weight(export: NetworkExport, layer: Layer, epoch_index: int, name: str) -> np.ndarray:
@@ -194,9 +234,10 @@ def _from_picture(edges_at: Callable, channels: int) -> Callable:
 
 
 def plan_links(export: NetworkExport, options: WiringOptions | None = None,
-               plan: NetworkPlan | None = None) -> list[LayerLink]:
+               plan: NetworkPlan | None = None, sample: int = 0) -> list[LayerLink]:
     """Every link of the layer graph, in graph order. ``plan`` gives the drawn grids (downsampled
-    maps, blocks); without it every layer is drawn cell by cell."""
+    maps, blocks); without it every layer is drawn cell by cell. ``sample``: the input sample
+    shown, whose activations rank the edges when ``options.ranking`` is "contribution"."""
     options = options or WiringOptions()
     if plan is not None:
         grids = {p.layer.name: p.grid for p in plan.layers}
@@ -222,22 +263,37 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
             drawn_from, kind, edges_at = found
             if drawn_from.name in pictures:
                 edges_at = _from_picture(edges_at, drawn_from.output_shape[-1])
+            activity = None
+            if options.ranking == "contribution":
+                activity = lambda unit, count, drawn_from=drawn_from: unit_activity(
+                    export, drawn_from, unit, count, sample)
             with errors_naming_layer(export.path, layer.name,
                                      f"the connections {drawn_from.name} -> {layer.name}"):
                 links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
-                                   column[layer.name] - column[drawn_from.name] - 1))
+                                   column[layer.name] - column[drawn_from.name] - 1, activity))
     return links
 
 
 def _link(source: Layer, target: Layer, kind: str, edges_at, last: int, grids: dict,
-          options: WiringOptions, skipped: int) -> LayerLink:
+          options: WiringOptions, skipped: int,
+          activity: Callable[[str, int], np.ndarray] | None = None) -> LayerLink:
+    """``activity(unit, count)``: the source units' activity that, times ``|w|``, ranks the
+    edges (None: ``|w|`` alone)."""
     final = edges_at(last)
     chosen_by = latest_finite_weights(lambda e: final.weight if e == last else edges_at(e).weight,
                                       last)
     selection = replace(final, weight=chosen_by)
     if final.dense:
-        kept = reduce_edges(selection, cap=options.cap, top_k=options.top_k,
-                            threshold=options.threshold)
+        cap = options.cap
+        if options.display_budget:
+            cap = min(cap, display_budget(final.n_source, final.n_target))
+        score = None
+        if activity is not None:
+            with np.errstate(over="ignore"):  # near float32's limit: +Inf still ranks first
+                score = activity(final.source_unit, final.n_source)[final.source] \
+                    * np.abs(chosen_by)
+        kept = reduce_edges(selection, cap=cap, top_k=options.top_k,
+                            threshold=options.threshold, score=score)
         index = kept.source.astype(np.int64) * final.n_target + kept.target
     else:
         kept, index = selection, slice(None)

@@ -1,0 +1,262 @@
+"""Unit labels: one camera-facing text object per labelled unit of a network.
+
+Each label is a text (FONT) object of its own, made once at import: Blender's built-in font,
+size 1, centred, material "NNVis Label", the text of the unit's plan (``core/layout.py``
+``layer_label``: "conv1 + BN + ReLU" and its type and shape). Nothing about it depends on the
+epoch or the sample, so playback never rebuilds it; it renders on any Blender without nnvis,
+and a user can edit its text (Tab in the viewport). It is parented to its layer object, so it
+moves with the layer (layer spacing, collapse, blocks), and a simple-expression driver keeps it
+on the layer's top as the layer's layout controls (Grid Layout, Grid Columns, Channel Gap, the
+network's Cell Size) change its height.
+
+Its size, rotation (the camera's, so it lies parallel to the image plane), lift above the unit
+and whether it shows come from ``core/labels.py`` for the network's camera: at import and on
+Frame Network (:func:`frame_and_aim`). Labels nnvis hides (no room, or their unit is hidden)
+carry ``nnvis_label_auto_hidden`` and may show again; a label the user hid stays hidden.
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+from mathutils import Matrix, Vector
+
+from ...geometry_nodes import materials
+from ..core import labels as core_labels
+from ..core import names
+from ..core.layout import NetworkPlan
+from ..core.placement import View
+from . import compat, network, writers
+
+LABEL_BOX = "nnvis_label_box"  # the text's box at size 1 (x0, x1, y0, y1), as last measured
+# Layer inputs the label's height follows (with the network's Cell Size), by driver variable.
+TOP_INPUTS = {"grid": "Grid Layout", "columns": "Grid Columns", "gap": "Channel Gap"}
+# Capital height of a font at size 1, measured on an "H" once per session.
+_cap_heights: dict[str, float] = {}
+
+
+def build_labels(root: bpy.types.Object, plan: NetworkPlan, layer_objects: dict,
+                 collection: bpy.types.Collection) -> list[bpy.types.Object]:
+    """A label object for every unit whose plan shows a label, in layer order; they are sized,
+    placed and turned later, by :func:`frame_and_aim`."""
+    material = materials.ensure_label_material()
+    made = []
+    for layer_plan in plan.layers:
+        if not layer_plan.show_label:
+            continue
+        layer = layer_objects[layer_plan.layer.name]
+        text = _text_curve(f"{layer.name} label", layer_plan.label)
+        text.materials.append(material)
+        label = bpy.data.objects.new(text.name, text)
+        collection.objects.link(label)
+        label.parent = layer
+        label[names.LABEL_MARKER] = layer_plan.layer.name
+        label[names.LABEL_OF] = layer
+        _drive_height(label, layer, root, 0.0)
+        made.append(label)
+    return made
+
+
+def _text_curve(name: str, body: str) -> bpy.types.TextCurve:
+    text = bpy.data.curves.new(name, "FONT")
+    text.body = body
+    text.size = 1.0
+    text.align_x = "CENTER"
+    text.align_y = "BOTTOM"
+    return text
+
+
+def labelled_layer(label: bpy.types.Object) -> bpy.types.Object | None:
+    layer = label.get(names.LABEL_OF)
+    return layer if isinstance(layer, bpy.types.Object) else None
+
+
+def label_of(layer: bpy.types.Object) -> bpy.types.Object | None:
+    """The label object of a layer object, or None (hidden in its plan, or deleted)."""
+    root = network.network_of(layer)
+    labels = network.network_labels(root) if root is not None else []
+    return next((label for label in labels if labelled_layer(label) == layer), None)
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def cap_height(font: bpy.types.VectorFont | None, collection: bpy.types.Collection) -> float:
+    """Height of a capital "H" of ``font`` at size 1 (Blender's evaluated text), measured once
+    per session on a temporary text object in ``collection``."""
+    key = font.name if font is not None else ""
+    if key not in _cap_heights:
+        text = _text_curve("nnvis cap height", "H")
+        if font is not None:
+            text.font = font
+        probe = bpy.data.objects.new(text.name, text)
+        collection.objects.link(probe)
+        try:
+            depsgraph = bpy.context.evaluated_depsgraph_get()
+            box = _bound_box(probe.evaluated_get(depsgraph))
+            _cap_heights[key] = box[3] - box[2]
+        finally:
+            bpy.data.objects.remove(probe)
+            bpy.data.curves.remove(text)
+    return _cap_heights[key]
+
+
+def _bound_box(evaluated) -> tuple[float, float, float, float]:
+    corners = np.array([tuple(c) for c in evaluated.bound_box], np.float64)
+    return (float(corners[:, 0].min()), float(corners[:, 0].max()),
+            float(corners[:, 1].min()), float(corners[:, 1].max()))
+
+
+def _measure(labels: list[bpy.types.Object], depsgraph) -> None:
+    """Store each shown label's text box (its evaluated bounds at size 1); hidden labels are not
+    evaluated and keep the box they had."""
+    for label in labels:
+        if label.hide_viewport and LABEL_BOX in label:
+            continue
+        box = _bound_box(label.evaluated_get(depsgraph))
+        if box[1] > box[0]:
+            label[LABEL_BOX] = box
+
+
+# -- where each label goes ------------------------------------------------------------------
+
+
+def _world_matrix(obj: bpy.types.Object) -> Matrix:
+    """The object's world matrix from its parents' and its own transform properties (current
+    even before the depsgraph has run the drivers of a move just made)."""
+    own = obj.matrix_basis.copy()
+    if obj.parent is None:
+        return own
+    return _world_matrix(obj.parent) @ obj.matrix_parent_inverse @ own
+
+
+def unit_drawn(layer: bpy.types.Object) -> bool:
+    """Whether a layer object's unit is drawn: not hidden in renders, not shrunk away in its
+    collapsed block."""
+    if layer.hide_render:
+        return False
+    modifier = layer.modifiers.get(names.LAYER_MODIFIER)
+    try:
+        return float(compat.get_modifier_input(modifier, "Hidden")) <= 0.5
+    except (KeyError, AttributeError, TypeError):  # no such input: a unit of no block
+        return True
+
+
+def _layer_top(layer: bpy.types.Object) -> float:
+    """The layer's top above its origin, in its own space, as its geometry nodes draw it."""
+    modifier = layer.modifiers[names.LAYER_MODIFIER]
+
+    def value(name):
+        return compat.get_modifier_input(modifier, name)
+
+    return core_labels.layer_top(
+        value("Map Height"), value("Channels"), value("Cell Scale"), cell_size=value("Cell Size"),
+        grid_layout=value("Grid Layout"), requested_columns=value("Grid Columns"),
+        channel_gap=value("Channel Gap"))
+
+
+def _drive_height(label, layer, root, offset: float) -> None:
+    """The label's height over its layer: the layer's top, whatever its layout, plus ``offset``."""
+    modifier = layer.modifiers[names.LAYER_MODIFIER]
+    variables = {"cell_size": ("OBJECT", root, '["nnvis_cell_size"]')}
+    variables.update({variable: ("OBJECT", layer, compat.modifier_input_path(modifier, name))
+                      for variable, name in TOP_INPUTS.items()})
+    modifier_values = {name: compat.get_modifier_input(modifier, name)
+                       for name in ("Map Height", "Channels", "Cell Scale")}
+    expression = core_labels.layer_top_expression(
+        modifier_values["Map Height"], modifier_values["Channels"], modifier_values["Cell Scale"],
+        offset)
+    writers.add_driver(label, "location", expression, variables, index=2)
+
+
+def _show(label: bpy.types.Object, shown: bool) -> None:
+    label.hide_render = label.hide_viewport = not shown
+    label[names.LABEL_AUTO_HIDDEN] = int(not shown)
+
+
+def _candidates(root: bpy.types.Object, drawn: dict) -> list[bpy.types.Object]:
+    """Labels nnvis may show: not hidden by the user, of a unit that is ``drawn`` (layer object
+    -> its index among the units); the others' of hidden units are hidden (they may show again
+    later)."""
+    chosen = []
+    for label in network.network_labels(root):
+        if label.hide_render and not label.get(names.LABEL_AUTO_HIDDEN):
+            continue  # the user's choice
+        if labelled_layer(label) not in drawn:
+            _show(label, False)
+            continue
+        chosen.append(label)
+    return chosen
+
+
+def _apply(label, placement: core_labels.LabelPlacement, camera: core_labels.CameraPose,
+           root) -> None:
+    _show(label, placement.shown)
+    if not placement.shown:
+        return
+    layer = labelled_layer(label)
+    parent = _world_matrix(layer) @ label.matrix_parent_inverse
+    local = parent.inverted() @ Vector(placement.origin)
+    label.location.x, label.location.y = local.x, local.y
+    _drive_height(label, layer, root, local.z - _layer_top(layer))
+    label.location.z = local.z
+    turn = parent.to_quaternion().inverted() @ Matrix(camera.rotation()).to_quaternion()
+    label.rotation_mode = "XYZ"
+    label.rotation_euler = turn.to_euler()
+    label.scale = [placement.size / max(s, 1e-12) for s in parent.to_scale()]
+
+
+def _specs(root: bpy.types.Object, layers: list[bpy.types.Object]):
+    """(labels, their specs, the font's capital height) of the labels nnvis may show, for the
+    drawn units of ``layers`` (in the order of their boxes)."""
+    drawn = {layer: index for index, layer in enumerate(layers)}
+    labels = _candidates(root, drawn)
+    _measure(labels, bpy.context.evaluated_depsgraph_get())
+    labels = [label for label in labels if LABEL_BOX in label]
+    specs = [core_labels.LabelSpec(drawn[labelled_layer(label)], tuple(label[LABEL_BOX]))
+             for label in labels]
+    font = labels[0].data.font if labels else None
+    height = cap_height(font, network.network_collection(root)) if labels else 1.0
+    return labels, specs, height
+
+
+def frame_and_aim(root: bpy.types.Object, layers: list[bpy.types.Object], units: np.ndarray,
+                  view: View) -> core_labels.CameraPose:
+    """The camera pose that frames the network's drawn units (``layers`` and their world boxes
+    ``units``, (n, 2, 3)) and its labels seen along ``view``; the labels sized, placed, turned
+    and shown or hidden for it."""
+    labels, specs, height = _specs(root, layers)
+    camera, placements = core_labels.frame_with_labels(
+        units, specs, view.direction, view.fov_x, view.fov_y, height)
+    for label, placement in zip(labels, placements):
+        _apply(label, placement, camera, root)
+    return camera
+
+
+def aim_at(root: bpy.types.Object, layers: list[bpy.types.Object], units: np.ndarray,
+           camera: core_labels.CameraPose) -> None:
+    """Size, place, turn and show or hide the network's labels for a camera that stays put."""
+    labels, specs, height = _specs(root, layers)
+    for label, placement in zip(labels, core_labels.place_labels(specs, units, camera, height)):
+        _apply(label, placement, camera, root)
+
+
+def label_points(root: bpy.types.Object) -> np.ndarray:
+    """World corners of the network's shown labels (their evaluated text boxes)."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    points = []
+    for label in network.network_labels(root):
+        if label.hide_render:
+            continue
+        evaluated = label.evaluated_get(depsgraph)
+        corners = np.array([tuple(c) for c in evaluated.bound_box], np.float64)
+        matrix = np.array(evaluated.matrix_world)
+        points.append(corners @ matrix[:3, :3].T + matrix[:3, 3])
+    return np.concatenate(points) if points else np.zeros((0, 3))
+
+
+def hide_with_layer(layer: bpy.types.Object) -> None:
+    """A layer just hidden: its label hides with it (unless the user had hidden the label)."""
+    label = label_of(layer)
+    if label is not None and (not label.hide_render or label.get(names.LABEL_AUTO_HIDDEN)):
+        _show(label, False)

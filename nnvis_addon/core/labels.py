@@ -1,0 +1,350 @@
+"""Unit labels a class can read: their size, their place, which ones show (numpy only).
+
+A label is a flat text object of its own, one per labelled unit, turned to the orientation of
+the network's camera (so it lies parallel to the image plane) and lifted above its unit's top
+centre along world +Z. For a camera this module decides:
+
+* **size**: capital letters ``cap_px`` pixels tall in a frame of :data:`REFERENCE_ROWS` rows
+  (1080: a 1920x1080 render), never under :data:`MIN_CAP_PX`. A label parallel to the image
+  plane at ``depth`` in front of the camera shows a text of world size ``s`` with capitals
+  ``s * cap_height * focal_px / depth`` pixels tall, where ``cap_height`` is the font's capital
+  height at size 1 and ``focal_px = rows / 2 / tan(fov_y / 2)``; so every label gets the size
+  :func:`text_size` gives for its own depth, and all show capitals exactly ``cap_px`` tall.
+  (12 px at 1080 rows is ``12 / 1080 * 2 * depth * tan(fov_y / 2)`` world units of capital.)
+* **place**: labels are placed one by one, spread out first (:func:`spread_order`: the first
+  and last unit, the middle one, the quarters...), each at the lowest place above its unit's
+  box on screen where it keeps ``gap_px`` clear of every label placed before and of every other
+  unit -- on its unit, or just above whatever is in its way, at most :data:`MAX_LIFT_ROWS`
+  label heights higher. Where no place is clear of the units, the lowest place clear of the
+  labels will do; a label with neither is hidden (in a crowded deep network the kept labels
+  stay evenly spread). The largest of :data:`CAP_PX_CHOICES` with which every label shows is
+  used, else the smallest.
+* **framing**: :func:`frame_with_labels` fits the camera to the units and the labels together,
+  a few rounds, since the labels' world size follows the camera's distance.
+
+Screen coordinates here are pixels of the reference frame, x to the right and y *up* from the
+frame's bottom-left corner; a box is ``(x0, x1, y0, y1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .layout import fit_camera, grid_columns
+
+REFERENCE_ROWS = 1080        # label sizes are pixels of a frame this many rows tall
+MIN_CAP_PX = 12.0            # capital letters at least this tall (pixels at REFERENCE_ROWS)
+CAP_PX_CHOICES = (16.0, 14.0, 13.0)  # tried largest first; all above MIN_CAP_PX
+MAX_LIFT_ROWS = 1.2          # a label stands at most this many label heights above its unit
+GAP_PX = 10.0                # clear space between labels, and between a unit and its label
+FRAME_MARGIN = 0.06          # fraction of the frame left free around units and labels
+UP = np.array((0.0, 0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class CameraPose:
+    """A perspective camera: where it is, its axes (unit vectors) and its fields of view."""
+
+    location: np.ndarray
+    forward: np.ndarray
+    right: np.ndarray
+    up: np.ndarray
+    fov_x: float
+    fov_y: float
+
+    @classmethod
+    def looking(cls, location, forward, fov_x: float, fov_y: float) -> CameraPose:
+        """A camera looking along ``forward`` with its up axis as close to world +Z as it can
+        be (what Blender's ``to_track_quat("-Z", "Y")`` gives, as ``fit_camera`` assumes)."""
+        forward = np.asarray(forward, np.float64)
+        forward = forward / np.linalg.norm(forward)
+        right = np.cross(forward, UP)
+        right /= np.linalg.norm(right)
+        return cls(np.asarray(location, np.float64), forward, right, np.cross(right, forward),
+                   fov_x, fov_y)
+
+    def focal_px(self, rows: int = REFERENCE_ROWS) -> float:
+        return rows / 2 / math.tan(self.fov_y / 2)
+
+    def frame_px(self, rows: int = REFERENCE_ROWS) -> tuple[float, float]:
+        """(columns, rows) of the frame: the aspect ratio follows the fields of view."""
+        return rows * math.tan(self.fov_x / 2) / math.tan(self.fov_y / 2), float(rows)
+
+    def rotation(self) -> np.ndarray:
+        """3x3 rotation whose columns are the camera's X (right), Y (up) and Z (backwards)."""
+        return np.stack([self.right, self.up, -self.forward], axis=1)
+
+    def to_screen(self, points, rows: int = REFERENCE_ROWS) -> tuple[np.ndarray, np.ndarray]:
+        """((n, 2) pixel positions, (n,) depths) of world ``points``."""
+        q = np.atleast_2d(np.asarray(points, np.float64)) - self.location
+        depth = q @ self.forward
+        focal = self.focal_px(rows)
+        width, height = self.frame_px(rows)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = width / 2 + focal * (q @ self.right) / depth
+            y = height / 2 + focal * (q @ self.up) / depth
+        return np.stack([x, y], axis=1), depth
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """One label to place: the index of its unit among the units given with it, and its text's
+    box at size 1 in the label's own plane (x to the right, y up, from the text's origin)."""
+
+    unit: int
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class LabelPlacement:
+    shown: bool
+    anchor: tuple[float, float, float] = (0.0, 0.0, 0.0)  # its unit's top centre (world)
+    size: float = 0.0         # world size of the text (the label object's scale)
+    lift: float = 0.0         # the label's origin above its anchor, along world +Z
+    cap_px: float = 0.0       # capital height on screen, pixels at REFERENCE_ROWS
+    screen_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
+    clear_of_units: bool = False  # covers no other unit's box on screen
+
+    @property
+    def origin(self) -> np.ndarray:
+        return np.asarray(self.anchor, np.float64) + UP * self.lift
+
+
+def unit_anchor(lo, hi) -> np.ndarray:
+    """Top centre of a unit's box (its lowest and highest corners): where its label stands."""
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    return np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, hi[2]])
+
+
+def screen_boxes(units, camera: CameraPose) -> tuple[np.ndarray, np.ndarray]:
+    """((n, 4) screen boxes, (n,) bool: wholly in front of the camera) of world boxes
+    ``units`` ((n, 2, 3): lowest and highest corner)."""
+    units = np.asarray(units, np.float64).reshape(-1, 2, 3)
+    pick = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+    corners = np.stack([units[:, pick[:, 0], 0], units[:, pick[:, 1], 1],
+                        units[:, pick[:, 2], 2]], axis=-1)  # (n, 8, 3)
+    flat, depth = camera.to_screen(corners.reshape(-1, 3))
+    flat, depth = flat.reshape(-1, 8, 2), depth.reshape(-1, 8)
+    boxes = np.concatenate([flat[..., 0].min(1, keepdims=True), flat[..., 0].max(1, keepdims=True),
+                            flat[..., 1].min(1, keepdims=True), flat[..., 1].max(1, keepdims=True)],
+                           axis=1)
+    return boxes, np.all(depth > 0, axis=1)
+
+
+def text_size(cap_px: float, depth: float, camera: CameraPose, cap_height: float) -> float:
+    """World text size whose capitals are ``cap_px`` pixels tall at ``depth`` (see the module)."""
+    return cap_px * depth / (camera.focal_px() * cap_height)
+
+
+def spread_order(count: int) -> list[int]:
+    """0..count-1 spread out: the ends, the middle, then the middles of the halves, and so on,
+    so that labels dropped for lack of room leave the kept ones evenly spread."""
+    if count <= 0:
+        return []
+    order, seen = [], set()
+
+    def take(i):
+        if i not in seen:
+            seen.add(i)
+            order.append(i)
+
+    take(0)
+    take(count - 1)
+    spans = [(0, count - 1)]
+    while spans:
+        following = []
+        for lo, hi in spans:
+            if hi - lo < 2:
+                continue
+            mid = (lo + hi) // 2
+            take(mid)
+            following += [(lo, mid), (mid, hi)]
+        spans = following
+    return order
+
+
+def _overlaps_any(box, others: np.ndarray, gap: float) -> bool:
+    """Whether ``box`` comes closer than ``gap`` to any of the (n, 4) boxes ``others``."""
+    return bool(np.any((others[:, 0] < box[1] + gap) & (box[0] < others[:, 1] + gap)
+                       & (others[:, 2] < box[3] + gap) & (box[2] < others[:, 3] + gap)))
+
+
+def _lift_to(anchor: np.ndarray, camera: CameraPose, target_y: float) -> float | None:
+    """How far above ``anchor`` (along +Z) a point projects to screen row ``target_y``."""
+    height = camera.frame_px()[1]
+    focal = camera.focal_px()
+    q = anchor - camera.location
+    a, b = q @ camera.up, UP @ camera.up
+    c, d = q @ camera.forward, UP @ camera.forward
+    t = target_y - height / 2
+    denominator = focal * b - t * d
+    if abs(denominator) < 1e-12:
+        return None
+    lift = (t * c - focal * a) / denominator
+    return lift if c + d * lift > 1e-9 else None
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What one placement round knows: the camera, the label scale and the spacing."""
+
+    camera: CameraPose
+    cap_height: float
+    cap_px: float
+    gap_px: float
+    max_lift_px: float
+
+    @property
+    def scale(self) -> float:  # screen pixels per text unit of a label facing the camera
+        return self.cap_px / self.cap_height
+
+
+def _lowest_free(anchor, own_top: float, text_box, obstacles: np.ndarray,
+                 job: _Pass) -> LabelPlacement | None:
+    """The lowest place above its unit's top (``own_top`` on screen) where a label keeps
+    ``gap_px`` clear of ``obstacles`` (screen boxes), at most ``max_lift_px`` higher: on the
+    unit itself, or just above an obstacle in its way."""
+    x0, x1, y0, y1 = (v * job.scale for v in text_box)
+    centre_x = job.camera.to_screen(anchor)[0][0, 0]
+    in_the_way = (obstacles[:, 0] < centre_x + x1 + job.gap_px) & \
+        (centre_x + x0 < obstacles[:, 1] + job.gap_px) & (obstacles[:, 3] > own_top)
+    # Just clear of each (a hair more than the gap, so rounding cannot make it touch).
+    bottoms = np.unique(np.concatenate([[own_top], obstacles[in_the_way, 3]])) + job.gap_px + 0.01
+    for bottom in bottoms[bottoms <= own_top + job.gap_px + job.max_lift_px]:
+        lift = _lift_to(anchor, job.camera, bottom - y0)
+        if lift is None:
+            return None
+        origin = anchor + UP * lift
+        ox, oy = job.camera.to_screen(origin)[0][0]
+        box = (ox + x0, ox + x1, oy + y0, oy + y1)
+        if _overlaps_any(box, obstacles, job.gap_px):
+            continue
+        depth = float((origin - job.camera.location) @ job.camera.forward)
+        return LabelPlacement(True, tuple(anchor), text_size(job.cap_px, depth, job.camera,
+                                                             job.cap_height),
+                              float(lift), job.cap_px, box)
+    return None
+
+
+def _place_at(specs, units, job: _Pass) -> list[LabelPlacement]:
+    unit_screen, in_front = screen_boxes(units, job.camera)
+    placements: list[LabelPlacement] = [LabelPlacement(False)] * len(specs)
+    placed = np.empty((len(specs), 4))  # boxes of the labels placed so far
+    count = 0
+    for index in spread_order(len(specs)):
+        spec = specs[index]
+        if not in_front[spec.unit]:
+            continue
+        anchor = unit_anchor(*units[spec.unit])
+        others = np.delete(unit_screen, spec.unit, axis=0)[np.delete(in_front, spec.unit)]
+        own_top = unit_screen[spec.unit, 3]
+        placement = _lowest_free(anchor, own_top, spec.box,
+                                 np.concatenate([placed[:count], others]), job)
+        if placement is not None:
+            placement = replace(placement, clear_of_units=True)
+        else:  # no room clear of the units: clear of the other labels at least
+            placement = _lowest_free(anchor, own_top, spec.box, placed[:count], job)
+        if placement is None:
+            continue
+        placements[index] = placement
+        placed[count] = placement.screen_box
+        count += 1
+    return placements
+
+
+def place_labels(specs: list[LabelSpec], units, camera: CameraPose, cap_height: float, *,
+                 cap_px_choices=CAP_PX_CHOICES, max_lift_rows: float = MAX_LIFT_ROWS,
+                 gap_px: float = GAP_PX) -> list[LabelPlacement]:
+    """Size and place ``specs`` for ``camera`` (see the module) above their ``units`` (world
+    boxes, (n, 2, 3): lowest and highest corner; every drawn unit, labelled or not): the
+    largest capital height of ``cap_px_choices`` with which every label fits, else the
+    smallest, hiding what does not."""
+    if not specs:
+        return []
+    if min(cap_px_choices) < MIN_CAP_PX:
+        raise ValueError(f"labels under {MIN_CAP_PX} px cannot be read: {cap_px_choices}")
+    units = np.asarray(units, np.float64).reshape(-1, 2, 3)
+    placements = []
+    for cap_px in sorted(cap_px_choices, reverse=True):
+        row_px = max(s.box[3] - s.box[2] for s in specs) * cap_px / cap_height + gap_px
+        job = _Pass(camera, cap_height, cap_px, gap_px, max_lift_rows * row_px)
+        placements = _place_at(specs, units, job)
+        if all(p.shown for p in placements):
+            break
+    return placements
+
+
+def label_corners(specs: list[LabelSpec], placements: list[LabelPlacement],
+                  camera: CameraPose) -> np.ndarray:
+    """(4 x shown, 3) world corners of the shown labels' text boxes (facing ``camera``)."""
+    corners = []
+    for spec, placement in zip(specs, placements):
+        if not placement.shown:
+            continue
+        x0, x1, y0, y1 = (v * placement.size for v in spec.box)
+        for x in (x0, x1):
+            for y in (y0, y1):
+                corners.append(placement.origin + camera.right * x + camera.up * y)
+    return np.asarray(corners, np.float64).reshape(-1, 3)
+
+
+def box_corners(units) -> np.ndarray:
+    """(8 n, 3) corners of world boxes ``units`` ((n, 2, 3): lowest and highest corner)."""
+    units = np.asarray(units, np.float64).reshape(-1, 2, 3)
+    return np.array([[units[n, i, 0], units[n, j, 1], units[n, k, 2]] for n in range(len(units))
+                     for i in (0, 1) for j in (0, 1) for k in (0, 1)]).reshape(-1, 3)
+
+
+def frame_with_labels(units, specs: list[LabelSpec], view_direction, fov_x: float, fov_y: float,
+                      cap_height: float, *, margin: float = FRAME_MARGIN,
+                      rounds: int = 8) -> tuple[CameraPose, list[LabelPlacement]]:
+    """A camera looking along ``-view_direction`` that frames the units (world boxes, (n, 2, 3))
+    and their labels, and the labels placed for it. The labels are placed for the returned
+    camera itself, so their pixel sizes hold exactly; the framing converges to within a small
+    fraction of the network's size."""
+    units = np.asarray(units, np.float64).reshape(-1, 2, 3)
+    points = box_corners(units)
+    span = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) or 1.0
+    location, forward = fit_camera(points, view_direction, fov_x, fov_y, margin)
+    camera = CameraPose.looking(location, forward, fov_x, fov_y)
+    placements = place_labels(specs, units, camera, cap_height)
+    for _ in range(rounds):
+        corners = label_corners(specs, placements, camera)
+        location, forward = fit_camera(np.concatenate([points, corners]), view_direction,
+                                       fov_x, fov_y, margin)
+        moved = float(np.linalg.norm(location - camera.location))
+        camera = CameraPose.looking(location, forward, fov_x, fov_y)
+        placements = place_labels(specs, units, camera, cap_height)
+        if moved < 1e-4 * span:
+            break
+    return camera, placements
+
+
+# -- the label's height above its layer, as a driver -------------------------------------------
+
+# Variables of the driver that keeps a label on its layer's top (see layer_top_expression).
+TOP_VARIABLES = ("cell_size", "grid", "columns", "gap")
+
+
+def layer_top(map_height: int, channels: int, cell_scale: float, *, cell_size: float,
+              grid_layout: float, requested_columns: int, channel_gap: float) -> float:
+    """Height of a layer's top above its origin: half its cell area's height, as the layer's
+    geometry nodes compute it (``layout.layer_extent``)."""
+    step_v = map_height * cell_size * cell_scale + channel_gap
+    rows = math.ceil(channels / grid_columns(channels, requested_columns))
+    return (step_v + (rows * step_v - step_v) * grid_layout - channel_gap) / 2
+
+
+def layer_top_expression(map_height: int, channels: int, cell_scale: float,
+                         offset: float) -> str:
+    """A simple (Python-free) driver expression for ``layer_top(...) + offset`` whose variables
+    are :data:`TOP_VARIABLES`: the network's cell size and the layer's Grid Layout, Grid Columns
+    and Channel Gap inputs. A label's height follows every layout control through it."""
+    auto_columns = grid_columns(int(channels), 0)
+    columns = f"(min(columns, {int(channels)}) if columns > 0.5 else {auto_columns})"
+    step = f"({int(map_height)} * cell_size * {float(cell_scale)!r} + gap)"
+    return (f"({step} * (1 + (ceil({int(channels)} / {columns}) - 1) * grid) - gap) / 2"
+            f" + {float(offset)!r}")
