@@ -115,8 +115,8 @@ def panel_model(context) -> PanelModel:
         model.folded = str(layer.get(names.FOLDED, ""))
         label = labels.label_of(layer)
         if label is not None:  # the unit's label, an object of its own
-            model.layer_controls += [Control(label, "hide_viewport", "Hide Label in Viewport"),
-                                     Control(label, "hide_render", "Hide Label in Render")]
+            model.layer_controls.append(Control(label, f'["{names.LABEL_SHOWN}"]',
+                                                "Show Label"))
     return model
 
 

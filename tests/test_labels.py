@@ -94,13 +94,37 @@ def conv_bn_relu_chain(blocks: int) -> list[LayerDef]:
     return layers
 
 
+def residual_stages(blocks: int) -> list[LayerDef]:
+    """Keras-style name scopes: ``stage<s>_block<b>_conv1/bn1/relu1/conv2/bn2/relu2`` for
+    ``blocks`` blocks (8 to a stage): two units a block once folded, so more than 40 units and
+    imported with the blocks collapsed (core/blocks.py)."""
+    layers = [LayerDef("input", "InputLayer", (16, 16, 3), inbound=[])]
+    previous = 3
+    for index in range(blocks):
+        scope = f"stage{index // 8 + 1}_block{index % 8 + 1}"
+        channels = 8 * (1 + index // 8)
+        for part in (1, 2):
+            shape = (16, 16, channels)
+            layers += [LayerDef(f"{scope}_conv{part}", "Conv2D", shape,
+                                weights=[("kernel", (3, 3, previous, channels))],
+                                config={"filters": channels}),
+                       LayerDef(f"{scope}_bn{part}", "BatchNormalization", shape),
+                       LayerDef(f"{scope}_relu{part}", "ReLU", shape)]
+            previous = channels
+    layers.append(LayerDef("gap", "GlobalAveragePooling2D", (previous,)))
+    layers.append(LayerDef("dense", "Dense", (4,), weights=[("kernel", (previous, 4))]))
+    return layers
+
+
 @pytest.fixture(scope="module")
 def deep_exports(tmp_path_factory):
     folder = tmp_path_factory.mktemp("deep")
     return {"conv30": make_export(folder / "conv30", name="conv30", layers=conv_chain(30),
                                   samples=1, epochs=2).path,
             "student": make_export(folder / "student", name="student",
-                                   layers=conv_bn_relu_chain(12), samples=1, epochs=2).path}
+                                   layers=conv_bn_relu_chain(12), samples=1, epochs=2).path,
+            "stages": make_export(folder / "stages", name="stages",
+                                  layers=residual_stages(24), samples=1, epochs=2).path}
 
 
 # -- measuring -------------------------------------------------------------------------------
@@ -218,9 +242,11 @@ def test_label_geometry_and_place_do_not_change_with_the_epoch(startup, example_
     labels = api("network").network_labels(root)
     for label in labels:
         assert not label.modifiers and label.data.animation_data is None
-        assert label.animation_data is not None  # the driver that keeps it on its layer's top
+        assert label.animation_data.action is None
+        # drivers: its height on its layer's top, and its visibility (its layer's, its own)
+        driven = {(f.data_path, f.array_index) for f in label.animation_data.drivers}
+        assert driven == {("location", 2), ("hide_viewport", 0), ("hide_render", 0)}
         for fcurve in label.animation_data.drivers:
-            assert fcurve.data_path == "location" and fcurve.array_index == 2
             assert fcurve.driver.is_simple_expression
             paths = [t.data_path for v in fcurve.driver.variables for t in v.targets]
             assert not any("epoch" in p or "sample" in p for p in paths), paths
@@ -285,6 +311,28 @@ def test_deep_model_labels_are_12_px_and_apart_at_1920x1080(startup, deep_export
         assert len(units) == 15
         texts = [label.data.body.splitlines()[0] for label in labels]
         assert "block4_conv + BN + ReLU" in texts, texts
+
+
+def test_collapsed_blocks_hide_their_labels_and_expanding_places_them(startup, deep_exports):
+    root = import_file(deep_exports["stages"])
+    network = api("network")
+    units = network.network_layers(root)
+    assert len(units) == 51
+    bpy.context.evaluated_depsgraph_get()
+    hidden_units = [layer for layer in units if layer.hide_render]
+    assert len(hidden_units) == 24, "each collapsed block shows its output unit only"
+    for layer in hidden_units:
+        assert api("labels").label_of(layer).hide_render, layer.name
+    measured = assert_readable(startup, root, at_least=6)
+    print(f"stages: {len(units)} units, blocks collapsed, {len(measured)} labels shown")
+    blocks = api("blocks")
+    block = "stage2_block3"
+    blocks.set_block_collapsed(root, block, 0.0)
+    api("staging").frame_network(root, startup)
+    member = next(layer for layer in units if layer["nnvis_layer"] == f"{block}_conv1")
+    assert not member.hide_render
+    measured = assert_readable(startup, root, at_least=6)
+    print(f"stages, {block} expanded: {len(measured)} labels shown")
 
 
 def test_labels_follow_their_layer_through_layout_changes(startup, example_export):
@@ -352,15 +400,20 @@ def test_a_hidden_unit_hides_its_label_and_shows_it_again(startup, example_expor
     label = api("labels").label_of(layer)
     assert not label.hide_render
     scene_api.set_layer_visible(layer, False)
+    bpy.context.evaluated_depsgraph_get()  # the label's visibility drivers read its layer's
     assert label.hide_render and label.hide_viewport
     assert_readable(startup, root, at_least=6)
     scene_api.set_layer_visible(layer, True)
+    bpy.context.evaluated_depsgraph_get()
     assert not label.hide_render and not label.hide_viewport
     assert_readable(startup, root, at_least=7)
-    # a label the user hid stays hidden
-    label.hide_render = label.hide_viewport = True
+    # a label the user switched off (the panel's "Show Label") stays hidden
+    label["nnvis_show_label"] = False
+    label.update_tag()
     api("staging").frame_network(root, startup)
-    assert label.hide_render
+    bpy.context.evaluated_depsgraph_get()
+    assert label.hide_render and label.hide_viewport
+    assert_readable(startup, root, at_least=6)
 
 
 def test_import_without_staging_still_sizes_and_turns_the_labels(startup, example_export):

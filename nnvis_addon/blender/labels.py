@@ -10,9 +10,12 @@ on the layer's top as the layer's layout controls (Grid Layout, Grid Columns, Ch
 network's Cell Size) change its height.
 
 Its size, rotation (the camera's, so it lies parallel to the image plane), lift above the unit
-and whether it shows come from ``core/labels.py`` for the network's camera: at import and on
-Frame Network (:func:`frame_and_aim`). Labels nnvis hides (no room, or their unit is hidden)
-carry ``nnvis_label_auto_hidden`` and may show again; a label the user hid stays hidden.
+and whether nnvis found room for it come from ``core/labels.py`` for the network's camera: at
+import, on Frame Network (:func:`frame_and_aim`) and when a layer shows again (:func:`aim_at`).
+It shows while its layer shows, nnvis has a place for it (``nnvis_label_unplaced`` 0) and the
+user wants it (``nnvis_show_label``, the panel's "Show Label"): simple-expression drivers on its
+visibility flags, so it hides with its layer (hidden by hand or in a collapsed block) in the
+viewport, in renders and on a render farm.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ..core.placement import View
 from . import compat, network, writers
 
 LABEL_BOX = "nnvis_label_box"  # the text's box at size 1 (x0, x1, y0, y1), as last measured
+VISIBILITY_FLAGS = ("hide_viewport", "hide_render")
 # Layer inputs the label's height follows (with the network's Cell Size), by driver variable.
 TOP_INPUTS = {"grid": "Grid Layout", "columns": "Grid Columns", "gap": "Channel Gap"}
 # Capital height of a font at size 1, measured on an "H" once per session.
@@ -52,7 +56,10 @@ def build_labels(root: bpy.types.Object, plan: NetworkPlan, layer_objects: dict,
         label.parent = layer
         label[names.LABEL_MARKER] = layer_plan.layer.name
         label[names.LABEL_OF] = layer
+        label[names.LABEL_SHOWN] = True
+        label[names.LABEL_UNPLACED] = 1  # until frame_and_aim places it
         _drive_height(label, layer, root, 0.0)
+        _drive_visibility(label, layer)
         made.append(label)
     return made
 
@@ -169,21 +176,35 @@ def _drive_height(label, layer, root, offset: float) -> None:
     writers.add_driver(label, "location", expression, variables, index=2)
 
 
-def _show(label: bpy.types.Object, shown: bool) -> None:
-    label.hide_render = label.hide_viewport = not shown
-    label[names.LABEL_AUTO_HIDDEN] = int(not shown)
+def _drive_visibility(label, layer) -> None:
+    """Hidden in the viewport and in renders while its layer is, while nnvis has no place for
+    it, or while the user switched it off."""
+    variables = {"placeless": ("OBJECT", label, f'["{names.LABEL_UNPLACED}"]'),
+                 "wanted": ("OBJECT", label, f'["{names.LABEL_SHOWN}"]')}
+    for flag in VISIBILITY_FLAGS:
+        writers.add_driver(label, flag, "max(layer, placeless, 1 - wanted)",
+                           {"layer": ("OBJECT", layer, flag), **variables})
+
+
+def _set_placed(label: bpy.types.Object, placed: bool) -> None:
+    label[names.LABEL_UNPLACED] = int(not placed)
+    layer = labelled_layer(label)
+    for flag in VISIBILITY_FLAGS:  # what the driver computes, at once
+        setattr(label, flag, bool(getattr(layer, flag) or not placed
+                                  or not label.get(names.LABEL_SHOWN, True)))
+    label.update_tag()
 
 
 def _candidates(root: bpy.types.Object, drawn: dict) -> list[bpy.types.Object]:
-    """Labels nnvis may show: not hidden by the user, of a unit that is ``drawn`` (layer object
-    -> its index among the units); the others' of hidden units are hidden (they may show again
-    later)."""
+    """Labels nnvis may place: switched on by the user, of a unit that is ``drawn`` (layer
+    object -> its index among the units); the others of hidden units are left unplaced (they
+    show again once placed)."""
     chosen = []
     for label in network.network_labels(root):
-        if label.hide_render and not label.get(names.LABEL_AUTO_HIDDEN):
+        if not label.get(names.LABEL_SHOWN, True):
             continue  # the user's choice
         if labelled_layer(label) not in drawn:
-            _show(label, False)
+            _set_placed(label, False)
             continue
         chosen.append(label)
     return chosen
@@ -191,7 +212,7 @@ def _candidates(root: bpy.types.Object, drawn: dict) -> list[bpy.types.Object]:
 
 def _apply(label, placement: core_labels.LabelPlacement, camera: core_labels.CameraPose,
            root) -> None:
-    _show(label, placement.shown)
+    _set_placed(label, placement.shown)
     if not placement.shown:
         return
     layer = labelled_layer(label)
@@ -253,10 +274,3 @@ def label_points(root: bpy.types.Object) -> np.ndarray:
         matrix = np.array(evaluated.matrix_world)
         points.append(corners @ matrix[:3, :3].T + matrix[:3, 3])
     return np.concatenate(points) if points else np.zeros((0, 3))
-
-
-def hide_with_layer(layer: bpy.types.Object) -> None:
-    """A layer just hidden: its label hides with it (unless the user had hidden the label)."""
-    label = label_of(layer)
-    if label is not None and (not label.hide_render or label.get(names.LABEL_AUTO_HIDDEN)):
-        _show(label, False)

@@ -334,12 +334,10 @@ def set_layer_control(layer: bpy.types.Object, name: str, value) -> None:
 
 
 def set_layer_visible(layer: bpy.types.Object, visible: bool) -> None:
-    """Show or hide a layer in the viewport and in renders; its label follows (placed again for
-    the network's camera when the layer shows)."""
+    """Show or hide a layer in the viewport and in renders; its label and connections follow
+    (the labels are placed again for the network's camera when a layer shows)."""
     layer.hide_viewport = not visible
     layer.hide_render = not visible
     root = network_of(layer)
-    if not visible:
-        labels.hide_with_layer(layer)
-    elif root is not None:
+    if visible and root is not None:
         staging.aim_labels(root, bpy.context.scene)

@@ -14,11 +14,10 @@ centre along world +Z. For a camera this module decides:
 * **place**: labels are placed one by one, spread out first (:func:`spread_order`: the first
   and last unit, the middle one, the quarters...), each at the lowest place above its unit's
   box on screen where it keeps ``gap_px`` clear of every label placed before and of every other
-  unit -- on its unit, or just above whatever is in its way, at most :data:`MAX_LIFT_ROWS`
-  label heights higher. Where no place is clear of the units, the lowest place clear of the
-  labels will do; a label with neither is hidden (in a crowded deep network the kept labels
-  stay evenly spread). The largest of :data:`CAP_PX_CHOICES` with which every label shows is
-  used, else the smallest.
+  unit (over a unit it would hide it, or hide behind it) -- on its unit, or just above whatever
+  is in its way, at most :data:`MAX_LIFT_ROWS` label heights higher. A label with no such place
+  is hidden (in a crowded deep network the kept labels stay evenly spread). The largest of
+  :data:`CAP_PX_CHOICES` with which every label shows is used, else the smallest.
 * **framing**: :func:`frame_with_labels` fits the camera to the units and the labels together,
   a few rounds, since the labels' world size follows the camera's distance.
 
@@ -29,7 +28,7 @@ frame's bottom-left corner; a box is ``(x0, x1, y0, y1)``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,7 +37,7 @@ from .layout import fit_camera, grid_columns
 REFERENCE_ROWS = 1080        # label sizes are pixels of a frame this many rows tall
 MIN_CAP_PX = 12.0            # capital letters at least this tall (pixels at REFERENCE_ROWS)
 CAP_PX_CHOICES = (16.0, 14.0, 13.0)  # tried largest first; all above MIN_CAP_PX
-MAX_LIFT_ROWS = 1.2          # a label stands at most this many label heights above its unit
+MAX_LIFT_ROWS = 2.0          # a label stands at most this many label heights above its unit
 GAP_PX = 10.0                # clear space between labels, and between a unit and its label
 FRAME_MARGIN = 0.06          # fraction of the frame left free around units and labels
 UP = np.array((0.0, 0.0, 1.0))
@@ -106,7 +105,6 @@ class LabelPlacement:
     lift: float = 0.0         # the label's origin above its anchor, along world +Z
     cap_px: float = 0.0       # capital height on screen, pixels at REFERENCE_ROWS
     screen_box: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)
-    clear_of_units: bool = False  # covers no other unit's box on screen
 
     @property
     def origin(self) -> np.ndarray:
@@ -243,12 +241,8 @@ def _place_at(specs, units, job: _Pass) -> list[LabelPlacement]:
         own_top = unit_screen[spec.unit, 3]
         placement = _lowest_free(anchor, own_top, spec.box,
                                  np.concatenate([placed[:count], others]), job)
-        if placement is not None:
-            placement = replace(placement, clear_of_units=True)
-        else:  # no room clear of the units: clear of the other labels at least
-            placement = _lowest_free(anchor, own_top, spec.box, placed[:count], job)
         if placement is None:
-            continue
+            continue  # over another unit it would hide it, or hide behind it
         placements[index] = placement
         placed[count] = placement.screen_box
         count += 1

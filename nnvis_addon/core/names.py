@@ -54,7 +54,8 @@ BLOCK_COLLAPSED = "nnvis_block_collapsed"  # on a block's output unit: 0..1, ani
 
 # -- facts about a unit's label, on its object -----------------------------------------------
 LABEL_OF = "nnvis_label_of"          # pointer to the layer object it labels
-LABEL_AUTO_HIDDEN = "nnvis_label_auto_hidden"  # 1 while nnvis hides it (no room, unit hidden)
+LABEL_UNPLACED = "nnvis_label_unplaced"  # 1 while nnvis has no place for it (no room, unit hidden)
+LABEL_SHOWN = "nnvis_show_label"     # the user's switch (the panel's "Show Label")
 
 # -- modifiers ----------------------------------------------------------------------------------
 LAYER_MODIFIER = "NNVis Layer"
