@@ -38,6 +38,9 @@ def test_a_script_needs_one_import(Network, network):
     assert bpy.context.scene.camera == network.camera
     assert Network.of(network.layers[3]) == network
     assert Network.of(network.camera) == network
+    assert [label["nnvis_label"] for label in network.labels] == \
+        [obj["nnvis_layer"] for obj in network.layers]
+    assert Network.of(network.labels[2]) == network
     assert Network.all() == [network]
     assert network.problems() == []
     assert "digits_cnn" in repr(network)

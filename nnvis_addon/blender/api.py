@@ -83,6 +83,11 @@ class Network:
         return network.network_connections(self.root)
 
     @property
+    def labels(self) -> list[bpy.types.Object]:
+        """The units' label objects (static text, see ``labels.py``), in layer order."""
+        return network.network_labels(self.root)
+
+    @property
     def camera(self) -> bpy.types.Object | None:
         return network.network_camera(self.root)
 
