@@ -276,7 +276,20 @@ def test_label_geometry_and_place_do_not_change_with_the_epoch(startup, example_
     startup.frame_set(1)
     first = state()
     first_cells = evaluated_instances(cells)[1]["activation"]
-    startup.frame_set(40)
+    updated = []  # what the depsgraph evaluates again on each frame change
+
+    def record(scene, depsgraph):
+        updated.extend(u.id.original.name for u in depsgraph.updates
+                       if isinstance(u.id, bpy.types.Object))
+
+    bpy.app.handlers.frame_change_post.append(record)
+    try:
+        for frame in (2, 20, 40):
+            startup.frame_set(frame)
+    finally:
+        bpy.app.handlers.frame_change_post.remove(record)
+    assert cells.name in updated, "the cells are evaluated again for every frame"
+    assert not {label.name for label in labels} & set(updated), "labels were evaluated again"
     assert root["nnvis_epoch"] == 12.0
     last = state()
     assert not np.allclose(first_cells, evaluated_instances(cells)[1]["activation"]), \

@@ -177,8 +177,8 @@ def test_the_label_height_driver_follows_the_layer_top(grid, channels, scale, la
                           cell_size=cell_size * scale, channel_gap=gap,
                           requested_columns=columns)
     assert top == pytest.approx(extent[1] / 2)
-    expression = layer_top_expression(grid[0], channels, scale, 0.75)
+    expression = layer_top_expression(grid[0], channels, scale)
     # Blender's simple expressions: arithmetic, min, ceil and a conditional
     value = eval(expression, {"__builtins__": {}, "min": min, "ceil": math.ceil},
-                 dict(zip(labels.TOP_VARIABLES, (cell_size, layout, columns, gap))))
+                 dict(zip(labels.TOP_VARIABLES, (cell_size, layout, columns, gap, 0.75))))
     assert value == pytest.approx(top + 0.75)

@@ -31,7 +31,6 @@ from ..core.layout import NetworkPlan
 from ..core.placement import View
 from . import compat, network, writers
 
-LABEL_BOX = "nnvis_label_box"  # the text's box at size 1 (x0, x1, y0, y1), as last measured
 VISIBILITY_FLAGS = ("hide_viewport", "hide_render")
 # Layer inputs the label's height follows (with the network's Cell Size), by driver variable.
 TOP_INPUTS = {"grid": "Grid Layout", "columns": "Grid Columns", "gap": "Channel Gap"}
@@ -58,7 +57,8 @@ def build_labels(root: bpy.types.Object, plan: NetworkPlan, layer_objects: dict,
         label[names.LABEL_OF] = layer
         label[names.LABEL_SHOWN] = True
         label[names.LABEL_UNPLACED] = 1  # until frame_and_aim places it
-        _drive_height(label, layer, root, 0.0)
+        label[names.LABEL_LIFT] = 0.0
+        _drive_height(label, layer, root)
         _drive_visibility(label, layer)
         made.append(label)
     return made
@@ -88,41 +88,39 @@ def label_of(layer: bpy.types.Object) -> bpy.types.Object | None:
 # -- measuring ------------------------------------------------------------------------------
 
 
-def cap_height(font: bpy.types.VectorFont | None, collection: bpy.types.Collection) -> float:
-    """Height of a capital "H" of ``font`` at size 1 (Blender's evaluated text), measured once
-    per session on a temporary text object in ``collection``."""
+def text_box(obj: bpy.types.Object) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1) of a text object's text at its own size (Blender's own tessellation of
+    it; no depsgraph needed, so hidden labels measure too and the user's scene is not
+    evaluated)."""
+    mesh = obj.to_mesh()
+    try:
+        points = np.zeros(len(mesh.vertices) * 3, np.float32)
+        mesh.vertices.foreach_get("co", points)
+    finally:
+        obj.to_mesh_clear()
+    points = points.reshape(-1, 3)
+    if not len(points):
+        return (0.0, 0.0, 0.0, 0.0)
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return float(lo[0]), float(hi[0]), float(lo[1]), float(hi[1])
+
+
+def cap_height(font: bpy.types.VectorFont | None) -> float:
+    """Height of a capital "H" of ``font`` at size 1, measured once per session on a
+    temporary text object."""
     key = font.name if font is not None else ""
     if key not in _cap_heights:
         text = _text_curve("nnvis cap height", "H")
         if font is not None:
             text.font = font
         probe = bpy.data.objects.new(text.name, text)
-        collection.objects.link(probe)
         try:
-            depsgraph = bpy.context.evaluated_depsgraph_get()
-            box = _bound_box(probe.evaluated_get(depsgraph))
+            box = text_box(probe)
             _cap_heights[key] = box[3] - box[2]
         finally:
             bpy.data.objects.remove(probe)
             bpy.data.curves.remove(text)
     return _cap_heights[key]
-
-
-def _bound_box(evaluated) -> tuple[float, float, float, float]:
-    corners = np.array([tuple(c) for c in evaluated.bound_box], np.float64)
-    return (float(corners[:, 0].min()), float(corners[:, 0].max()),
-            float(corners[:, 1].min()), float(corners[:, 1].max()))
-
-
-def _measure(labels: list[bpy.types.Object], depsgraph) -> None:
-    """Store each shown label's text box (its evaluated bounds at size 1); hidden labels are not
-    evaluated and keep the box they had."""
-    for label in labels:
-        if label.hide_viewport and LABEL_BOX in label:
-            continue
-        box = _bound_box(label.evaluated_get(depsgraph))
-        if box[1] > box[0]:
-            label[LABEL_BOX] = box
 
 
 # -- where each label goes ------------------------------------------------------------------
@@ -162,17 +160,17 @@ def _layer_top(layer: bpy.types.Object) -> float:
         channel_gap=value("Channel Gap"))
 
 
-def _drive_height(label, layer, root, offset: float) -> None:
-    """The label's height over its layer: the layer's top, whatever its layout, plus ``offset``."""
+def _drive_height(label, layer, root) -> None:
+    """The label's height over its layer: the layer's top, whatever its layout, plus its own
+    lift (``nnvis_label_lift``, which placing it sets: the driver itself never changes)."""
     modifier = layer.modifiers[names.LAYER_MODIFIER]
-    variables = {"cell_size": ("OBJECT", root, '["nnvis_cell_size"]')}
+    variables = {"cell_size": ("OBJECT", root, '["nnvis_cell_size"]'),
+                 "lift": ("OBJECT", label, f'["{names.LABEL_LIFT}"]')}
     variables.update({variable: ("OBJECT", layer, compat.modifier_input_path(modifier, name))
                       for variable, name in TOP_INPUTS.items()})
-    modifier_values = {name: compat.get_modifier_input(modifier, name)
-                       for name in ("Map Height", "Channels", "Cell Scale")}
     expression = core_labels.layer_top_expression(
-        modifier_values["Map Height"], modifier_values["Channels"], modifier_values["Cell Scale"],
-        offset)
+        *(compat.get_modifier_input(modifier, name)
+          for name in ("Map Height", "Channels", "Cell Scale")))
     writers.add_driver(label, "location", expression, variables, index=2)
 
 
@@ -190,9 +188,10 @@ def _set_placed(label: bpy.types.Object, placed: bool) -> None:
     label[names.LABEL_UNPLACED] = int(not placed)
     layer = labelled_layer(label)
     for flag in VISIBILITY_FLAGS:  # what the driver computes, at once
-        setattr(label, flag, bool(getattr(layer, flag) or not placed
-                                  or not label.get(names.LABEL_SHOWN, True)))
-    label.update_tag()
+        hidden = bool(getattr(layer, flag) or not placed or not label.get(names.LABEL_SHOWN, True))
+        if getattr(label, flag) != hidden:  # a change of visibility rebuilds the depsgraph
+            setattr(label, flag, hidden)
+    label.update_tag(refresh={"OBJECT"})  # its flags and transform, not its text
 
 
 def _candidates(root: bpy.types.Object, drawn: dict) -> list[bpy.types.Object]:
@@ -210,8 +209,7 @@ def _candidates(root: bpy.types.Object, drawn: dict) -> list[bpy.types.Object]:
     return chosen
 
 
-def _apply(label, placement: core_labels.LabelPlacement, camera: core_labels.CameraPose,
-           root) -> None:
+def _apply(label, placement: core_labels.LabelPlacement, camera: core_labels.CameraPose) -> None:
     _set_placed(label, placement.shown)
     if not placement.shown:
         return
@@ -219,7 +217,7 @@ def _apply(label, placement: core_labels.LabelPlacement, camera: core_labels.Cam
     parent = _world_matrix(layer) @ label.matrix_parent_inverse
     local = parent.inverted() @ Vector(placement.origin)
     label.location.x, label.location.y = local.x, local.y
-    _drive_height(label, layer, root, local.z - _layer_top(layer))
+    label[names.LABEL_LIFT] = local.z - _layer_top(layer)
     label.location.z = local.z
     turn = parent.to_quaternion().inverted() @ Matrix(camera.rotation()).to_quaternion()
     label.rotation_mode = "XYZ"
@@ -231,13 +229,14 @@ def _specs(root: bpy.types.Object, layers: list[bpy.types.Object]):
     """(labels, their specs, the font's capital height) of the labels nnvis may show, for the
     drawn units of ``layers`` (in the order of their boxes)."""
     drawn = {layer: index for index, layer in enumerate(layers)}
-    labels = _candidates(root, drawn)
-    _measure(labels, bpy.context.evaluated_depsgraph_get())
-    labels = [label for label in labels if LABEL_BOX in label]
-    specs = [core_labels.LabelSpec(drawn[labelled_layer(label)], tuple(label[LABEL_BOX]))
-             for label in labels]
+    labels, specs = [], []
+    for label in _candidates(root, drawn):
+        box = text_box(label)  # measured each time: the user may have edited the text
+        if box[1] > box[0]:
+            labels.append(label)
+            specs.append(core_labels.LabelSpec(drawn[labelled_layer(label)], box))
     font = labels[0].data.font if labels else None
-    height = cap_height(font, network.network_collection(root)) if labels else 1.0
+    height = cap_height(font) if labels else 1.0
     return labels, specs, height
 
 
@@ -250,7 +249,7 @@ def frame_and_aim(root: bpy.types.Object, layers: list[bpy.types.Object], units:
     camera, placements = core_labels.frame_with_labels(
         units, specs, view.direction, view.fov_x, view.fov_y, height)
     for label, placement in zip(labels, placements):
-        _apply(label, placement, camera, root)
+        _apply(label, placement, camera)
     return camera
 
 
@@ -259,7 +258,7 @@ def aim_at(root: bpy.types.Object, layers: list[bpy.types.Object], units: np.nda
     """Size, place, turn and show or hide the network's labels for a camera that stays put."""
     labels, specs, height = _specs(root, layers)
     for label, placement in zip(labels, core_labels.place_labels(specs, units, camera, height)):
-        _apply(label, placement, camera, root)
+        _apply(label, placement, camera)
 
 
 def label_points(root: bpy.types.Object) -> np.ndarray:

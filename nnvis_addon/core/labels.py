@@ -320,7 +320,7 @@ def frame_with_labels(units, specs: list[LabelSpec], view_direction, fov_x: floa
 # -- the label's height above its layer, as a driver -------------------------------------------
 
 # Variables of the driver that keeps a label on its layer's top (see layer_top_expression).
-TOP_VARIABLES = ("cell_size", "grid", "columns", "gap")
+TOP_VARIABLES = ("cell_size", "grid", "columns", "gap", "lift")
 
 
 def layer_top(map_height: int, channels: int, cell_scale: float, *, cell_size: float,
@@ -332,13 +332,12 @@ def layer_top(map_height: int, channels: int, cell_scale: float, *, cell_size: f
     return (step_v + (rows * step_v - step_v) * grid_layout - channel_gap) / 2
 
 
-def layer_top_expression(map_height: int, channels: int, cell_scale: float,
-                         offset: float) -> str:
-    """A simple (Python-free) driver expression for ``layer_top(...) + offset`` whose variables
-    are :data:`TOP_VARIABLES`: the network's cell size and the layer's Grid Layout, Grid Columns
-    and Channel Gap inputs. A label's height follows every layout control through it."""
+def layer_top_expression(map_height: int, channels: int, cell_scale: float) -> str:
+    """A simple (Python-free) driver expression for ``layer_top(...) + lift`` whose variables
+    are :data:`TOP_VARIABLES`: the network's cell size, the layer's Grid Layout, Grid Columns
+    and Channel Gap inputs and the label's lift. A label's height follows every layout control
+    through it; placing the label again changes only its lift."""
     auto_columns = grid_columns(int(channels), 0)
     columns = f"(min(columns, {int(channels)}) if columns > 0.5 else {auto_columns})"
     step = f"({int(map_height)} * cell_size * {float(cell_scale)!r} + gap)"
-    return (f"({step} * (1 + (ceil({int(channels)} / {columns}) - 1) * grid) - gap) / 2"
-            f" + {float(offset)!r}")
+    return f"({step} * (1 + (ceil({int(channels)} / {columns}) - 1) * grid) - gap) / 2 + lift"

@@ -56,6 +56,7 @@ BLOCK_COLLAPSED = "nnvis_block_collapsed"  # on a block's output unit: 0..1, ani
 LABEL_OF = "nnvis_label_of"          # pointer to the layer object it labels
 LABEL_UNPLACED = "nnvis_label_unplaced"  # 1 while nnvis has no place for it (no room, unit hidden)
 LABEL_SHOWN = "nnvis_show_label"     # the user's switch (the panel's "Show Label")
+LABEL_LIFT = "nnvis_label_lift"      # how far above its layer's top it stands
 
 # -- modifiers ----------------------------------------------------------------------------------
 LAYER_MODIFIER = "NNVis Layer"
