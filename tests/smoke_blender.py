@@ -22,6 +22,8 @@ library, so it runs in a venv that holds nothing but a bpy wheel (scripts/env_ma
    root moved into the user's "Collection" and a whole-network duplicate (Shift+D) are removed
    without touching the user's objects, and the scene gets its camera back; appending the saved
    network into another file brings no scene along;
+6c. there too, the labels (text objects of their own) face the network's camera, and in a
+   1920x1080 frame every shown label's capitals are at least 12 px tall and no two overlap;
 7. disabling and re-enabling the extension leaves no nnvis class registered in between, and
    importing works again afterwards.
 
@@ -252,8 +254,7 @@ def main(argv=None) -> int:
                             data = [0.0] * len(mesh.vertices)
                             attribute.data.foreach_get("value", data)
                             values[name] = data
-                        realized = len(mesh.vertices)  # the label's, then 8 per cube
-                        # The layer's own mesh (the label) comes first, then the cubes.
+                        realized = len(mesh.vertices)  # 8 per cube (the cells come last)
                         got = values["activation"][realized - cells * 8::8]
                         norm = values["activation_norm"][realized - cells * 8::8]
                     finally:
@@ -410,6 +411,54 @@ def main(argv=None) -> int:
         check("Cube" not in bpy.data.objects, "appending brought the source file's Cube")
         return {}
 
+    def labels():
+        from bpy_extras.object_utils import world_to_camera_view
+        from mathutils import Vector
+        bpy.ops.wm.read_homefile(use_empty=False)
+        scene = bpy.context.scene
+        scene.render.resolution_x, scene.render.resolution_y = 1920, 1080
+        scene.render.resolution_percentage = 100
+        known = {obj.as_pointer() for obj in bpy.data.objects}
+        result = bpy.ops.import_scene.nnvis(filepath=str(args.export.resolve()))
+        check(result == {"FINISHED"}, f"import returned {result}")
+        root = next(o for o in bpy.data.objects
+                    if o.as_pointer() not in known and o.get("nnvis_network"))
+        camera = scene.camera
+        shown = [o for o in bpy.data.objects if o.get("nnvis_root") == root
+                 and o.get("nnvis_label") is not None and not o.hide_render]
+        check(len(shown) >= 5 and all(o.type == "FONT" for o in shown), f"labels: {shown}")
+        text = bpy.data.curves.new("smoke H", "FONT")
+        text.body = "H"
+        text.font = shown[0].data.font
+        probe = bpy.data.objects.new("smoke H", text)
+        mesh = probe.to_mesh()
+        cap = max(v.co.y for v in mesh.vertices) - min(v.co.y for v in mesh.vertices)
+        probe.to_mesh_clear()
+        bpy.data.objects.remove(probe)
+        bpy.data.curves.remove(text)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        up = camera.matrix_world.to_3x3().col[1].normalized()
+        boxes, caps = {}, {}
+        for label in shown:
+            evaluated = label.evaluated_get(depsgraph)
+            matrix = evaluated.matrix_world
+            corners = [world_to_camera_view(scene, camera, matrix @ Vector(c))
+                       for c in evaluated.bound_box]
+            boxes[label.name] = (min(c.x for c in corners) * 1920, max(c.x for c in corners) * 1920,
+                                 min(c.y for c in corners) * 1080, max(c.y for c in corners) * 1080)
+            origin, top = matrix.translation, matrix.translation + up * matrix.to_scale()[1] * cap
+            caps[label.name] = 1080 * (world_to_camera_view(scene, camera, top).y
+                                       - world_to_camera_view(scene, camera, origin).y)
+            turn = matrix.to_quaternion().rotation_difference(camera.matrix_world.to_quaternion())
+            check(abs(turn.angle) < 1e-4, f"{label.name} does not face the camera")
+        check(min(caps.values()) >= 12.0, f"labels under 12 px: {caps}")
+        items = list(boxes.items())
+        overlapping = [(a, b) for i, (a, p) in enumerate(items) for b, q in items[i + 1:]
+                       if p[0] < q[1] and q[0] < p[1] and p[2] < q[3] and q[2] < p[3]]
+        check(not overlapping, f"overlapping labels: {overlapping}")
+        check(bpy.ops.nnvis.remove_network(network=root.name) == {"FINISHED"}, "remove")
+        return {"labels": len(shown), "min_cap_px": round(min(caps.values()), 2)}
+
     def reregister():
         import addon_utils
         for _ in range(2):
@@ -438,6 +487,7 @@ def main(argv=None) -> int:
             checks.run("features", features)
             checks.run("remove_network", remove)
         checks.run("ownership", ownership)
+        checks.run("labels", labels)
         checks.run("reregister", reregister)
 
     summary.update(ok=checks.ok, checks=checks.results,

@@ -5,7 +5,8 @@ ones come from scripts/env_matrix.sh, which this test runs to create them when m
 ``bash scripts/test.sh`` works from a clean clone). In each, tests/smoke_blender.py installs the
 zip, fails every export of the hostile corpus cleanly, imports the bundled example (one object
 per layer, every cell evaluated and showing its recorded activation), renders a tiny Cycles
-frame, re-bundles, animates epochs, removes the network and cycles disable/enable.
+frame, re-bundles, animates epochs, removes the network, checks the labels' pixel sizes in the
+startup scene and cycles disable/enable.
 The three Blenders run at once, each in its own process.
 """
 
@@ -105,8 +106,9 @@ def test_extension_works_in_blender(smoke_runs, name):
     assert summary["ok"] and code == 0, (code, summary)
     assert summary["blender"].startswith(MATRIX[name]), summary["blender"]
     expected = {"install", "broken_import", "hostile", "import", "activations", "render",
-                "features", "remove_network", "ownership", "reregister"}
+                "features", "remove_network", "ownership", "labels", "reregister"}
     assert set(summary["checks"]) == expected
+    assert summary["checks"]["labels"]["min_cap_px"] >= 12.0
     layers = json.loads(EXAMPLE.read_text(encoding="utf-8"))["layers"]
     assert summary["checks"]["import"]["layers"] == len(layers)
     assert summary["checks"]["import"]["cells"] == sum(math.prod(layer["output_shape"])
