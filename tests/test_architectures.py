@@ -264,7 +264,10 @@ def scene_api():
 
 def _import(scene_api, path):
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    root = scene_api.import_network(path, scene_api.ImportOptions(fold=False))
+    # every layer its own unit, every channel its own map (test_folding.py and test_picture.py
+    # check the folded units and the input drawn as a picture)
+    root = scene_api.import_network(path, scene_api.ImportOptions(fold=False,
+                                                                  input_as_picture=False))
     bpy.context.view_layer.update()
     return root, {obj["nnvis_layer"]: obj for obj in scene_api.network_layers(root)}
 
