@@ -23,7 +23,7 @@ from mathutils import Vector
 
 from ..core import names
 from ..core.layout import NetworkPlan, label_size, layer_corners
-from ..core.placement import Box, View, place_beside
+from ..core.placement import Box, View, camera_lens, place_beside
 from ..core.labels import CameraPose, box_corners
 from . import compat, connections, labels, network
 from . import legend
@@ -110,7 +110,8 @@ def occupied_boxes(scene: bpy.types.Scene, new_root: bpy.types.Object | None = N
 def place_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Scene) -> None:
     """Move the new network (its root) beside what the scene already holds."""
     points = layer_corners(plan, label_height(plan.options.cell_size))
-    root.location = Vector(place_beside(points, occupied_boxes(scene, root), camera_view(scene)))
+    view = camera_view(scene, 2 * math.atan(36.0 / 2 / camera_lens(points)))
+    root.location = Vector(place_beside(points, occupied_boxes(scene, root), view))
 
 
 # -- camera, light, world -----------------------------------------------------------------------
@@ -164,7 +165,7 @@ def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Sc
     collection = network.network_collection(root)
     name = network.display_name(root)
     camera = bpy.data.objects.new(f"{name} camera", bpy.data.cameras.new(f"{name} camera"))
-    camera.data.lens = CAMERA_LENS
+    camera.data.lens = camera_lens(layer_corners(plan, label_height(plan.options.cell_size)))
     collection.objects.link(camera)
     camera[names.CAMERA_MARKER] = 1
     network.record_part(root, names.PART_CAMERA, camera)

@@ -18,6 +18,9 @@ from .layout import fit_camera
 Box = tuple[np.ndarray, np.ndarray]  # (lower corner, upper corner), world space
 
 PLACEMENT_MARGIN = 1.0  # free space between a new network and what is already there
+NORMAL_LENS = 50.0      # mm: the camera of a compact network
+LONG_LENS = 100.0       # mm: the longest lens, for long networks (flatter perspective: the far
+LONG_FROM = 4.0         # end stays readable); networks longer than LONG_FROM x their size
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,14 @@ class View:
     direction: tuple[float, float, float]
     fov_x: float
     fov_y: float
+
+
+def camera_lens(points: np.ndarray) -> float:
+    """Focal length for a network with these extent points: longer for long networks, so that
+    perspective does not shrink the far end to specks."""
+    span = np.ptp(np.asarray(points, dtype=np.float64), axis=0)
+    ratio = span[0] / max(span[1], span[2], 1e-9)
+    return float(min(LONG_LENS, max(NORMAL_LENS, NORMAL_LENS * ratio / LONG_FROM)))
 
 
 def boxes_overlap(a: Box, b: Box, margin: float = 0.0) -> bool:
@@ -43,21 +54,27 @@ def union(boxes: list[Box]) -> Box:
     return (np.min([b[0] for b in boxes], axis=0), np.max([b[1] for b in boxes], axis=0))
 
 
+VIEW_SLACK = 1.5  # "in view" is judged on a frame this much wider than the fitted one
+FARTHER = (0.0, 0.5, 1.0)  # extra distance tried on each side, in network sizes along it
+
+
 def _candidate_offsets(box: Box, occupied: Box, margin: float) -> list[np.ndarray]:
-    """Moves that put ``box`` just clear of ``occupied`` on each side; the front (towards -y,
-    where nnvis cameras look from) first, then the sides, behind and above."""
+    """Moves that put ``box`` clear of ``occupied`` on each side -- the front (towards -y, where
+    nnvis cameras look from) first, then the sides, behind and above -- just clear, and farther
+    (out of the framed view, possibly)."""
     lo, hi = box
     olo, ohi = occupied
-    moves = [(1, olo[1] - margin - hi[1]),   # in front
-             (0, ohi[0] + margin - lo[0]),   # right
-             (0, olo[0] - margin - hi[0]),   # left
-             (1, ohi[1] + margin - lo[1]),   # behind
-             (2, ohi[2] + margin - lo[2])]   # above
+    moves = [(1, olo[1] - margin - hi[1], -1),   # in front
+             (0, ohi[0] + margin - lo[0], 1),    # right
+             (0, olo[0] - margin - hi[0], -1),   # left
+             (1, ohi[1] + margin - lo[1], 1),    # behind
+             (2, ohi[2] + margin - lo[2], 1)]    # above
     offsets = []
-    for axis, distance in moves:
-        offset = np.zeros(3)
-        offset[axis] = distance
-        offsets.append(offset)
+    for farther in FARTHER:
+        for axis, distance, sign in moves:
+            offset = np.zeros(3)
+            offset[axis] = distance + sign * farther * (hi[axis] - lo[axis])
+            offsets.append(offset)
     return offsets
 
 
@@ -77,7 +94,9 @@ def _in_view(points: np.ndarray, location: np.ndarray, forward: np.ndarray, view
         return False
     x = np.abs(q[ahead] @ right) / depth[ahead]
     y = np.abs(q[ahead] @ up) / depth[ahead]
-    return bool(np.any((x < math.tan(view.fov_x / 2)) & (y < math.tan(view.fov_y / 2))))
+    # Generous: the camera nnvis frames in the end also takes in labels and a margin.
+    slack = VIEW_SLACK
+    return bool(np.any((x < slack * math.tan(view.fov_x / 2)) & (y < slack * math.tan(view.fov_y / 2))))
 
 
 def place_beside(network_points: np.ndarray, occupied: list[Box], view: View,
