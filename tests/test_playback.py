@@ -145,8 +145,13 @@ def test_edge_weights_interpolate_at_a_fractional_frame(api, network, export):
     try:
         epoch = show_frame(network, arrive(2) + HOLD + 2)  # a third of the way from 2 to 3
         assert epoch == pytest.approx(2 + 2 / FPE, abs=1e-6)
-        a = export.weights("output", 2)[0].reshape(-1).astype(np.float32)
-        b = export.weights("output", 3)[0].reshape(-1).astype(np.float32)
+        # the drawn edges (the pair's display budget) in the source-major kernel
+        ends = [np.zeros(len(obj.data.curves), np.int32) for _ in range(2)]
+        for values, name in zip(ends, ("source_first", "target_first")):
+            obj.data.attributes[name].data.foreach_get("value", values)
+        index = ends[0].astype(np.int64) * 10 + ends[1]  # dense1 (32) -> output (10)
+        a = export.weights("output", 2)[0].reshape(-1)[index].astype(np.float32)
+        b = export.weights("output", 3)[0].reshape(-1)[index].astype(np.float32)
         expected = a + (b - a) * np.float32(epoch - 2)
         np.testing.assert_allclose(evaluated_curves(obj)["weight"], expected, rtol=1e-5, atol=1e-7)
         show_frame(network, arrive(3))
