@@ -60,13 +60,6 @@ def links_by_layers(api, root):
             for obj in api["connections"].network_connections(root)}
 
 
-def set_drawn(obj, drawn: bool) -> None:
-    """Show or hide one connection in renders, whatever its layers do: its visibility driver is
-    muted while it is hidden (the driver would put it back)."""
-    obj.animation_data.drivers.find("hide_render").mute = not drawn
-    obj.hide_render = not drawn
-
-
 def render(scene, path) -> np.ndarray:
     scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
@@ -75,6 +68,10 @@ def render(scene, path) -> np.ndarray:
 
 def changed_pixels(with_them: np.ndarray, without: np.ndarray) -> np.ndarray:
     return np.abs(with_them - without).max(axis=2) > 0.08
+
+
+def set_drawn(api, obj, drawn: bool) -> None:
+    api["connections"].set_hidden(obj, not drawn)
 
 
 def connection_cover(api, root, tmp_path) -> float:
@@ -87,10 +84,10 @@ def connection_cover(api, root, tmp_path) -> float:
     full = render(scene, tmp_path / "full.png")
     links = api["connections"].network_connections(root)
     for obj in links:
-        set_drawn(obj, False)
+        set_drawn(api, obj, False)
     bare = render(scene, tmp_path / "bare.png")
     for obj in links:
-        set_drawn(obj, True)
+        set_drawn(api, obj, True)
     lit = full.max(axis=2) > 0.12
     assert lit.mean() > 0.05, "the network is (nearly) not in the picture"
     changed = changed_pixels(full, bare)
@@ -157,7 +154,7 @@ def test_structural_links_draw_thinner_and_fainter(api, example_export, tmp_path
     assert get("Structural Radius") <= 0.5
     api["compat"].set_modifier_input(modifier, "As Tubes", True)
     for obj in links.values():
-        set_drawn(obj, obj is pool)
+        set_drawn(api, obj, obj is pool)
     scene = bpy.context.scene
     configure_test_render(scene, WIDTH, HEIGHT, SAMPLES)
     faint = render(scene, tmp_path / "structural.png")
@@ -166,7 +163,7 @@ def test_structural_links_draw_thinner_and_fainter(api, example_export, tmp_path
     pool.data.update_tag()
     pool.update_tag()
     weighted = render(scene, tmp_path / "weighted.png")
-    set_drawn(pool, False)
+    set_drawn(api, pool, False)
     bare = render(scene, tmp_path / "bare.png")
     faint_change = np.abs(faint - bare).sum()
     weighted_change = np.abs(weighted - bare).sum()
@@ -197,6 +194,26 @@ def test_hiding_a_layer_hides_exactly_its_connections(api, example_export):
             assert obj.evaluated_get(depsgraph).hide_render == (obj.name in touching), obj.name
         scene.set_layer_visible(layer, True)
         assert evaluated_visible(links.values()) == everything, name
+
+
+def test_a_connection_hidden_on_its_own_stays_hidden_then_follows_its_layers_again(
+        api, example_export):
+    """Its flags alone would not last (the drivers set them back): set_hidden mutes them."""
+    root = import_default(api, example_export)
+    links = links_by_layers(api, root)
+    everything = set(obj.name for obj in links.values())
+    dense = links[("dense1", "output")]
+    dense.hide_render = dense.hide_viewport = True
+    assert evaluated_visible(links.values()) == everything
+    api["connections"].set_hidden(dense, True)
+    assert evaluated_visible(links.values()) == everything - {dense.name}
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    assert dense.evaluated_get(depsgraph).hide_render
+    api["connections"].set_hidden(dense, False)
+    assert evaluated_visible(links.values()) == everything
+    output = next(o for o in api["scene"].network_layers(root) if o["nnvis_layer"] == "output")
+    api["scene"].set_layer_visible(output, False)
+    assert dense.name not in evaluated_visible(links.values())
 
 
 def test_a_collapsing_layer_moves_its_connection_ends(api, example_export):

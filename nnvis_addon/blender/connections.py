@@ -112,6 +112,19 @@ def follow_layer_visibility(obj: bpy.types.Object, *layers: bpy.types.Object) ->
                            {name: ("OBJECT", layer, flag) for name, layer in zip(names, layers)})
 
 
+def set_hidden(obj: bpy.types.Object, hidden: bool) -> None:
+    """Hide one connection in the viewport and in renders whatever its layers do (``hidden``), or
+    let it follow them again. Setting its flags alone does not last: the visibility drivers of
+    :func:`follow_layer_visibility` would set them back, so they are muted while it is hidden."""
+    drivers = obj.animation_data.drivers if obj.animation_data else ()
+    for fcurve in drivers:
+        if fcurve.data_path in VISIBILITY_FLAGS:
+            fcurve.mute = hidden
+    for flag in VISIBILITY_FLAGS:
+        setattr(obj, flag, hidden)
+    obj.update_tag()
+
+
 def span_midpoints(cells: np.ndarray, first: np.ndarray, last: np.ndarray) -> np.ndarray:
     """Where edges attach: halfway between each unit's first and last drawn cell."""
     return (cells[first] + cells[last]) / 2
