@@ -14,6 +14,7 @@ import pytest
 from blender_utils import (evaluated_curves, evaluated_instances, install_extension,
                            installed_module)
 from export_factory import make_export
+from nnvis_addon.core.connections import spatial_to_dense_edges
 
 SAMPLES, EPOCHS = 3, 4
 
@@ -81,11 +82,12 @@ def test_layers_clamp_sample_and_epoch(api, network, built, sample, epoch, shown
 @pytest.mark.parametrize("epoch, shown_epoch", [(7.0, EPOCHS - 1), (-2.5, 0), (1.0, 1)])
 def test_connections_clamp_the_epoch(api, network, built, epoch, shown_epoch):
     show(api, network, 0, epoch)
-    link = network.links[("flatten", "dense")]
-    kernel = built.weights[shown_epoch]["dense"][0].reshape(-1)
+    link = network.links[("pool", "dense")]  # the Flatten folds into the Dense
+    # one edge per (pooled map, neuron): 4 x 5, the whole pair (under its display budget)
+    edges = spatial_to_dense_edges(built.weights[shown_epoch]["dense"][0], (2, 2, 4))
     curves = evaluated_curves(link)
-    assert curves["count"] == kernel.size  # a small Dense pair keeps every edge
-    np.testing.assert_array_equal(curves["weight"], kernel)
+    assert curves["count"] == len(edges) == 20
+    np.testing.assert_array_equal(curves["weight"], edges.weight)
 
 
 def counter_epoch(counter) -> float:
