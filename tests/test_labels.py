@@ -95,24 +95,26 @@ def conv_bn_relu_chain(blocks: int) -> list[LayerDef]:
 
 
 def residual_stages(blocks: int) -> list[LayerDef]:
-    """Keras-style name scopes: ``stage<s>_block<b>_conv1/bn1/relu1/conv2/bn2/relu2`` for
-    ``blocks`` blocks (8 to a stage): two units a block once folded, so more than 40 units and
-    imported with the blocks collapsed (core/blocks.py)."""
-    layers = [LayerDef("input", "InputLayer", (16, 16, 3), inbound=[])]
-    previous = 3
+    """A ResNet-like chain in Keras' name scopes: ``stage<s>_block<b>_conv1/bn1/relu1``,
+    ``_conv2/bn2``, then ``_add`` (the block's input plus its branch) and ``_out`` (ReLU), for
+    ``blocks`` blocks, 8 to a stage: three units a block once folded, so many units that it
+    imports with its blocks collapsed (core/blocks.py), each drawn as its Add unit."""
+    layers = [LayerDef("input", "InputLayer", (16, 16, 8), inbound=[])]
+    entry = "input"
     for index in range(blocks):
         scope = f"stage{index // 8 + 1}_block{index % 8 + 1}"
-        channels = 8 * (1 + index // 8)
-        for part in (1, 2):
-            shape = (16, 16, channels)
-            layers += [LayerDef(f"{scope}_conv{part}", "Conv2D", shape,
-                                weights=[("kernel", (3, 3, previous, channels))],
-                                config={"filters": channels}),
-                       LayerDef(f"{scope}_bn{part}", "BatchNormalization", shape),
-                       LayerDef(f"{scope}_relu{part}", "ReLU", shape)]
-            previous = channels
-    layers.append(LayerDef("gap", "GlobalAveragePooling2D", (previous,)))
-    layers.append(LayerDef("dense", "Dense", (4,), weights=[("kernel", (previous, 4))]))
+        shape = (16, 16, 8)
+        conv = [("kernel", (3, 3, 8, 8))]
+        layers += [LayerDef(f"{scope}_conv1", "Conv2D", shape, weights=conv, inbound=[entry]),
+                   LayerDef(f"{scope}_bn1", "BatchNormalization", shape),
+                   LayerDef(f"{scope}_relu1", "ReLU", shape),
+                   LayerDef(f"{scope}_conv2", "Conv2D", shape, weights=conv),
+                   LayerDef(f"{scope}_bn2", "BatchNormalization", shape),
+                   LayerDef(f"{scope}_add", "Add", shape, inbound=[entry, f"{scope}_bn2"]),
+                   LayerDef(f"{scope}_out", "ReLU", shape)]
+        entry = f"{scope}_out"
+    layers.append(LayerDef("gap", "GlobalAveragePooling2D", (8,), inbound=[entry]))
+    layers.append(LayerDef("dense", "Dense", (4,), weights=[("kernel", (8, 4))]))
     return layers
 
 
@@ -330,12 +332,18 @@ def test_collapsed_blocks_hide_their_labels_and_expanding_places_them(startup, d
     root = import_file(deep_exports["stages"])
     network = api("network")
     units = network.network_layers(root)
-    assert len(units) == 51
+    assert len(units) == 75
     bpy.context.evaluated_depsgraph_get()
     hidden_units = [layer for layer in units if layer.hide_render]
-    assert len(hidden_units) == 24, "each collapsed block shows its output unit only"
+    assert len(hidden_units) == 48, "each collapsed block shows its output unit only"
     for layer in hidden_units:
-        assert api("labels").label_of(layer).hide_render, layer.name
+        label = api("labels").label_of(layer)
+        assert label is None or label.hide_render, layer.name
+    for layer in units:  # a collapsed block is labelled (its output is an Add: a compact type)
+        if layer.get("nnvis_block_collapsed"):
+            label = api("labels").label_of(layer)
+            assert label is not None and label.data.body.startswith(
+                f"{layer['nnvis_block_name']} (3 units)"), layer.name
     measured = assert_readable(startup, root, at_least=6)
     print(f"stages: {len(units)} units, blocks collapsed, {len(measured)} labels shown")
     blocks = api("blocks")

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from nnvis_addon.core import labels
-from nnvis_addon.core.labels import (CameraPose, LabelSpec, frame_with_labels, label_corners,
-                                     layer_top, layer_top_expression, place_labels,
-                                     screen_boxes, spread_order, text_size)
+from nnvis_addon.core.labels import (CameraPose, LabelSpec, ScreenOutlines, frame_with_labels,
+                                     label_corners, layer_top, layer_top_expression,
+                                     place_labels, spread_order, text_size)
 from nnvis_addon.core.layout import CellGrid, fit_camera, layer_extent
 
 VIEW = (-0.55, -0.76, 0.36)          # staging.VIEW_DIRECTION: front-left, above
@@ -83,14 +83,15 @@ def test_sparse_units_get_the_largest_labels_right_above_them():
     placements = place_labels(specs, units, camera, CAP)
     assert all(p.shown for p in placements)
     assert {p.cap_px for p in placements} == {max(labels.CAP_PX_CHOICES)}
-    unit_screen, _ = screen_boxes(units, camera)
     for spec, placement in zip(specs, placements):
         assert placement.lift >= 0
-        own = unit_screen[spec.unit]
-        assert placement.screen_box[2] >= own[3] + labels.GAP_PX  # above its unit on screen
-        # centred on its unit
-        assert abs((placement.screen_box[0] + placement.screen_box[1]) / 2
-                   - (own[0] + own[1]) / 2) < (own[1] - own[0]) / 2
+        own = ScreenOutlines(units[spec.unit:spec.unit + 1], camera)
+        assert not own.touching([placement.screen_box], labels.GAP_PX - 1e-6)[0]
+        anchor_y = camera.to_screen(labels.unit_anchor(*units[spec.unit]))[0][0, 1]
+        assert placement.screen_box[2] >= anchor_y  # above its unit on screen, centred on it
+        x0, x1 = own.boxes[0, :2]
+        assert abs((placement.screen_box[0] + placement.screen_box[1]) / 2 - (x0 + x1) / 2) \
+            < (x1 - x0) / 2
     assert overlapping(projected_boxes(specs, placements, camera)) == []
 
 
@@ -107,12 +108,8 @@ def test_crowded_units_never_get_overlapping_or_small_labels(count):
     # the placement's own screen boxes agree with the projected corners
     for box, placement in zip(boxes, shown):
         assert np.allclose(box, placement.screen_box, atol=1e-6)
-    unit_screen, _ = screen_boxes(units, camera)
-    for spec, placement in zip(specs, placements):  # no label covers another unit
-        if placement.shown:
-            covered = [i for i, box in enumerate(unit_screen)
-                       if i != spec.unit and overlapping([placement.screen_box, box])]
-            assert covered == [], (spec.unit, covered)
+    outlines = ScreenOutlines(units, camera)  # no label covers a unit
+    assert not outlines.touching([p.screen_box for p in shown], 0.0).any()
     for placement in shown:
         cap_px = placement.size * CAP * camera.focal_px() / \
             float((placement.origin - camera.location) @ camera.forward)
@@ -182,3 +179,33 @@ def test_the_label_height_driver_follows_the_layer_top(grid, channels, scale, la
     value = eval(expression, {"__builtins__": {}, "min": min, "ceil": math.ceil},
                  dict(zip(labels.TOP_VARIABLES, (cell_size, layout, columns, gap, 0.75))))
     assert value == pytest.approx(top + 0.75)
+
+
+def test_a_box_outline_is_the_projected_shape_not_its_bounding_box():
+    units = np.array([[[0.0, -1.0, -1.0], [0.2, 1.0, 1.0]]])
+    camera = camera_on(units)
+    outline = ScreenOutlines(units, camera)
+    assert outline.in_front.tolist() == [True]
+    corners, _ = camera.to_screen(labels.box_corners(units))
+    assert np.allclose(outline.boxes[0], [corners[:, 0].min(), corners[:, 0].max(),
+                                          corners[:, 1].min(), corners[:, 1].max()])
+    x0, x1, y0, y1 = outline.boxes[0]
+    centre = ((x0 + x1) / 2, (y0 + y1) / 2)
+    assert outline.touching([(centre[0] - 1, centre[0] + 1, centre[1] - 1, centre[1] + 1)],
+                            0.0)[0]
+    assert not outline.touching([(x1 + 5, x1 + 50, y0, y1)], 4.0)[0]
+    assert outline.touching([(x1 + 5, x1 + 50, y0, y1)], 6.0)[0]
+    # the top of the outline across its whole width is its highest corner
+    assert outline.strip_top(x0 - 1, x1 + 1)[0] == pytest.approx(y1)
+    assert outline.strip_top(x1 + 1, x1 + 9)[0] == -np.inf
+    # seen at an angle, a slab leaves corners of its bounding box free: a label fits there
+    ys = np.linspace(y0, y1, 400)
+    step = (y1 - y0) / 399
+    column_tops = []
+    for x in np.linspace(x0 + 1, x1 - 1, 7):
+        inside = [y for y in ys if outline.touching([(x, x, y, y)], 0.0)[0]]
+        assert inside
+        column_tops.append(max(inside))
+        # the outline's top at a column is where the shape ends, not its bounding box
+        assert outline.strip_top(x, x)[0] == pytest.approx(max(inside), abs=2 * step)
+    assert min(column_tops) < y1 - 20, "the slab's top edge slopes on screen"

@@ -38,8 +38,10 @@ REFERENCE_ROWS = 1080        # label sizes are pixels of a frame this many rows 
 MIN_CAP_PX = 12.0            # capital letters at least this tall (pixels at REFERENCE_ROWS)
 CAP_PX_CHOICES = (16.0, 14.0, 13.0)  # tried largest first; all above MIN_CAP_PX
 MAX_LIFT_ROWS = 2.0          # a label stands at most this many label heights above its unit
+MIN_TRIES = 24               # a crowded network stops trying after max(this, 2 x placed) misses
 GAP_PX = 10.0                # clear space between labels, and between a unit and its label
 FRAME_MARGIN = 0.06          # fraction of the frame left free around units and labels
+FRAMING_TOLERANCE = 0.005    # reframing stops once the camera moves less than this x the network
 UP = np.array((0.0, 0.0, 1.0))
 
 
@@ -117,19 +119,69 @@ def unit_anchor(lo, hi) -> np.ndarray:
     return np.array([(lo[0] + hi[0]) / 2, (lo[1] + hi[1]) / 2, hi[2]])
 
 
-def screen_boxes(units, camera: CameraPose) -> tuple[np.ndarray, np.ndarray]:
-    """((n, 4) screen boxes, (n,) bool: wholly in front of the camera) of world boxes
-    ``units`` ((n, 2, 3): lowest and highest corner)."""
-    units = np.asarray(units, np.float64).reshape(-1, 2, 3)
-    pick = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])
-    corners = np.stack([units[:, pick[:, 0], 0], units[:, pick[:, 1], 1],
-                        units[:, pick[:, 2], 2]], axis=-1)  # (n, 8, 3)
-    flat, depth = camera.to_screen(corners.reshape(-1, 3))
-    flat, depth = flat.reshape(-1, 8, 2), depth.reshape(-1, 8)
-    boxes = np.concatenate([flat[..., 0].min(1, keepdims=True), flat[..., 0].max(1, keepdims=True),
-                            flat[..., 1].min(1, keepdims=True), flat[..., 1].max(1, keepdims=True)],
-                           axis=1)
-    return boxes, np.all(depth > 0, axis=1)
+# A box's 12 edges, as pairs of its corners (box_corners' order: corner i differs from corner
+# i ^ bit along one axis). On screen the box's outline is the convex hull of its corners, whose
+# edges are projected box edges (a silhouette runs along edges), so these 12 give the
+# separating axes and the upper edge.
+_EDGES = np.array([(i, i ^ bit) for i in range(8) for bit in (1, 2, 4) if i < i ^ bit])
+
+
+class ScreenOutlines:
+    """The screen outlines of world boxes (units) for one camera: the convex hulls of their
+    projected corners, kept as the corners and the projected box edges, so a label's candidate
+    places are tested against all outlines at once."""
+
+    def __init__(self, units, camera: CameraPose):
+        corners, depth = camera.to_screen(box_corners(units))
+        self.corners = corners.reshape(-1, 8, 2)
+        self.in_front = np.all(depth.reshape(-1, 8) > 0, axis=1)
+        self.boxes = np.concatenate([self.corners.min(axis=1), self.corners.max(axis=1)],
+                                    axis=1)[:, [0, 2, 1, 3]]  # x0, x1, y0, y1
+        self.start = self.corners[:, _EDGES[:, 0]]
+        self.end = self.corners[:, _EDGES[:, 1]]
+        direction = self.end - self.start
+        axes = np.stack([direction[..., 1], -direction[..., 0]], axis=-1)  # (n, 12, 2)
+        projected = np.einsum("npk,nck->npc", axes, self.corners)
+        self.axes, self.low, self.high = axes, projected.min(axis=-1), projected.max(axis=-1)
+
+    def __len__(self) -> int:
+        return len(self.corners)
+
+    def strip_top(self, xa: float, xb: float) -> np.ndarray:
+        """The highest screen y of each outline between columns ``xa`` and ``xb``; -inf where
+        an outline does not reach into them. The top of the hull at a column lies on one of
+        the projected box edges, and none lies above it."""
+        x, y = self.corners[..., 0], self.corners[..., 1]
+        tops = np.where((x >= xa) & (x <= xb), y, -np.inf).max(axis=-1)
+        ax, ay = self.start[..., 0], self.start[..., 1]
+        bx, by = self.end[..., 0], self.end[..., 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for column in (xa, xb):
+                inside = (ax != bx) & (np.minimum(ax, bx) <= column) & \
+                    (column <= np.maximum(ax, bx))
+                at = ay + (by - ay) * (column - ax) / (bx - ax)
+                tops = np.maximum(tops, np.where(inside, at, -np.inf).max(axis=-1))
+        return tops
+
+    def touching(self, boxes, gap: float) -> np.ndarray:
+        """(k,) bool: which screen ``boxes`` ((k, 4): x0, x1, y0, y1) come closer than ``gap``
+        to an outline in front of the camera: no separating axis among the boxes' own two and
+        the normals of the outlines' projected box edges."""
+        grown = np.asarray(boxes, np.float64).reshape(-1, 4) + (-gap, gap, -gap, gap)
+        b = self.boxes
+        box_index, outline_index = np.nonzero(
+            self.in_front[None, :] & (b[None, :, 0] < grown[:, None, 1])
+            & (grown[:, None, 0] < b[None, :, 1]) & (b[None, :, 2] < grown[:, None, 3])
+            & (grown[:, None, 2] < b[None, :, 3]))
+        x0, x1, y0, y1 = (v[:, None] for v in grown[box_index].T)
+        nx, ny = self.axes[outline_index, :, 0], self.axes[outline_index, :, 1]  # (p, 12)
+        lowest = np.minimum(nx * x0, nx * x1) + np.minimum(ny * y0, ny * y1)  # the box's
+        highest = np.maximum(nx * x0, nx * x1) + np.maximum(ny * y0, ny * y1)  # projection
+        separated = np.any((highest <= self.low[outline_index])
+                           | (lowest >= self.high[outline_index]), axis=1)
+        hit = np.zeros(len(grown), bool)
+        hit[box_index[~separated]] = True
+        return hit
 
 
 def text_size(cap_px: float, depth: float, camera: CameraPose, cap_height: float) -> float:
@@ -164,25 +216,23 @@ def spread_order(count: int) -> list[int]:
     return order
 
 
-def _overlaps_any(box, others: np.ndarray, gap: float) -> bool:
-    """Whether ``box`` comes closer than ``gap`` to any of the (n, 4) boxes ``others``."""
-    return bool(np.any((others[:, 0] < box[1] + gap) & (box[0] < others[:, 1] + gap)
-                       & (others[:, 2] < box[3] + gap) & (box[2] < others[:, 3] + gap)))
-
-
-def _lift_to(anchor: np.ndarray, camera: CameraPose, target_y: float) -> float | None:
-    """How far above ``anchor`` (along +Z) a point projects to screen row ``target_y``."""
-    height = camera.frame_px()[1]
+def _lifts_to(anchor: np.ndarray, camera: CameraPose,
+              target_y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(lifts, screen x): how far above ``anchor`` (along +Z) a point projects to each screen
+    row of ``target_y``, and the screen column it projects to there; NaN where no point in
+    front of the camera does."""
+    width, height = camera.frame_px()
     focal = camera.focal_px()
     q = anchor - camera.location
     a, b = q @ camera.up, UP @ camera.up
     c, d = q @ camera.forward, UP @ camera.forward
-    t = target_y - height / 2
-    denominator = focal * b - t * d
-    if abs(denominator) < 1e-12:
-        return None
-    lift = (t * c - focal * a) / denominator
-    return lift if c + d * lift > 1e-9 else None
+    r, e = q @ camera.right, UP @ camera.right
+    t = np.asarray(target_y, np.float64) - height / 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lift = (t * c - focal * a) / (focal * b - t * d)
+        depth = c + d * lift
+        lift = np.where(np.isfinite(lift) & (depth > 1e-9), lift, np.nan)
+        return lift, width / 2 + focal * (r + e * lift) / depth
 
 
 @dataclass(frozen=True)
@@ -200,52 +250,59 @@ class _Pass:
         return self.cap_px / self.cap_height
 
 
-def _lowest_free(anchor, own_top: float, text_box, obstacles: np.ndarray,
+def _lowest_free(unit: int, anchor, text_box, labels: np.ndarray, outlines: ScreenOutlines,
                  job: _Pass) -> LabelPlacement | None:
-    """The lowest place above its unit's top (``own_top`` on screen) where a label keeps
-    ``gap_px`` clear of ``obstacles`` (screen boxes), at most ``max_lift_px`` higher: on the
-    unit itself, or just above an obstacle in its way."""
+    """The lowest place above its unit (index ``unit`` of ``outlines``) where a label keeps
+    ``gap_px`` clear of the ``labels`` placed before (screen boxes) and of every unit's
+    outline, at most ``max_lift_px`` higher than just clear of its own unit: there, or just
+    above whatever is in its way."""
     x0, x1, y0, y1 = (v * job.scale for v in text_box)
-    centre_x = job.camera.to_screen(anchor)[0][0, 0]
-    in_the_way = (obstacles[:, 0] < centre_x + x1 + job.gap_px) & \
-        (centre_x + x0 < obstacles[:, 1] + job.gap_px) & (obstacles[:, 3] > own_top)
+    anchor_y = job.camera.to_screen(anchor)[0][0, 1]
+    # The columns the label can take: lifted, it drifts sideways a little (perspective).
+    reach = outlines.boxes[unit, 3] + job.gap_px + job.max_lift_px  # the highest it may go
+    _, drift = _lifts_to(anchor, job.camera, np.array([anchor_y, reach]) - y0)
+    xa, xb = np.nanmin(drift) + x0 - job.gap_px, np.nanmax(drift) + x1 + job.gap_px
+    tops = outlines.strip_top(xa, xb)
+    base = max(tops[unit], anchor_y)
+    near = labels[(labels[:, 0] < xb) & (xa < labels[:, 1])]
     # Just clear of each (a hair more than the gap, so rounding cannot make it touch).
-    bottoms = np.unique(np.concatenate([[own_top], obstacles[in_the_way, 3]])) + job.gap_px + 0.01
-    for bottom in bottoms[bottoms <= own_top + job.gap_px + job.max_lift_px]:
-        lift = _lift_to(anchor, job.camera, bottom - y0)
-        if lift is None:
-            return None
-        origin = anchor + UP * lift
-        ox, oy = job.camera.to_screen(origin)[0][0]
-        box = (ox + x0, ox + x1, oy + y0, oy + y1)
-        if _overlaps_any(box, obstacles, job.gap_px):
-            continue
-        depth = float((origin - job.camera.location) @ job.camera.forward)
-        return LabelPlacement(True, tuple(anchor), text_size(job.cap_px, depth, job.camera,
-                                                             job.cap_height),
-                              float(lift), job.cap_px, box)
-    return None
+    bottoms = np.unique(np.concatenate([[base], tops[np.isfinite(tops) & outlines.in_front],
+                                        near[:, 3]])) + job.gap_px + 0.01
+    bottoms = bottoms[(bottoms >= base) & (bottoms <= base + job.gap_px + job.max_lift_px)]
+    lifts, columns = _lifts_to(anchor, job.camera, bottoms - y0)
+    boxes = np.stack([columns + x0, columns + x1, bottoms, bottoms - y0 + y1], axis=1)
+    gap = job.gap_px
+    box, other = boxes[:, None, :], near[None, :, :]
+    free = np.isfinite(lifts) & ~np.any(  # clear of every label placed before
+        (other[..., 0] < box[..., 1] + gap) & (box[..., 0] < other[..., 1] + gap)
+        & (other[..., 2] < box[..., 3] + gap) & (box[..., 2] < other[..., 3] + gap), axis=1)
+    free[free] = ~outlines.touching(boxes[free], gap)  # and clear of every unit
+    if not free.any():
+        return None
+    first = int(np.argmax(free))
+    depth = float((anchor + UP * lifts[first] - job.camera.location) @ job.camera.forward)
+    return LabelPlacement(True, tuple(anchor),
+                          text_size(job.cap_px, depth, job.camera, job.cap_height),
+                          float(lifts[first]), job.cap_px, tuple(float(v) for v in boxes[first]))
 
 
-def _place_at(specs, units, job: _Pass) -> list[LabelPlacement]:
-    unit_screen, in_front = screen_boxes(units, job.camera)
+def _place_at(specs, units, outlines: ScreenOutlines, job: _Pass) -> list[LabelPlacement]:
     placements: list[LabelPlacement] = [LabelPlacement(False)] * len(specs)
     placed = np.empty((len(specs), 4))  # boxes of the labels placed so far
-    count = 0
+    count = misses = 0
     for index in spread_order(len(specs)):
         spec = specs[index]
-        if not in_front[spec.unit]:
+        if misses > max(MIN_TRIES, 2 * count):
+            break  # crowded: the spread order has been everywhere; the rest stay hidden
+        placement = _lowest_free(spec.unit, unit_anchor(*units[spec.unit]), spec.box,
+                                 placed[:count], outlines, job) \
+            if outlines.in_front[spec.unit] else None
+        if placement is None:  # over a unit it would hide it, or hide behind it
+            misses += 1
             continue
-        anchor = unit_anchor(*units[spec.unit])
-        others = np.delete(unit_screen, spec.unit, axis=0)[np.delete(in_front, spec.unit)]
-        own_top = unit_screen[spec.unit, 3]
-        placement = _lowest_free(anchor, own_top, spec.box,
-                                 np.concatenate([placed[:count], others]), job)
-        if placement is None:
-            continue  # over another unit it would hide it, or hide behind it
         placements[index] = placement
         placed[count] = placement.screen_box
-        count += 1
+        count, misses = count + 1, 0
     return placements
 
 
@@ -261,11 +318,12 @@ def place_labels(specs: list[LabelSpec], units, camera: CameraPose, cap_height: 
     if min(cap_px_choices) < MIN_CAP_PX:
         raise ValueError(f"labels under {MIN_CAP_PX} px cannot be read: {cap_px_choices}")
     units = np.asarray(units, np.float64).reshape(-1, 2, 3)
+    outlines = ScreenOutlines(units, camera)
     placements = []
     for cap_px in sorted(cap_px_choices, reverse=True):
         row_px = max(s.box[3] - s.box[2] for s in specs) * cap_px / cap_height + gap_px
         job = _Pass(camera, cap_height, cap_px, gap_px, max_lift_rows * row_px)
-        placements = _place_at(specs, units, job)
+        placements = _place_at(specs, units, outlines, job)
         if all(p.shown for p in placements):
             break
     return placements
@@ -285,11 +343,15 @@ def label_corners(specs: list[LabelSpec], placements: list[LabelPlacement],
     return np.asarray(corners, np.float64).reshape(-1, 3)
 
 
+_CORNER_PICKS = np.array([(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)])
+
+
 def box_corners(units) -> np.ndarray:
-    """(8 n, 3) corners of world boxes ``units`` ((n, 2, 3): lowest and highest corner)."""
+    """(8 n, 3) corners of world boxes ``units`` ((n, 2, 3): lowest and highest corner), eight
+    to a box."""
     units = np.asarray(units, np.float64).reshape(-1, 2, 3)
-    return np.array([[units[n, i, 0], units[n, j, 1], units[n, k, 2]] for n in range(len(units))
-                     for i in (0, 1) for j in (0, 1) for k in (0, 1)]).reshape(-1, 3)
+    return np.stack([units[:, _CORNER_PICKS[:, axis], axis] for axis in range(3)],
+                    axis=-1).reshape(-1, 3)
 
 
 def frame_with_labels(units, specs: list[LabelSpec], view_direction, fov_x: float, fov_y: float,
@@ -297,22 +359,23 @@ def frame_with_labels(units, specs: list[LabelSpec], view_direction, fov_x: floa
                       rounds: int = 8) -> tuple[CameraPose, list[LabelPlacement]]:
     """A camera looking along ``-view_direction`` that frames the units (world boxes, (n, 2, 3))
     and their labels, and the labels placed for it. The labels are placed for the returned
-    camera itself, so their pixel sizes hold exactly; the framing converges to within a small
-    fraction of the network's size."""
+    camera itself, so their pixel sizes hold exactly; the framing is right to within
+    :data:`FRAMING_TOLERANCE` of the network's size (well inside the frame's margin)."""
     units = np.asarray(units, np.float64).reshape(-1, 2, 3)
     points = box_corners(units)
     span = float(np.linalg.norm(points.max(axis=0) - points.min(axis=0))) or 1.0
     location, forward = fit_camera(points, view_direction, fov_x, fov_y, margin)
     camera = CameraPose.looking(location, forward, fov_x, fov_y)
     placements = place_labels(specs, units, camera, cap_height)
-    for _ in range(rounds):
+    sizes = {p.cap_px for p in placements if p.shown} or set(CAP_PX_CHOICES)
+    for _ in range(rounds):  # the size chosen first stays: the rounds only reframe
         corners = label_corners(specs, placements, camera)
         location, forward = fit_camera(np.concatenate([points, corners]), view_direction,
                                        fov_x, fov_y, margin)
         moved = float(np.linalg.norm(location - camera.location))
         camera = CameraPose.looking(location, forward, fov_x, fov_y)
-        placements = place_labels(specs, units, camera, cap_height)
-        if moved < 1e-4 * span:
+        placements = place_labels(specs, units, camera, cap_height, cap_px_choices=sizes)
+        if moved < FRAMING_TOLERANCE * span:
             break
     return camera, placements
 

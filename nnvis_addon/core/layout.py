@@ -368,9 +368,9 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
     _shape_units(plans, options)
     _place_columns(plans, options)
     _place_branches(plans, options)
-    if len(plans) > options.compact_labels_up_to:
+    if len(plans) > options.compact_labels_up_to:  # deep: label the units and the blocks
         for plan in plans:
-            plan.show_label = plan.layer.type not in COMPACT_LAYER_TYPES
+            plan.show_label = plan.layer.type not in COMPACT_LAYER_TYPES or plan.block_output
     # Pictures show their own colours: their pixel values do not stretch the global range.
     coloured = [p for p in plans if not p.picture] or plans
     global_min = min(p.value_min for p in coloured)
