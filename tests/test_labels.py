@@ -450,6 +450,29 @@ def test_import_without_staging_still_sizes_and_turns_the_labels(startup, exampl
     assert all(0 < label.matrix_world.to_scale()[0] < 1 for label in labels)
 
 
+def test_a_second_network_keeps_clear_of_the_first_ones_labels(startup, example_export):
+    first = import_file(example_export)
+    second = import_file(example_export)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+
+    def world_box(obj):
+        evaluated = obj.evaluated_get(depsgraph)
+        corners = np.array([tuple(evaluated.matrix_world @ Vector(c)) for c in evaluated.bound_box])
+        return corners.min(axis=0), corners.max(axis=0)
+
+    second_boxes = [world_box(obj) for obj in shown_labels(second)]
+    for layer in api("network").network_layers(second):
+        positions, _ = evaluated_instances(layer)
+        world = positions @ np.array(layer.matrix_world)[:3, :3].T + \
+            np.array(layer.matrix_world)[:3, 3]
+        second_boxes.append((world.min(axis=0), world.max(axis=0)))
+    lo = np.min([box[0] for box in second_boxes], axis=0)
+    hi = np.max([box[1] for box in second_boxes], axis=0)
+    for label in shown_labels(first):
+        a, b = world_box(label)
+        assert not (np.all(a < hi) and np.all(b > lo)), f"{label.name} inside the second network"
+
+
 def test_remove_network_removes_its_labels(startup, example_export):
     before_curves = {curve.name for curve in bpy.data.curves}
     root = import_file(example_export)

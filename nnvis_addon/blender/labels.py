@@ -143,7 +143,7 @@ def unit_drawn(layer: bpy.types.Object) -> bool:
     modifier = layer.modifiers.get(names.LAYER_MODIFIER)
     try:
         return float(compat.get_modifier_input(modifier, "Hidden")) <= 0.5
-    except (KeyError, AttributeError, TypeError):  # no such input: a unit of no block
+    except (KeyError, AttributeError):  # no modifier or no such input: a unit of no block
         return True
 
 
@@ -262,14 +262,14 @@ def aim_at(root: bpy.types.Object, layers: list[bpy.types.Object], units: np.nda
 
 
 def label_points(root: bpy.types.Object) -> np.ndarray:
-    """World corners of the network's shown labels (their evaluated text boxes)."""
-    depsgraph = bpy.context.evaluated_depsgraph_get()
+    """World corners of the network's shown labels' text boxes, where the scene was last
+    evaluated (no new evaluation: placing a new network beside this one must stay cheap)."""
     points = []
     for label in network.network_labels(root):
         if label.hide_render:
             continue
-        evaluated = label.evaluated_get(depsgraph)
-        corners = np.array([tuple(c) for c in evaluated.bound_box], np.float64)
-        matrix = np.array(evaluated.matrix_world)
+        x0, x1, y0, y1 = text_box(label)
+        corners = np.array([(x, y, 0.0) for x in (x0, x1) for y in (y0, y1)])
+        matrix = np.array(label.matrix_world)
         points.append(corners @ matrix[:3, :3].T + matrix[:3, 3])
     return np.concatenate(points) if points else np.zeros((0, 3))
