@@ -167,3 +167,76 @@ def difference(before: dict, after: dict) -> dict:
     return {key: {"new": sorted(n for n, _ in after[key] - before[key]),
                   "gone": sorted(n for n, _ in before[key] - after[key])}
             for key in before if before[key] != after[key]}
+
+
+ID_LEVELS = 16  # object index -> colour: three base-16 digits, one per channel (4095 objects)
+
+
+def id_map(scene, objects, width: int, height: int, path: Path) -> np.ndarray:
+    """(H, W) int array: which of ``objects`` (1-based, 0 = none) each pixel's camera ray hits
+    first, from a 1-sample Cycles render where every object emits its index as a colour (a
+    material override on the view layer, world black, raw view). Only ``objects`` render; the
+    scene's settings are restored afterwards; visibility drivers (labels and connections follow
+their layers) are muted meanwhile, so the other objects really stay out."""
+    hidden = {obj.name: obj.hide_render for obj in scene.objects}
+    muted = [fcurve for obj in scene.objects if obj.animation_data
+             for fcurve in obj.animation_data.drivers
+             if fcurve.data_path == "hide_render" and not fcurve.mute]
+    saved = (scene.world, scene.view_layers[0].material_override, scene.view_settings.view_transform,
+             scene.cycles.samples, scene.cycles.filter_width)
+    material = bpy.data.materials.new("nnvis test id")
+    if material.node_tree is None:  # 4.2-4.5: node trees are made on request; 5.0: always
+        material.use_nodes = True
+    tree = material.node_tree
+    tree.nodes.clear()
+    info = tree.nodes.new("ShaderNodeObjectInfo")
+    combine = tree.nodes.new("ShaderNodeCombineColor")
+    for channel, divisor in enumerate((1, ID_LEVELS, ID_LEVELS * ID_LEVELS)):
+        divide = tree.nodes.new("ShaderNodeMath")
+        divide.operation = "DIVIDE"
+        divide.inputs[1].default_value = divisor
+        tree.links.new(info.outputs["Object Index"], divide.inputs[0])
+        floor = tree.nodes.new("ShaderNodeMath")
+        floor.operation = "FLOOR"
+        tree.links.new(divide.outputs[0], floor.inputs[0])
+        digit = tree.nodes.new("ShaderNodeMath")
+        digit.operation = "MODULO"
+        digit.inputs[1].default_value = ID_LEVELS
+        tree.links.new(floor.outputs[0], digit.inputs[0])
+        scale = tree.nodes.new("ShaderNodeMath")
+        scale.operation = "DIVIDE"
+        scale.inputs[1].default_value = ID_LEVELS - 1
+        tree.links.new(digit.outputs[0], scale.inputs[0])
+        tree.links.new(scale.outputs[0], combine.inputs[channel])
+    emission = tree.nodes.new("ShaderNodeEmission")
+    tree.links.new(combine.outputs[0], emission.inputs["Color"])
+    output = tree.nodes.new("ShaderNodeOutputMaterial")
+    tree.links.new(emission.outputs[0], output.inputs["Surface"])
+    world = bpy.data.worlds.new("nnvis test black")
+    world.color = (0.0, 0.0, 0.0)  # a new world has no nodes: its colour is the background
+    try:
+        keep = {obj.name for obj in objects}
+        for fcurve in muted:
+            fcurve.mute = True
+        for obj in scene.objects:
+            obj.hide_render = hidden[obj.name] or obj.name not in keep
+        for index, obj in enumerate(objects, start=1):
+            obj.pass_index = index
+        scene.view_layers[0].material_override = material
+        scene.world = world
+        configure_test_render(scene, width, height, samples=1, path=path)
+        scene.cycles.filter_width = 0.01
+        scene.view_settings.view_transform = "Raw"
+        bpy.ops.render.render(write_still=True)
+        pixels = load_pixels(path)[::-1, :, :3]  # top row first
+        digits = np.rint(pixels * (ID_LEVELS - 1)).astype(np.int64)
+        return digits[..., 0] + ID_LEVELS * digits[..., 1] + ID_LEVELS * ID_LEVELS * digits[..., 2]
+    finally:
+        for fcurve in muted:
+            fcurve.mute = False
+        for obj in scene.objects:
+            obj.hide_render = hidden[obj.name]
+        (scene.world, scene.view_layers[0].material_override, scene.view_settings.view_transform,
+         scene.cycles.samples, scene.cycles.filter_width) = saved
+        bpy.data.materials.remove(material)
+        bpy.data.worlds.remove(world)

@@ -76,6 +76,10 @@ def test_a_block_expands_and_collapses_in_place(Network, deep):
              if {c["nnvis_source_layer"], c["nnvis_target_layer"]} & member_names]
     assert inner and all(c.hide_render and c.hide_viewport for c in inner), \
         "connections into a collapsed block's hidden units hide with them"
+    bypass, = [c for c in network.connections if c.get("nnvis_link_kind") == "block"
+               and c["nnvis_target_layer"] == "stage_block3_add"]
+    assert bypass["nnvis_source_layer"] == "stage_block2_add"
+    assert not bypass.hide_render, "a collapsed block is linked from its entry to its output"
     collapsed_gap = after.matrix_world.translation.x - output.matrix_world.translation.x
     before_output = output.matrix_world.translation.x
 
@@ -83,6 +87,7 @@ def test_a_block_expands_and_collapses_in_place(Network, deep):
     bpy.context.view_layer.update()
     assert all(drawn(obj) for obj in members)
     assert not any(c.hide_render or c.hide_viewport for c in inner)
+    assert bypass.hide_render and bypass.hide_viewport, "expanded: its own connections instead"
     xs = [obj.matrix_world.translation.x for obj in (*members, output)]
     entry = network.layer("stage_block2_add").matrix_world.translation.x
     assert xs == sorted(xs) and xs[0] > entry, "the block's units in order after its entry"

@@ -49,6 +49,21 @@ def init_block_controls(plan: NetworkPlan, layer_objects: dict, modifier_name: s
                 writers.add_driver(member, flag, f"block > {FULLY_COLLAPSED}", control)
 
 
+def show_block_links(connection_objects, layer_objects: dict) -> None:
+    """A block's link from its entry to its output (core/wiring.py ``block_links``) shows while
+    the block is fully collapsed and both its ends are shown: its visibility drivers also read
+    the block's control."""
+    for obj in connection_objects:
+        if obj.get("nnvis_link_kind") != "block":
+            continue
+        source = layer_objects[obj["nnvis_source_layer"]]
+        owner = layer_objects[obj["nnvis_target_layer"]]
+        for flag in ("hide_viewport", "hide_render"):
+            writers.add_driver(obj, flag, f"max(a, b, block < {FULLY_COLLAPSED})",
+                               {"a": ("OBJECT", source, flag), "b": ("OBJECT", owner, flag),
+                                "block": ("OBJECT", owner, CONTROL_PATH)})
+
+
 def network_blocks(root: bpy.types.Object) -> dict[str, bpy.types.Object]:
     """Block name -> the object holding its control (its output unit), in network order."""
     return {obj[names.BLOCK_NAME]: obj for obj in network.network_layers(root)

@@ -165,6 +165,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
             lambda fraction, message: report(0.5 + 0.4 * fraction, message))
         for obj in connection_objects:
             _drive_inputs(obj, obj.modifiers[connections.MODIFIER_NAME], root, CONNECTION_DRIVERS)
+    blocks.show_block_links(connection_objects, layer_objects)
     label_objects = labels.build_labels(root, plan, layer_objects, collection)
     network.record_parts(root, collection, layer_objects.values(), connection_objects,
                          label_objects)

@@ -259,7 +259,7 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
             source = export.layer(inbound)
             found = _edge_function(export, source, layer, grids, blocks, options)
             if found is None:
-                found = source, "layer", lambda e: Edges([0], [0], [1.0], 1, 1, "layer", "layer")
+                found = source, "layer", _whole_layer
             drawn_from, kind, edges_at = found
             if drawn_from.name in pictures:
                 edges_at = _from_picture(edges_at, drawn_from.output_shape[-1])
@@ -271,7 +271,24 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
                                      f"the connections {drawn_from.name} -> {layer.name}"):
                 links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
                                    column[layer.name] - column[drawn_from.name] - 1, activity))
+    if plan is not None:
+        links += block_links(export, plan, grids, options)
     return links
+
+
+def _whole_layer(epoch_index: int) -> Edges:
+    return Edges([0], [0], [1.0], 1, 1, "layer", "layer")
+
+
+def block_links(export: NetworkExport, plan: NetworkPlan, grids: dict,
+                options: WiringOptions) -> list[LayerLink]:
+    """One faint link from each block's entry to its output (kind "block"), shown while the
+    block is collapsed (blender/blocks.py), so a network of collapsed blocks still reads as a
+    chain; expanded, the block's own connections show instead."""
+    last = len(export.epochs) - 1
+    return [_link(export.layer(block.entry), export.layer(block.output), "block", _whole_layer,
+                  last, grids, options, 0)
+            for block in plan.blocks if block.entry is not None]
 
 
 def _link(source: Layer, target: Layer, kind: str, edges_at, last: int, grids: dict,
