@@ -85,8 +85,11 @@ def test_following_layers_move_closer_when_a_layer_collapses(api, network):
     bpy.context.view_layer.update()
     after = {name: layer.matrix_world.translation.x for name, layer in layers.items()}
     assert after["input"] == before["input"] and after["conv1"] == before["conv1"]
+    # The gap after conv1 (at least one spacing, more beside wide units) halves.
+    gap = before["pool1"] - before["conv1"]
+    assert gap >= spacing
     for name in ("pool1", "conv2", "output"):
-        assert after[name] == pytest.approx(before[name] - 0.5 * spacing)
+        assert after[name] == pytest.approx(before[name] - 0.5 * gap)
 
 
 def test_sample_switch_changes_the_activations(api, network, example_export):
@@ -114,12 +117,14 @@ def test_keyframed_control_interpolates_between_frames(api, network):
     assert fcurve is not None and len(fcurve.keyframe_points) == 2
     for point in fcurve.keyframe_points:
         point.interpolation = "LINEAR"
+    bpy.context.scene.frame_set(1)
+    gap = layers["pool2"].matrix_world.translation.x - layers["conv2"].matrix_world.translation.x
     bpy.context.scene.frame_set(6)
     positions, _ = evaluated_instances(conv)
     np.testing.assert_allclose(positions, expected_centres(scene, conv, Collapse=0.25), atol=1e-5)
     # The following layer moved by a quarter of the collapse's shift too.
     assert layers["pool2"].matrix_world.translation.x == pytest.approx(
-        layers["conv2"].matrix_world.translation.x + root["nnvis_layer_spacing"] * (1 - 0.5 * 0.25))
+        layers["conv2"].matrix_world.translation.x + gap * (1 - 0.5 * 0.25))
 
 
 def test_panel_model_for_zero_one_and_two_networks(api, example_export):
