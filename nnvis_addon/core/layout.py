@@ -365,7 +365,7 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
             [plan.display_values(epoch.activations[layer.name]) for epoch in export.epochs])
         plans.append(plan)
     blocks, collapsed = _plan_blocks(export, plans, options)
-    _shape_units(plans, options)
+    _shape_units(plans, options, deep=bool(collapsed))
     _place_columns(plans, options)
     _place_branches(plans, options)
     if len(plans) > options.compact_labels_up_to:  # deep: label the units and the blocks
@@ -407,10 +407,11 @@ def _plan_blocks(export: NetworkExport, plans: list[LayerPlan],
     return blocks, frozenset(block.name for block in blocks) if collapse else frozenset()
 
 
-def _shape_units(plans: list[LayerPlan], options: LayoutOptions) -> None:
+def _shape_units(plans: list[LayerPlan], options: LayoutOptions, deep: bool = False) -> None:
     """Shapes that read: maps drawn at their true relative size (a downsampled cell stands for
     stride x stride pixels; big networks compress the range, see ``size_exponent``), units with
-    many maps opened as their max map, big vectors as slim columns about as tall as the maps
+    many maps (every unit of maps, in a deep network with collapsed blocks: one map a unit reads
+    as a row) opened as their max map, big vectors as slim columns about as tall as the maps
     around them."""
     maps = [p for p in plans if not (p.block or p.is_vector)]
     tallest = max((cell_grid(p.layer.output_shape).height for p in maps), default=1)
@@ -419,7 +420,8 @@ def _shape_units(plans: list[LayerPlan], options: LayoutOptions) -> None:
         true_height = cell_grid(plan.layer.output_shape).height
         drawn_height = tallest * (true_height / tallest) ** exponent  # in cells of Cell Size
         plan.cell_scale = drawn_height / plan.grid.height
-        plan.summarised = plan.grid.channels > options.summary_above_channels and not plan.picture
+        many = plan.grid.channels > (1 if deep else options.summary_above_channels)
+        plan.summarised = many and not plan.picture
     map_heights = sorted(p.extent(options.cell_size)[1] for p in plans
                          if not (p.block or p.is_vector or p.hidden))
     target = map_heights[len(map_heights) // 2] if map_heights else 2.0
