@@ -86,9 +86,14 @@ def test_unknown_layer_is_a_block_with_a_warning(dag_export):
 
 def test_links_cover_every_inbound_edge_with_the_right_kind(dag_export):
     plan = plan_network(dag_export)
-    links = {(l.source.name, l.target.name): l for l in plan_links(dag_export, plan=plan)}
+    all_links = plan_links(dag_export, plan=plan)
+    links = {(l.source.name, l.target.name): l for l in all_links if l.kind != "block"}
     expected_pairs = {(src, layer.name) for layer in dag_export.layers for src in layer.inbound}
     assert set(links) == expected_pairs
+    # Plus one link from each block's entry to its output (shown while the block is collapsed).
+    blocks = {(b.entry, b.output) for b in plan.blocks}
+    assert {(l.source.name, l.target.name) for l in all_links if l.kind == "block"} == blocks
+    assert blocks == {("stem", "concat")}
     assert links[("stem", "branch_b")].kind == "conv"
     assert links[("stem", "branch_c_pool")].kind == "pool"
     assert links[("bn", "add")].kind == "channelwise" and links[("bn", "add")].structural
