@@ -1,4 +1,5 @@
-"""Render the pictures in README.md and docs/ from the bundled example (Cycles, CPU).
+"""Render the pictures in README.md and docs/ (Cycles, CPU): the bundled example, a small
+trained ResNet, and the default import of real architectures into Blender's startup scene.
 
     python scripts/render_docs.py [--samples 32] [--only NAME ...]
 """
@@ -6,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -68,11 +70,30 @@ def tiny_resnet_export(folder: Path) -> Path:
     return Path(recorder.export_path)
 
 
+ZOO = ROOT / "out" / "zoo"
+
+
+def zoo_export(name: str):
+    """A real architecture exported by scripts/make_zoo.py (untrained, sklearn's china.jpg as
+    input), made on first use."""
+    def export() -> Path:
+        document = ZOO / name / f"{name}.nnvis.json"
+        if not document.exists():
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "make_zoo.py"), "--out",
+                            str(ZOO), "--only", name], check=True)
+        return document
+    return export
+
+
 PICTURES = {
-    # name: (export, import options, adjust function)
-    "digits_cnn": (lambda: EXAMPLE, {}, None),
-    "digits_cnn_collapsed": (lambda: EXAMPLE, {"map_layout": "linear"}, collapsed_and_grid),
-    "tiny_resnet": (lambda: tiny_resnet_export(ROOT / "out" / "tiny_resnet"), {}, None),
+    # name: (export, import options, adjust function, into Blender's startup scene)
+    "digits_cnn": (lambda: EXAMPLE, {}, None, False),
+    "digits_cnn_collapsed": (lambda: EXAMPLE, {"map_layout": "linear"}, collapsed_and_grid, False),
+    "tiny_resnet": (lambda: tiny_resnet_export(ROOT / "out" / "tiny_resnet"), {}, None, False),
+    # The default import of real architectures, as File > Import gives it in the startup scene.
+    "resnet50": (zoo_export("resnet50"), {}, None, True),
+    "mobilenetv2": (zoo_export("mobilenetv2"), {}, None, True),
+    "conv_bn_relu": (zoo_export("conv_bn_relu"), {}, None, True),
 }
 
 
@@ -89,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     for name in args.only or PICTURES:
-        export, options, adjust = PICTURES[name]
+        export, options, adjust, startup = PICTURES[name]
         path = export()
-        bpy.ops.wm.read_factory_settings(use_empty=True)
+        bpy.ops.wm.read_homefile(use_empty=not startup)
         render.configure_cycles(bpy.context.scene, width=args.width, height=args.height,
                                 samples=args.samples)
         root = scene.import_network(path, scene.ImportOptions(**options))
