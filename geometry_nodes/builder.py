@@ -381,7 +381,7 @@ def _place(nodes, cells, column) -> None:
         left[col] = x
         x += widths[col] + COLUMN_GAP
     band_height: dict[str, float] = {}
-    for (col, band), names in cells.items():
+    for (_col, band), names in cells.items():
         stack = sum(size[name][1] for name in names) + ROW_GAP * (len(names) - 1)
         band_height[band] = max(band_height.get(band, 0.0), stack)
     top, y = {}, 0.0

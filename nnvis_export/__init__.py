@@ -16,25 +16,32 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ._version import __version__
 from .checkpoints import list_checkpoints
 from .errors import CustomLayerWarning, ExportError, ExportWarning
 from .metrics_log import read_metrics_log
 from .summary import summarize
-
-from ._version import __version__
 
 _KERAS_NAMES = {
     "EpochRecorder", "export_model", "export_checkpoints", "load_model", "load_samples",
     "model_graph",
 }
 
-__all__ = sorted(_KERAS_NAMES | {"CustomLayerWarning", "ExportError", "ExportWarning",
-                                 "list_checkpoints", "read_metrics_log", "summarize",
-                                 "__version__"})
+__all__ = [
+    "CustomLayerWarning", "EpochRecorder", "ExportError", "ExportWarning", "__version__",
+    "export_checkpoints", "export_model", "list_checkpoints", "load_model", "load_samples",
+    "model_graph", "read_metrics_log", "summarize",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .keras_export import (EpochRecorder, export_checkpoints, export_model, load_model,
-                               load_samples, model_graph)
+    from .keras_export import (
+        EpochRecorder,
+        export_checkpoints,
+        export_model,
+        load_model,
+        load_samples,
+        model_graph,
+    )
 
 
 def __getattr__(name: str):

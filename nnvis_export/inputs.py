@@ -9,9 +9,9 @@ Decoding images and fitting samples to a model need Keras and live in
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 

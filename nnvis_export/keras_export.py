@@ -19,16 +19,15 @@ import re
 import sys
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
-
-import numpy as np
+from typing import Any
 
 import keras
+import numpy as np
 
-from nnvis_addon.core.export_format import (ExportFormatError, ExportWriter, NetworkExport,
-                                            read_export)
+from nnvis_addon.core.export_format import ExportFormatError, ExportWriter, NetworkExport, read_export
 
 from ._version import __version__
 from .checkpoints import Checkpoint, list_checkpoints

@@ -47,8 +47,8 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", type=Path, help="write the exports here and keep them")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from nnvis_addon.core.export_format import ExportWriter, read_export

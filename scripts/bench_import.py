@@ -43,6 +43,7 @@ import time
 from pathlib import Path
 
 from working_tree import EXAMPLE, ROOT, import_extension_package
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 MODELS = {"vgg16": "VGG16", "resnet50": "ResNet50"}
@@ -101,7 +102,6 @@ def run_import(export_path: Path, profile: int, repeat_eval: int) -> dict:
         os.environ[var] = str(user / var.lower())
         Path(os.environ[var]).mkdir(parents=True, exist_ok=True)
     import bpy
-    import numpy as np
 
     sys.path.insert(0, str(ROOT))
     import_extension_package()
@@ -137,7 +137,7 @@ def run_import(export_path: Path, profile: int, repeat_eval: int) -> dict:
     t_first_eval = time.perf_counter() - start
     view_layer = bpy.context.view_layer
     epoch_evals = []
-    for i in range(repeat_eval):
+    for _ in range(repeat_eval):
         scene.set_control(root, "nnvis_epoch", 0.0)  # tags every layer and connection
         start = time.perf_counter()
         view_layer.update()
@@ -166,7 +166,7 @@ def run_import(export_path: Path, profile: int, repeat_eval: int) -> dict:
         obj.hide_viewport = True
     view_layer.update()
     layer_evals = []
-    for i in range(repeat_eval):
+    for _ in range(repeat_eval):
         scene.set_control(root, "nnvis_epoch", 0.0)
         start = time.perf_counter()
         view_layer.update()
@@ -213,8 +213,8 @@ def run_import(export_path: Path, profile: int, repeat_eval: int) -> dict:
 
 def export_one(key: str, work: Path) -> tuple[Path, dict]:
     """Build and export one model (in the export subprocess)."""
-    import numpy as np
     import keras
+    import numpy as np
     import tensorflow as tf
 
     from nnvis_export import export_model

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from working_tree import EXAMPLE, ROOT, import_extension_package
+
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -38,7 +39,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def load_average() -> str:
     try:
-        return "load average %.1f %.1f %.1f" % os.getloadavg()
+        return "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
     except OSError:
         return "load average n/a"
 
@@ -144,6 +145,7 @@ def bench_example(args, bpy, scene_api, connections, playback, compat) -> None:
 def export_vgg(folder: Path) -> Path:
     import keras
     import numpy as np
+
     from nnvis_export.keras_export import ExportSession
 
     keras.utils.set_random_seed(0)
@@ -208,7 +210,8 @@ def main(argv=None) -> int:
 
     import bpy
     import_extension_package()
-    from nnvis.nnvis_addon.blender import compat, connections, playback, scene as scene_api
+    from nnvis.nnvis_addon.blender import compat, connections, playback
+    from nnvis.nnvis_addon.blender import scene as scene_api
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"Blender {bpy.app.version_string}; {load_average()}")

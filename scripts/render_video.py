@@ -179,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import bpy
     import_extension_package()
-    from nnvis.nnvis_addon.blender import playback, render, scene as nnvis_scene
+    from nnvis.nnvis_addon.blender import playback, render
+    from nnvis.nnvis_addon.blender import scene as nnvis_scene
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene

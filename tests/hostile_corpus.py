@@ -18,17 +18,17 @@ import argparse
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from export_factory import BuiltExport, load_document, make_export, write_document  # noqa: E402
 
-from nnvis_addon.core.export_format import (ExportFormatError, ExportFormatWarning,  # noqa: E402
-                                            read_export)
+from nnvis_addon.core.export_format import ExportFormatError, ExportFormatWarning, read_export  # noqa: E402
 
 PICKLE_MARKER_NAME = "UNPICKLED-MARKER"
 MB = 1024 * 1024

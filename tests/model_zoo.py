@@ -14,9 +14,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 L = keras.layers
 IMAGE_SHAPE = (16, 16, 3)

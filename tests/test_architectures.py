@@ -27,6 +27,7 @@ bpy = pytest.importorskip("bpy")
 import model_zoo  # noqa: E402
 from blender_utils import evaluated_curves, evaluated_instances  # noqa: E402
 from conftest import import_extension_package  # noqa: E402
+
 from nnvis_addon.core.export_format import read_export  # noqa: E402
 from nnvis_export import CustomLayerWarning, ExportError, export_model  # noqa: E402
 

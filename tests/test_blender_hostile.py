@@ -14,9 +14,14 @@ import warnings
 import bpy
 import numpy as np
 import pytest
-
-from blender_utils import (all_data, difference, evaluated_instances, install_extension,
-                           installed_module, installed_scene_module)
+from blender_utils import (
+    all_data,
+    difference,
+    evaluated_instances,
+    install_extension,
+    installed_module,
+    installed_scene_module,
+)
 from export_factory import make_export
 from hostile_corpus import CASES, Case, build_corpus, outcome
 

@@ -9,15 +9,24 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import bpy
 import numpy as np
 import pytest
+from blender_utils import (
+    EXTENSION_MODULE,
+    ROOT,
+    all_data,
+    build_zip,
+    compare_images,
+    configure_test_render,
+    evaluated_instances,
+    install_zip,
+    installed_scene_module,
+    load_pixels,
+    save_pixels,
+)
 
-from blender_utils import (EXTENSION_MODULE, ROOT, all_data, build_zip, compare_images,
-                           configure_test_render, evaluated_instances, install_zip,
-                           installed_scene_module, load_pixels, save_pixels)
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.layout import cell_centres, cell_grid
 

@@ -80,8 +80,8 @@ def test_a_scope_that_leaks_is_not_a_block():
 import math  # noqa: E402
 
 import pytest  # noqa: E402
-
 from export_factory import LayerDef, make_export  # noqa: E402
+
 from nnvis_addon.core.export_format import read_export  # noqa: E402
 from nnvis_addon.core.layout import LayoutOptions, plan_network  # noqa: E402
 

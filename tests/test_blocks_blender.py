@@ -10,7 +10,6 @@ import warnings
 import bpy
 import numpy as np
 import pytest
-
 from blender_utils import EXTENSION_MODULE, install_extension, installed_module
 from export_factory import make_export
 from test_blocks import deep_resnet_layers

@@ -15,12 +15,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import demo
 import numpy as np
 import pytest
-
-import demo
 import render_video
 from console_progress import ConsoleProgress
+
 from nnvis_export import ExportError, read_metrics_log
 from nnvis_export.cli import build_parser
 

@@ -8,10 +8,17 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
-
-from blender_utils import (all_data, configure_test_render, evaluated_curves,
-                           evaluated_instances, install_extension, installed_module, load_pixels)
+from blender_utils import (
+    all_data,
+    configure_test_render,
+    evaluated_curves,
+    evaluated_instances,
+    install_extension,
+    installed_module,
+    load_pixels,
+)
 from export_factory import LayerDef, make_export
+
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.folding import fold_export
 from nnvis_addon.core.wiring import WiringOptions, plan_links
@@ -118,8 +125,8 @@ def test_the_default_draws_each_pairs_budget_and_the_operator_ranks_by_contribut
     links = links_by_layers(api, root)
     last = len(export.epochs) - 1
     for ranking, sample in (("contribution", 2), ("weight", 0)):
-        expected = {(l.source.name, l.target.name): l
-                    for l in plan_links(export, WiringOptions(ranking=ranking), sample=sample)}
+        expected = {(item.source.name, item.target.name): item
+                    for item in plan_links(export, WiringOptions(ranking=ranking), sample=sample)}
         for pair in (("pool1", "conv2"), ("pool2", "dense1"), ("dense1", "output")):
             obj = links[pair]
             weights = np.zeros(len(obj.data.curves), np.float32)

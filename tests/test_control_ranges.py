@@ -10,10 +10,9 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
-
-from blender_utils import (evaluated_curves, evaluated_instances, install_extension,
-                           installed_module)
+from blender_utils import evaluated_curves, evaluated_instances, install_extension, installed_module
 from export_factory import make_export
+
 from nnvis_addon.core.connections import spatial_to_dense_edges
 
 SAMPLES, EPOCHS = 3, 4

@@ -16,16 +16,22 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
-
-from blender_utils import (configure_test_render, evaluated_curves, evaluated_instances,
-                           install_extension, installed_module, load_pixels)
+from blender_utils import (
+    configure_test_render,
+    evaluated_curves,
+    evaluated_instances,
+    install_extension,
+    installed_module,
+    load_pixels,
+)
 from export_factory import make_export
+from test_farm_safe import FRESH_RENDER, fresh_environment
+
 from nnvis_addon.core.bundling import bundle_edges
 from nnvis_addon.core.connections import latest_finite_weights
 from nnvis_addon.core.export_format import ExportFormatError, errors_naming_layer, read_export
 from nnvis_addon.core.layout import activation_range, downsample_maps, plan_network
 from nnvis_addon.core.wiring import RANKINGS, WiringOptions, plan_links
-from test_farm_safe import FRESH_RENDER, fresh_environment
 
 SAMPLES, EPOCHS = 2, 4
 DIVERGING, DIVERGED = 2, 3  # epoch indices: huge and Inf values, then NaN everywhere
@@ -88,7 +94,7 @@ def test_latest_finite_weights_reach_back_only_as_far_as_needed():
 
 def test_links_choose_edges_by_their_latest_finite_weights(export, built):
     every_edge = WiringOptions(display_budget=False)
-    links = {(l.source.name, l.target.name): l for l in plan_links(export, every_edge)}
+    links = {(item.source.name, item.target.name): item for item in plan_links(export, every_edge)}
     dense = links[("flatten", "dense")]
     kernels = [built.weights[e]["dense"][0].reshape(-1) for e in range(EPOCHS)]
     expected = np.where(np.isfinite(kernels[DIVERGING]), kernels[DIVERGING], kernels[1])
@@ -99,14 +105,14 @@ def test_links_choose_edges_by_their_latest_finite_weights(export, built):
         assert np.isfinite(link.edges.weight).all(), link.name
     # The display budget keeps the strongest by those weights, under either ranking.
     for ranking in RANKINGS:
-        shown = next(l for l in plan_links(export, WiringOptions(ranking=ranking))
-                     if l.target.name == "dense")
+        shown = next(item for item in plan_links(export, WiringOptions(ranking=ranking))
+                     if item.target.name == "dense")
         index = shown.edges.source.astype(np.int64) * shown.edges.n_target + shown.edges.target
         assert 0 < len(index) < expected.size
         np.testing.assert_array_equal(shown.edges.weight, expected[index])
         np.testing.assert_array_equal(shown.epoch_weights, np.stack(kernels)[:, index])
         assert np.isfinite(shown.edges.weight).all()
-    by_weight = next(l for l in plan_links(export) if l.target.name == "dense")
+    by_weight = next(item for item in plan_links(export) if item.target.name == "dense")
     kept = by_weight.edges.source.astype(np.int64) * by_weight.edges.n_target \
         + by_weight.edges.target
     strength = np.abs(expected).reshape(-1, by_weight.edges.n_target)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from export_factory import LayerDef, make_export
+from test_connections import reference_reduce
+
 from nnvis_addon.core.connections import conv_edges, dense_edges, display_budget
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.folding import fold_export
 from nnvis_addon.core.wiring import RANKINGS, WiringOptions, plan_links, unit_activity
-from test_connections import reference_reduce
 
 WEIGHTED = ("dense", "channel_dense", "conv", "separable")  # the kinds a budget can cut
 
@@ -59,8 +59,8 @@ def export(built):
 
 def links_of(export, **options):
     sample = options.pop("sample", 0)
-    return {(l.source.name, l.target.name): l
-            for l in plan_links(export, WiringOptions(**options), sample=sample)}
+    return {(item.source.name, item.target.name): item
+            for item in plan_links(export, WiringOptions(**options), sample=sample)}
 
 
 def kept_index(link) -> list[int]:

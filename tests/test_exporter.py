@@ -25,8 +25,15 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from nnvis_addon.core.export_format import read_export  # noqa: E402
-from nnvis_export import (EpochRecorder, ExportError, ExportWarning,  # noqa: E402
-                          export_checkpoints, export_model, list_checkpoints, summarize)
+from nnvis_export import (  # noqa: E402
+    EpochRecorder,
+    ExportError,
+    ExportWarning,
+    export_checkpoints,
+    export_model,
+    list_checkpoints,
+    summarize,
+)
 from nnvis_export.cli import main as cli_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,9 +18,15 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-
-from blender_utils import (ROOT, compare_images, configure_test_render, install_extension,
-                           installed_module, load_pixels, save_pixels)
+from blender_utils import (
+    ROOT,
+    compare_images,
+    configure_test_render,
+    install_extension,
+    installed_module,
+    load_pixels,
+    save_pixels,
+)
 
 WIDTH, HEIGHT, SAMPLES = 48, 27, 4
 FPE = 4  # frames per epoch, no hold: epoch index k is at frame 1 + 4k

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from export_factory import LayerDef, make_export
+
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.folding import find_folds, fold_export
 from nnvis_addon.core.layout import plan_network

@@ -13,10 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from hostile_corpus import CASES, Case, build_corpus
-from nnvis_addon.core.export_format import (ExportFormatError, ExportFormatWarning, NetworkExport,
-                                            NnvisError, read_export)
+
+from nnvis_addon.core.export_format import (
+    ExportFormatError,
+    ExportFormatWarning,
+    NetworkExport,
+    NnvisError,
+    read_export,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CASE_NAMES = [make.__name__ for make in CASES]

@@ -17,11 +17,11 @@ import warnings
 import bpy
 import numpy as np
 import pytest
+from blender_utils import evaluated_instances, install_extension, installed_module
 from bpy_extras.object_utils import world_to_camera_view
+from export_factory import LayerDef, make_export
 from mathutils import Vector
 
-from blender_utils import evaluated_instances, install_extension, installed_module
-from export_factory import LayerDef, make_export
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.folding import fold_export
 

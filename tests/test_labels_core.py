@@ -9,9 +9,18 @@ import numpy as np
 import pytest
 
 from nnvis_addon.core import labels
-from nnvis_addon.core.labels import (CameraPose, LabelSpec, ScreenOutlines, frame_with_labels,
-                                     label_corners, layer_top, layer_top_expression,
-                                     place_labels, spread_order, text_size)
+from nnvis_addon.core.labels import (
+    CameraPose,
+    LabelSpec,
+    ScreenOutlines,
+    frame_with_labels,
+    label_corners,
+    layer_top,
+    layer_top_expression,
+    place_labels,
+    spread_order,
+    text_size,
+)
 from nnvis_addon.core.layout import CellGrid, fit_camera, layer_extent
 
 VIEW = (-0.55, -0.76, 0.36)          # staging.VIEW_DIRECTION: front-left, above

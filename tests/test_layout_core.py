@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from export_factory import LayerDef, make_export
+
 from nnvis_addon.core.export_format import read_export
-from nnvis_addon.core.layout import (CellGrid, LayoutOptions, cell_centres, display_stride,
-                                     downsample_maps, layer_columns, plan_network)
+from nnvis_addon.core.layout import (
+    CellGrid,
+    LayoutOptions,
+    cell_centres,
+    display_stride,
+    downsample_maps,
+    layer_columns,
+    plan_network,
+)
 from nnvis_addon.core.wiring import depthwise_edges, plan_links, skip_arc, skip_route
 
 
@@ -48,7 +55,7 @@ def dag_export(tmp_path_factory):
 
 
 def test_columns_follow_the_longest_path(dag_export):
-    columns = dict(zip((l.name for l in dag_export.layers), layer_columns(dag_export.layers)))
+    columns = dict(zip((item.name for item in dag_export.layers), layer_columns(dag_export.layers)))
     assert columns["stem"] == 1
     assert columns["branch_a"] == columns["branch_b"] == columns["branch_c_pool"] == 2
     assert columns["branch_c"] == 3 and columns["concat"] == 4 and columns["add"] == 6
@@ -87,12 +94,12 @@ def test_unknown_layer_is_a_block_with_a_warning(dag_export):
 def test_links_cover_every_inbound_edge_with_the_right_kind(dag_export):
     plan = plan_network(dag_export)
     all_links = plan_links(dag_export, plan=plan)
-    links = {(l.source.name, l.target.name): l for l in all_links if l.kind != "block"}
+    links = {(item.source.name, item.target.name): item for item in all_links if item.kind != "block"}
     expected_pairs = {(src, layer.name) for layer in dag_export.layers for src in layer.inbound}
     assert set(links) == expected_pairs
     # Plus one link from each block's entry to its output (shown while the block is collapsed).
     blocks = {(b.entry, b.output) for b in plan.blocks}
-    assert {(l.source.name, l.target.name) for l in all_links if l.kind == "block"} == blocks
+    assert {(item.source.name, item.target.name) for item in all_links if item.kind == "block"} == blocks
     assert blocks == {("stem", "concat")}
     assert links[("stem", "branch_b")].kind == "conv"
     assert links[("stem", "branch_c_pool")].kind == "pool"
@@ -124,8 +131,8 @@ def test_skip_arc_clears_every_skipped_column():
 
 def test_skip_route_spans_the_skipped_columns(dag_export):
     plan = plan_network(dag_export)
-    link = next(l for l in plan_links(dag_export, plan=plan)
-                if (l.source.name, l.target.name) == ("stem", "add"))
+    link = next(item for item in plan_links(dag_export, plan=plan)
+                if (item.source.name, item.target.name) == ("stem", "add"))
     route = skip_route(plan, link, label_height=0.5, points_per_edge=16)
     x = {p.layer.name: p.x for p in plan.layers}
     length = x["add"] - x["stem"]

@@ -13,10 +13,10 @@ import textwrap
 import bpy
 import numpy as np
 import pytest
-
 from blender_utils import evaluated_instances, install_extension, installed_module
-from nnvis_addon.core.legend import format_value, legend_texts
 from test_farm_safe import fresh_environment
+
+from nnvis_addon.core.legend import format_value, legend_texts
 
 
 @pytest.fixture(scope="module")

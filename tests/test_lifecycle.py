@@ -11,9 +11,15 @@ import warnings
 import bpy
 import numpy as np
 import pytest
-
-from blender_utils import (EXTENSION_MODULE, all_data, difference, evaluated_instances,
-                           install_extension, installed_module, installed_scene_module)
+from blender_utils import (
+    EXTENSION_MODULE,
+    all_data,
+    difference,
+    evaluated_instances,
+    install_extension,
+    installed_module,
+    installed_scene_module,
+)
 from export_factory import make_export
 
 

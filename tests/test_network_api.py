@@ -8,7 +8,6 @@ import warnings
 import bpy
 import numpy as np
 import pytest
-
 from blender_utils import EXTENSION_MODULE, all_data, evaluated_instances, install_extension
 
 

@@ -11,7 +11,6 @@ import pkgutil
 
 import bpy
 import pytest
-
 from conftest import import_extension_package
 
 

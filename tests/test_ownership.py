@@ -15,7 +15,6 @@ import warnings
 import bpy
 import numpy as np
 import pytest
-
 from blender_utils import all_data, difference, evaluated_instances, install_extension, installed_module
 from export_factory import make_export
 

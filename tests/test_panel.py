@@ -6,8 +6,8 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
+from blender_utils import evaluated_instances, install_extension, installed_module
 
-from blender_utils import (evaluated_instances, install_extension, installed_module)
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.layout import CellGrid, cell_centres
 

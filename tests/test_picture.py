@@ -7,11 +7,16 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
+from blender_utils import (
+    configure_test_render,
+    evaluated_curves,
+    evaluated_instances,
+    install_extension,
+    installed_module,
+)
+from export_factory import photo_export, sample_photos
 from PIL import Image
 
-from blender_utils import (configure_test_render, evaluated_curves, evaluated_instances,
-                           install_extension, installed_module)
-from export_factory import photo_export, sample_photos
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.picture import display_colours
 

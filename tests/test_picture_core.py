@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from export_factory import LayerDef, cnn_layers, make_export, photo_export, sample_photos
+
 from nnvis_addon.core.colour import srgb_to_linear
 from nnvis_addon.core.connections import Edges, conv_edges
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.layout import CellGrid, LayoutOptions, plan_network
-from nnvis_addon.core.picture import (display_colours, is_picture_layer,
-                                      merge_picture_channels, robust_range)
+from nnvis_addon.core.picture import display_colours, is_picture_layer, merge_picture_channels, robust_range
 from nnvis_addon.core.wiring import plan_links
 
 
@@ -155,7 +154,7 @@ def test_picture_is_downsampled_like_its_cells(photo):
 
 def test_conv_edges_from_a_picture_start_at_its_one_map(photo):
     plan = plan_network(photo)
-    link = next(l for l in plan_links(photo, plan=plan) if l.source.name == "input")
+    link = next(item for item in plan_links(photo, plan=plan) if item.source.name == "input")
     kernel = photo.weights("conv")[0]  # (3, 3, 3 channels, 4 filters)
     per_channel = conv_edges(kernel)
     strength = np.abs(per_channel.weight).reshape(3, 4).sum(axis=0)
@@ -170,7 +169,7 @@ def test_conv_edges_from_a_picture_start_at_its_one_map(photo):
     assert link.epoch_weights.shape == (len(photo.epochs), 4)
     # Drawn channel by channel, the same link has one edge per (input channel, filter).
     separate = plan_network(photo, LayoutOptions(input_as_picture=False))
-    link = next(l for l in plan_links(photo, plan=separate) if l.source.name == "input")
+    link = next(item for item in plan_links(photo, plan=separate) if item.source.name == "input")
     assert link.edges.n_source == 3 and len(link.edges) == 12
 
 

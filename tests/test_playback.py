@@ -9,9 +9,8 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
+from blender_utils import evaluated_curves, evaluated_instances, install_extension, installed_module
 
-from blender_utils import (evaluated_curves, evaluated_instances, install_extension,
-                           installed_module)
 from nnvis_addon.core.export_format import read_export
 
 EPOCH_PATH = '["nnvis_epoch"]'

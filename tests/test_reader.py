@@ -10,12 +10,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from export_factory import cnn_layers, dense_layers, load_document, make_export, write_document
 
-from export_factory import (cnn_layers, dense_layers, load_document, make_export,
-                            write_document)
 from nnvis_addon.core import minischema
-from nnvis_addon.core.export_format import (SCHEMA_PATH, ExportFormatError, ExportFormatWarning,
-                                            ExportWriter, NnvisError, load_schema, read_export)
+from nnvis_addon.core.export_format import (
+    SCHEMA_PATH,
+    ExportFormatError,
+    ExportFormatWarning,
+    ExportWriter,
+    NnvisError,
+    load_schema,
+    read_export,
+)
 
 jsonschema = pytest.importorskip("jsonschema")
 

@@ -11,12 +11,17 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from export_factory import cnn_layers, dense_layers, make_export
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from export_factory import cnn_layers, dense_layers, make_export
-from nnvis_addon.core.export_format import (DTYPES, ExportFormatError, ExportFormatWarning,
-                                            NetworkExport, read_export)
+from nnvis_addon.core.export_format import (
+    DTYPES,
+    ExportFormatError,
+    ExportFormatWarning,
+    NetworkExport,
+    read_export,
+)
 
 # NNVIS_HYPOTHESIS_EXAMPLES=5000 for a long hunt; the default keeps the file well under a minute.
 SETTINGS = settings(max_examples=int(os.environ.get("NNVIS_HYPOTHESIS_EXAMPLES", "100")),

@@ -19,11 +19,17 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
+from blender_utils import (
+    ROOT,
+    configure_test_render,
+    evaluated_instances,
+    id_map,
+    install_extension,
+    installed_module,
+    load_pixels,
+)
 from bpy_extras.object_utils import world_to_camera_view
 from mathutils import Vector
-
-from blender_utils import (ROOT, configure_test_render, evaluated_instances, id_map,
-                           install_extension, installed_module, load_pixels)
 
 pytestmark = pytest.mark.slow
 

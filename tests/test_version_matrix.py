@@ -20,7 +20,6 @@ import sys
 import time
 
 import pytest
-
 from blender_utils import ROOT, build_zip
 from hostile_corpus import build_corpus, outcome
 

@@ -7,20 +7,19 @@ bundle ending in mid-air, and a saved .blend does the same without nnvis."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 import bpy
 import numpy as np
 
 from ...geometry_nodes import connection_nodes, materials
+from ..core import names
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
 from ..core.connections import latest_finite_weights
 from ..core.export_format import NetworkExport, errors_naming_layer
 from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_size
-from ..core.wiring import (LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc,
-                           skip_route)
-from ..core import names
+from ..core.wiring import LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc, skip_route
 from . import compat, network, writers
 from .network import network_connections  # noqa: F401  (part of this module's script API)
 
@@ -183,7 +182,8 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
             curves, straight = link_curves(
                 start, end, link.edges.weight, arc, replace(options, bundling=params),
                 bundle=options.bundle and not link.structural,
-                progress=lambda f: report(base + f / max(1, len(links)), f"bundling {link.name}"))
+                progress=lambda f, base=base, name=link.name: report(
+                    base + f / max(1, len(links)), f"bundling {name}"))
         name = f"{export.name}.{link.source.name}->{link.target.name}"
         data = bpy.data.hair_curves.new(name)
         write_curves(data, curves, straight, link)

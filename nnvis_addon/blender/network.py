@@ -12,7 +12,7 @@ its objects), so the copy is a network of its own.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import bpy
 

@@ -16,18 +16,17 @@ Scene structure (one network):
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Callable
 
 import bpy
 import numpy as np
 
 from ...geometry_nodes import layer_nodes, materials, picture_nodes
+from ..core import controls, names
 from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
-from ..core import controls, names
-from ..core.layout import (COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes,
-                           plan_network)
+from ..core.layout import COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes, plan_network
 from ..core.wiring import check_ranking
 from . import blocks, compat, connections, labels, network, staging, writers
 from .connections import ConnectionOptions
@@ -251,7 +250,8 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
     inputs = {
         "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
         "Grid Layout": layer_plan.grid_layout, "Channel Gap": layer_plan.channel_gap,
-        "Tile Depth": layer_plan.tile_depth, "Cell Scale": layer_plan.cell_scale, "Cell Size": plan.options.cell_size,
+        "Tile Depth": layer_plan.tile_depth, "Cell Scale": layer_plan.cell_scale,
+        "Cell Size": plan.options.cell_size,
         "Sample Count": export.num_samples, "Epoch Count": len(export.epochs),
         "Value Min": layer_plan.value_min, "Value Max": layer_plan.value_max,
         "Global Min": plan.global_min, "Global Max": plan.global_max,

@@ -22,11 +22,10 @@ import numpy as np
 from mathutils import Vector
 
 from ..core import names
+from ..core.labels import CameraPose, box_corners
 from ..core.layout import NetworkPlan, label_size, layer_corners
 from ..core.placement import Box, View, camera_lens, place_beside
-from ..core.labels import CameraPose, box_corners
-from . import compat, connections, labels, network
-from . import legend
+from . import compat, connections, labels, legend, network
 
 VIEW_DIRECTION = (-0.55, -0.76, 0.36)  # from the network towards the camera: front-left, above
 CAMERA_LENS = 50.0

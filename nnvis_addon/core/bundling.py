@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Callable
 
 import numpy as np
 
@@ -99,7 +99,7 @@ class BundlingParams:
     grid_resolution: int = 64
     threads: int | None = None
 
-    def validated(self) -> "BundlingParams":
+    def validated(self) -> BundlingParams:
         if int(self.points_per_edge) < 2:
             raise ValueError(f"points_per_edge must be >= 2, got {self.points_per_edge}")
         if int(self.iterations) < 0:

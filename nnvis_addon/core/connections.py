@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -122,7 +122,7 @@ class Edges:
                              f"({self.n_target}, 3), got {src.shape} and {tgt.shape}")
         return src[self.source], tgt[self.target]
 
-    def subset(self, index) -> "Edges":
+    def subset(self, index) -> Edges:
         """The edges at ``index`` (an index array or boolean mask), same unit counts."""
         return Edges(self.source[index], self.target[index], self.weight[index], self.n_source,
                      self.n_target, self.source_unit, self.target_unit, dense=False)

@@ -35,13 +35,20 @@ first and last cell.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
-from .connections import (Edges, conv_edges, dense_edges, display_budget, latest_finite_weights,
-                          pool_edges, reduce_edges, spatial_to_dense_edges)
+from .connections import (
+    Edges,
+    conv_edges,
+    dense_edges,
+    display_budget,
+    latest_finite_weights,
+    reduce_edges,
+    spatial_to_dense_edges,
+)
 from .export_format import Layer, NetworkExport, errors_naming_layer
 from .layout import CellGrid, NetworkPlan, cell_grid, layer_columns
 from .picture import merge_picture_channels
@@ -265,8 +272,8 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
                 edges_at = _from_picture(edges_at, drawn_from.output_shape[-1])
             activity = None
             if options.ranking == "contribution":
-                activity = lambda unit, count, drawn_from=drawn_from: unit_activity(
-                    export, drawn_from, unit, count, sample)
+                def activity(unit, count, drawn_from=drawn_from):
+                    return unit_activity(export, drawn_from, unit, count, sample)
             with errors_naming_layer(export.path, layer.name,
                                      f"the connections {drawn_from.name} -> {layer.name}"):
                 links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
