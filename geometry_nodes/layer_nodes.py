@@ -32,6 +32,9 @@ so playback never rebuilds it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from . import picture_nodes
 from .builder import find_current, new_modifier_group
 
@@ -92,19 +95,46 @@ def ensure_layer_group():
     return find_current(GROUP_NAME, VERSION) or build_layer_group()
 
 
+@dataclass
+class _MapLayout:
+    """Single values of the map layout the later steps read (sockets of the tree)."""
+
+    pitch: Any
+    map_w: Any
+    map_h: Any
+    step_u: Any
+    step_v: Any
+    cols: Any
+    blend: Any        # Grid Layout: 0 linear row, 1 grid
+    total_w: Any
+    total_h: Any
+    merge: Any        # 1 when collapsing into one summary map
+
+
 def build_layer_group():
     b, m, inp = new_modifier_group(GROUP_NAME, VERSION, "nnvis: cells of one network layer, coloured by activation",
                                    INPUTS)
+    layout = _map_layout(b, m, inp)
+    placed, channel = _cell_positions(b, m, inp, layout)
+    stored, sample_text = _activation(b, m, inp, placed.outputs[0], layout)
+    stored = picture_nodes.store_picture(b, m, stored.outputs[0], inp["Picture"], sample_text)
+    stored = _drop_recorded_attributes(b, stored)
+    cells = _cells(b, m, inp, stored, layout, channel)
+    b.section(None)
+    go = b.node("NodeGroupOutput")
+    b.link(cells.outputs[0], go.inputs[0])
+    b.arrange()
+    return b.tree
 
-    # -- layout of the maps (single values) --------------------------------------------------
+
+def _map_layout(b, m, inp) -> _MapLayout:
+    """Where each map sits: a linear row or a grid (blended by Grid Layout), the layer's size."""
     b.section("Map layout")
     pitch = m.mul(inp["Cell Size"], inp["Cell Scale"])
-    height = inp["Map Height"]
-    width = inp["Map Width"]
     channels = inp["Channels"]
     gap = inp["Channel Gap"]
-    map_w = m.mul(width, pitch)
-    map_h = m.mul(height, pitch)
+    map_w = m.mul(inp["Map Width"], pitch)
+    map_h = m.mul(inp["Map Height"], pitch)
     step_u = m.add(map_w, gap)
     step_v = m.add(map_h, gap)
     auto_cols = m.op("CEIL", m.op("SQRT", channels))
@@ -112,46 +142,54 @@ def build_layer_group():
                                     data_type="FLOAT", operation="GREATER_THAN").outputs[0],
                     auto_cols, m.op("MINIMUM", inp["Grid Columns"], channels))
     rows = m.op("CEIL", m.div(channels, cols))
-    t = inp["Grid Layout"]
-    total_w = m.sub(m.lerp(m.mul(channels, step_u), m.mul(cols, step_u), t), gap)
-    total_h = m.sub(m.lerp(step_v, m.mul(rows, step_v), t), gap)
-    collapse = inp["Collapse"]
+    blend = inp["Grid Layout"]
+    total_w = m.sub(m.lerp(m.mul(channels, step_u), m.mul(cols, step_u), blend), gap)
+    total_h = m.sub(m.lerp(step_v, m.mul(rows, step_v), blend), gap)
     merging = b.node("FunctionNodeCompare", {2: inp["Collapse Summary"], 3: 0},
                      data_type="INT", operation="GREATER_THAN").outputs[0]
     merging = b.node("FunctionNodeBooleanMath", {0: merging, 1: inp["Has Summaries"]},
                      operation="AND").outputs[0]
-    merge = m.switch("FLOAT", merging, 0.0, 1.0)  # 1 when collapsing into one summary map
+    merge = m.switch("FLOAT", merging, 0.0, 1.0)
+    return _MapLayout(pitch, map_w, map_h, step_u, step_v, cols, blend, total_w, total_h, merge)
 
-    # -- per-cell position (fields) ------------------------------------------------------------
+
+def _cell_positions(b, m, inp, layout: _MapLayout):
+    """Each cell's position from its channel, row and col (fields); (Set Position node, the
+    channel field)."""
     b.section("Cell positions")
+
     def int_attribute(name):
         return b.node("GeometryNodeInputNamedAttribute", {"Name": name}, data_type="INT").outputs[0]
 
-    channel = int_attribute("channel")
-    row = int_attribute("row")
-    col = int_attribute("col")
-    grid_u = m.mul(m.op("MODULO", channel, cols), step_u)
-    grid_v = m.mul(m.op("FLOOR", m.div(channel, cols)), step_v)
-    map_u = m.lerp(m.mul(channel, step_u), grid_u, t)
-    map_v = m.mul(grid_v, t)
+    channel, row, col = (int_attribute(name) for name in ("channel", "row", "col"))
+    collapse = inp["Collapse"]
+    grid_u = m.mul(m.op("MODULO", channel, layout.cols), layout.step_u)
+    grid_v = m.mul(m.op("FLOOR", m.div(channel, layout.cols)), layout.step_v)
+    map_u = m.lerp(m.mul(channel, layout.step_u), grid_u, layout.blend)
+    map_v = m.mul(grid_v, layout.blend)
     # Collapsed, every map moves onto the first map's place (centred), offset along the axis.
-    centred_u = m.sub(m.mul(total_w, 0.5), m.mul(map_w, 0.5))
-    centred_v = m.sub(m.mul(total_h, 0.5), m.mul(map_h, 0.5))
+    centred_u = m.sub(m.mul(layout.total_w, 0.5), m.mul(layout.map_w, 0.5))
+    centred_v = m.sub(m.mul(layout.total_h, 0.5), m.mul(layout.map_h, 0.5))
     map_u = m.lerp(map_u, centred_u, collapse)
     map_v = m.lerp(map_v, centred_v, collapse)
-    cell_u = m.op("MULTIPLY_ADD", m.add(col, 0.5), pitch, map_u)
-    cell_v = m.op("MULTIPLY_ADD", m.add(row, 0.5), pitch, map_v)
-    stack_x = m.mul(m.mul(m.mul(m.mul(channel, collapse), inp["Stack Spacing"]), pitch),
-                    m.sub(1.0, merge))
-    position = m.combine(stack_x, m.sub(m.mul(total_w, 0.5), cell_u), m.sub(m.mul(total_h, 0.5), cell_v))
+    cell_u = m.op("MULTIPLY_ADD", m.add(col, 0.5), layout.pitch, map_u)
+    cell_v = m.op("MULTIPLY_ADD", m.add(row, 0.5), layout.pitch, map_v)
+    stack_x = m.mul(m.mul(m.mul(m.mul(channel, collapse), inp["Stack Spacing"]), layout.pitch),
+                    m.sub(1.0, layout.merge))
+    position = m.combine(stack_x, m.sub(m.mul(layout.total_w, 0.5), cell_u),
+                         m.sub(m.mul(layout.total_h, 0.5), cell_v))
     placed = b.node("GeometryNodeSetPosition", {"Geometry": inp["Geometry"], "Position": position})
+    return placed, channel
 
-    # -- activation at (sample, epoch) -----------------------------------------------------------
+
+def _activation(b, m, inp, geometry, layout: _MapLayout):
+    """The shown value at (sample, epoch), a summary while merging, normalised and checked for
+    NaN/Inf, stored on the points; (last Store node, the clamped sample as text)."""
     b.section("Activation")
     last_sample = m.sub(inp["Sample Count"], 1)
     sample_text = m.text(m.op("MINIMUM", m.op("MAXIMUM", inp["Sample"], 0.0), last_sample))
     activation, valid = m.epoch_attribute([ACTIVATION_ATTRIBUTE_PREFIX + "s", sample_text, "_e"],
-                                   inp["Epoch"], inp["Epoch Count"], inp["Step Epochs"])
+                                          inp["Epoch"], inp["Epoch Count"], inp["Step Epochs"])
     use_max = b.node("FunctionNodeCompare", {2: inp["Collapse Summary"], 3: 1},
                      data_type="INT", operation="EQUAL").outputs[0]
     summary_prefix = b.node("GeometryNodeSwitch", {0: use_max, "False": SUMMARY_PREFIXES[2],
@@ -160,7 +198,7 @@ def build_layer_group():
     summary, summary_valid = m.epoch_attribute([summary_prefix, "s", sample_text, "_e"],
                                                inp["Epoch"], inp["Epoch Count"],
                                                inp["Step Epochs"])
-    summary_weight = m.mul(collapse, merge)
+    summary_weight = m.mul(inp["Collapse"], layout.merge)
     # A single-value switch evaluates only the branch it takes: no summary lookups (two more
     # named attributes per epoch) while the layer is not merging.
     merging_now = b.node("FunctionNodeCompare", {0: summary_weight, 1: 0.0}, data_type="FLOAT",
@@ -177,19 +215,17 @@ def build_layer_group():
     normalised = b.node("ShaderNodeMapRange", {"Value": activation, "From Min": value_min,
                                                "From Max": value_max, "To Min": 0.0, "To Max": 1.0},
                         clamp=True).outputs[0]
-    stored = b.node("GeometryNodeStoreNamedAttribute",
-                    {"Geometry": placed.outputs[0], "Name": "activation", "Value": activation},
-                    data_type="FLOAT", domain="POINT")
-    stored = b.node("GeometryNodeStoreNamedAttribute",
-                    {"Geometry": stored.outputs[0], "Name": NORM_ATTRIBUTE, "Value": normalised},
-                    data_type="FLOAT", domain="POINT")
-    stored = b.node("GeometryNodeStoreNamedAttribute",
-                    {"Geometry": stored.outputs[0], "Name": INVALID_ATTRIBUTE,
-                     "Value": m.switch("FLOAT", valid, 1.0, 0.0)},
-                    data_type="FLOAT", domain="POINT")
-    stored = picture_nodes.store_picture(b, m, stored.outputs[0], inp["Picture"], sample_text)
+    stored = None
+    for name, value in (("activation", activation), (NORM_ATTRIBUTE, normalised),
+                        (INVALID_ATTRIBUTE, m.switch("FLOAT", valid, 1.0, 0.0))):
+        stored = b.node("GeometryNodeStoreNamedAttribute",
+                        {"Geometry": geometry if stored is None else stored.outputs[0],
+                         "Name": name, "Value": value}, data_type="FLOAT", domain="POINT")
+    return stored, sample_text
 
-    # The per-(sample, epoch) attributes stay on the mesh; instances carry only what they draw.
+
+def _drop_recorded_attributes(b, stored):
+    """The per-(sample, epoch) attributes stay on the mesh; instances carry only what they draw."""
     for prefix in (ACTIVATION_ATTRIBUTE_PREFIX, *SUMMARY_PREFIXES.values(),
                    picture_nodes.PICTURE_COLOUR_PREFIX):
         stored = b.node("GeometryNodeRemoveAttribute", {"Geometry": stored.outputs[0],
@@ -198,23 +234,25 @@ def build_layer_group():
             b.set_input(stored, "Pattern Mode", "Wildcard")
         else:  # Blender 4.2-4.5: a node property
             stored.pattern_mode = "WILDCARD"
+    return stored
 
-    # -- cells as instanced tiles ---------------------------------------------------------------
+
+def _cells(b, m, inp, stored, layout: _MapLayout, channel):
+    """Cells as instanced tiles (points in the viewport for big layers): the group's output."""
     b.section("Cells")
-    tile = m.mul(pitch, m.sub(1.0, inp["Cell Gap"]))
-    tile_size = m.combine(m.mul(pitch, inp["Tile Depth"]), tile, tile)
+    tile = m.mul(layout.pitch, m.sub(1.0, inp["Cell Gap"]))
+    tile_size = m.combine(m.mul(layout.pitch, inp["Tile Depth"]), tile, tile)
     cube = b.node("GeometryNodeMeshCube", {"Size": tile_size})
     cube = b.node("GeometryNodeSetMaterial", {"Geometry": cube.outputs[0],
                                               "Material": inp["Cell Material"]})
     # Merging into one summary map, every map but the first shrinks away.
     other_map = b.node("FunctionNodeCompare", {2: channel, 3: 0}, data_type="INT",
                        operation="GREATER_THAN").outputs[0]
-    shrink = m.mul(m.mul(collapse, merge), m.switch("FLOAT", other_map, 0.0, 1.0))
+    shrink = m.mul(m.mul(inp["Collapse"], layout.merge), m.switch("FLOAT", other_map, 0.0, 1.0))
     shown = m.sub(1.0, inp["Hidden"])  # a unit hidden in a collapsed block shrinks away
     cells = b.node("GeometryNodeInstanceOnPoints", {"Points": stored.outputs[0],
                                                     "Instance": cube.outputs[0],
                                                     "Scale": m.mul(m.sub(1.0, shrink), shown)})
-
     # Level of detail: in the viewport a big layer can show points instead of tile instances.
     points = b.node("GeometryNodeMeshToPoints", {"Mesh": stored.outputs[0],
                                                   "Radius": m.mul(m.mul(tile, 0.5), shown)})
@@ -223,10 +261,5 @@ def build_layer_group():
     as_points = b.node("FunctionNodeBooleanMath", {
         0: b.node("GeometryNodeIsViewport").outputs[0], 1: inp["Viewport Points"]},
         operation="AND").outputs[0]
-    cells = b.node("GeometryNodeSwitch", {0: as_points, "False": cells.outputs[0],
-                                          "True": points.outputs[0]}, input_type="GEOMETRY")
-    b.section(None)
-    go = b.node("NodeGroupOutput")
-    b.link(cells.outputs[0], go.inputs[0])
-    b.arrange()
-    return b.tree
+    return b.node("GeometryNodeSwitch", {0: as_points, "False": cells.outputs[0],
+                                         "True": points.outputs[0]}, input_type="GEOMETRY")
