@@ -240,3 +240,29 @@ their layers) are muted meanwhile, so the other objects really stay out."""
          scene.cycles.samples, scene.cycles.filter_width) = saved
         bpy.data.materials.remove(material)
         bpy.data.worlds.remove(world)
+
+
+STARTUP_OBJECTS = ("Cube", "Camera", "Light")
+
+
+def read_startup_scene():
+    """Blender's default startup scene (Cube, Camera, Light), as a user has it when they press
+    File > Import; ``read_factory_settings`` would unregister the installed extension."""
+    bpy.ops.wm.read_homefile(use_empty=False)
+    scene = bpy.context.scene
+    assert {obj.name for obj in scene.objects} == set(STARTUP_OBJECTS), "not the startup scene"
+    return scene
+
+
+def import_file(path, **options) -> bpy.types.Object:
+    """File > Import (the operator, with ``options``); the new network's root."""
+    import warnings
+
+    known = {obj.as_pointer() for obj in bpy.data.objects}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert bpy.ops.import_scene.nnvis(filepath=str(path), **options) == {"FINISHED"}
+    roots = [obj for obj in bpy.data.objects
+             if obj.as_pointer() not in known and obj.get("nnvis_network")]
+    assert len(roots) == 1
+    return roots[0]

@@ -25,3 +25,18 @@ def example_export() -> Path:
     if not EXAMPLE_EXPORT.exists():
         pytest.fail(f"bundled example missing: run scripts/make_example.py ({EXAMPLE_EXPORT})")
     return EXAMPLE_EXPORT
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The extension built from the working tree and installed into Blender, once per module
+    (modules needing more define their own ``installed``)."""
+    from blender_utils import install_extension
+    install_extension(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    """The small default export of tests/export_factory.py (input, conv, pool, flatten, dense)."""
+    from export_factory import make_export
+    return make_export(tmp_path_factory.mktemp("tiny"), name="tiny").path

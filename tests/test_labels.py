@@ -12,12 +12,17 @@ parallel to the image plane, so every capital of it is that tall on screen.)
 from __future__ import annotations
 
 import math
-import warnings
 
 import bpy
 import numpy as np
 import pytest
-from blender_utils import evaluated_instances, install_extension, installed_module
+from blender_utils import (
+    evaluated_instances,
+    import_file,
+    install_extension,
+    installed_module,
+    read_startup_scene,
+)
 from bpy_extras.object_utils import world_to_camera_view
 from export_factory import LayerDef, make_export
 from mathutils import Vector
@@ -36,9 +41,7 @@ def installed(tmp_path_factory):
 
 @pytest.fixture
 def startup(installed):
-    bpy.ops.wm.read_homefile(use_empty=False)
-    scene = bpy.context.scene
-    assert {o.name for o in scene.objects} == {"Cube", "Camera", "Light"}
+    scene = read_startup_scene()
     assert (scene.render.resolution_x, scene.render.resolution_y,
             scene.render.resolution_percentage) == (WIDTH, HEIGHT, 100)
     return scene
@@ -46,16 +49,6 @@ def startup(installed):
 
 def api(name: str):
     return installed_module(f"nnvis_addon.blender.{name}")
-
-
-def import_file(path, **options) -> bpy.types.Object:
-    known = {obj.as_pointer() for obj in bpy.data.objects}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert bpy.ops.import_scene.nnvis(filepath=str(path), **options) == {"FINISHED"}
-    roots = [o for o in bpy.data.objects if o.as_pointer() not in known and o.get("nnvis_network")]
-    assert len(roots) == 1
-    return roots[0]
 
 
 def conv_chain(count: int) -> list[LayerDef]:

@@ -6,8 +6,6 @@ Undo cannot be exercised headless (there is no undo stack without a window), so 
 
 from __future__ import annotations
 
-import warnings
-
 import bpy
 import numpy as np
 import pytest
@@ -16,11 +14,10 @@ from blender_utils import (
     all_data,
     difference,
     evaluated_instances,
-    install_extension,
+    import_file,
     installed_module,
     installed_scene_module,
 )
-from export_factory import make_export
 
 
 def orphans() -> set[tuple[str, str]]:
@@ -37,32 +34,12 @@ def lifecycle_api():
     return installed_module("nnvis_addon.blender.lifecycle")
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    install_extension(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_export(tmp_path_factory.mktemp("tiny"), name="tiny").path
-
-
 @pytest.fixture
 def empty(installed):
     bpy.ops.wm.read_homefile(use_empty=True)
     for group in list(bpy.data.node_groups):
         bpy.data.node_groups.remove(group)
     return bpy.context.scene
-
-
-def import_file(path, **options) -> bpy.types.Object:
-    known = {obj.as_pointer() for obj in bpy.data.objects}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert bpy.ops.import_scene.nnvis(filepath=str(path), **options) == {"FINISHED"}
-    roots = [o for o in bpy.data.objects if o.as_pointer() not in known and o.get("nnvis_network")]
-    assert len(roots) == 1
-    return roots[0]
 
 
 def network_blocks(root) -> dict[str, set[str]]:

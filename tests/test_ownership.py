@@ -10,49 +10,33 @@ and linking it to the other; Shift+D is ``bpy.ops.object.duplicate``).
 
 from __future__ import annotations
 
-import warnings
-
 import bpy
 import numpy as np
 import pytest
-from blender_utils import all_data, difference, evaluated_instances, install_extension, installed_module
+from blender_utils import (
+    STARTUP_OBJECTS,
+    all_data,
+    difference,
+    evaluated_instances,
+    import_file,
+    installed_module,
+    read_startup_scene,
+)
 from export_factory import make_export
 
-STARTUP = ("Cube", "Camera", "Light")
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    install_extension(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return make_export(tmp_path_factory.mktemp("tiny"), name="tiny").path
+STARTUP = STARTUP_OBJECTS
 
 
 @pytest.fixture
 def startup(installed):
     """Blender's default startup scene, as a user has it when they press File > Import."""
-    bpy.ops.wm.read_homefile(use_empty=False)
-    scene = bpy.context.scene
-    assert {o.name for o in scene.objects} == set(STARTUP), "not the factory startup scene"
+    scene = read_startup_scene()
     assert scene.camera == bpy.data.objects["Camera"]
     return scene
 
 
 def api(name: str):
     return installed_module(f"nnvis_addon.blender.{name}")
-
-
-def import_file(path, **options) -> bpy.types.Object:
-    known = {obj.as_pointer() for obj in bpy.data.objects}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        assert bpy.ops.import_scene.nnvis(filepath=str(path), **options) == {"FINISHED"}
-    roots = [o for o in bpy.data.objects if o.as_pointer() not in known and o.get("nnvis_network")]
-    assert len(roots) == 1
-    return roots[0]
 
 
 def startup_intact(scene) -> None:
