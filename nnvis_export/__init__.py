@@ -1,9 +1,16 @@
 """nnvis exporter: write trained Keras 3 / TensorFlow CNNs in nnvis export format v1.
 
-The Blender add-on never imports this package. Everything that needs TensorFlow lives in
-:mod:`nnvis_export.keras_export` and is imported lazily, so ``summarize``, ``list_checkpoints``
-and ``read_metrics_log`` (and ``nnvis-export --summary``, and the command line's checks of its
-arguments and files) work without loading TensorFlow.
+The Blender add-on never imports this package. The modules, by job: ``graph`` (the model's layer
+graph as format v1 layers), ``samples`` (sample files, images, labels), ``models`` (model files),
+``activations`` (every layer's output for the samples), ``session`` (one export written epoch by
+epoch, and ``export_model``), ``recorder`` (``EpochRecorder``), ``checkpoints`` (per-epoch weight
+files and ``export_checkpoints``), ``metrics_log``, ``summary``, ``cli``, ``errors``, ``text``.
+
+Importing the package does not import TensorFlow: ``graph``, ``activations``, ``session`` and
+``recorder`` need it and are imported on first use of their names, and ``samples``, ``models``
+and ``checkpoints`` import it only inside the functions that load something. So ``summarize``,
+``list_checkpoints`` and ``read_metrics_log`` (and ``nnvis-export --summary``, and the command
+line's checks of its arguments and files) work without loading TensorFlow.
 
 >>> from nnvis_export import EpochRecorder
 >>> recorder = EpochRecorder(x_test[:4], "out/", labels=y_test[:4])
@@ -14,18 +21,19 @@ PosixPath('out/my_model.nnvis.json')
 
 from __future__ import annotations
 
+from importlib import import_module
 from typing import TYPE_CHECKING
 
 from ._version import __version__
-from .checkpoints import list_checkpoints
+from .checkpoints import export_checkpoints, list_checkpoints
 from .errors import CustomLayerWarning, ExportError, ExportWarning
 from .metrics_log import read_metrics_log
+from .models import load_model
+from .samples import load_samples
 from .summary import summarize
 
-_KERAS_NAMES = {
-    "EpochRecorder", "export_model", "export_checkpoints", "load_model", "load_samples",
-    "model_graph",
-}
+#: Names whose modules import Keras, loaded on first use: name -> module.
+_KERAS_NAMES = {"EpochRecorder": "recorder", "export_model": "session", "model_graph": "graph"}
 
 __all__ = [
     "CustomLayerWarning", "EpochRecorder", "ExportError", "ExportWarning", "__version__",
@@ -34,18 +42,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .keras_export import (
-        EpochRecorder,
-        export_checkpoints,
-        export_model,
-        load_model,
-        load_samples,
-        model_graph,
-    )
+    from .graph import model_graph
+    from .recorder import EpochRecorder
+    from .session import export_model
 
 
 def __getattr__(name: str):
     if name in _KERAS_NAMES:
-        from . import keras_export
-        return getattr(keras_export, name)
+        return getattr(import_module(f".{_KERAS_NAMES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,10 +25,11 @@ import numpy as np
 
 from nnvis_addon.core.export_format import NnvisError
 
-from .checkpoints import Checkpoint, list_checkpoints
+from .checkpoints import Checkpoint, export_checkpoints, list_checkpoints
 from .errors import ExportError, ExportWarning
-from .inputs import SampleFiles, check_model_path, load_npy, read_sample_files
 from .metrics_log import Metrics, read_metrics_log
+from .models import check_model_path
+from .samples import SampleFiles, load_npy, read_sample_files
 
 PROG = "nnvis-export"
 EXIT_USAGE = 2
@@ -169,11 +170,11 @@ def check_image_scale(model, images: np.ndarray, rescale: float | None,
     """Say how image samples meet the model's own scaling: a warning when 0..255 pixels go into a
     model without a scaling layer at its input (no --rescale), or when --rescale scales pixels
     the model scales itself; a note when the model's layer does the scaling."""
-    from . import keras_export as kx
+    from .graph import input_scaling_layer, layer_config
 
-    scaling = kx.input_scaling_layer(model)
+    scaling = input_scaling_layer(model)
     if scaling is not None:
-        config = kx.layer_config(scaling.layer)
+        config = layer_config(scaling.layer)
         shown = {k: config[k] for k in ("scale", "offset") if config.get(k) not in (None, 0)}
         detail = ", ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}"
                            for k, v in shown.items())
@@ -209,18 +210,21 @@ def _warn_missing_metrics(metrics: Metrics, epochs: Sequence[int], log: str) -> 
 def export(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
     """The export itself (imports TensorFlow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from . import keras_export as kx
+    from .graph import model_input_dtype, model_input_shape
+    from .models import load_model
+    from .samples import load_sample_files, prepare_samples
+    from .session import export_model
 
     verbose = not args.quiet
-    model = kx.load_model(inputs.model, safe_mode=not args.unsafe_load_code, verbose=verbose)
-    input_shape = kx.model_input_shape(model)
-    samples, names = kx.load_sample_files(inputs.samples, input_shape,
-                                          rescale=1.0 if args.rescale is None else args.rescale)
+    model = load_model(inputs.model, safe_mode=not args.unsafe_load_code, verbose=verbose)
+    input_shape = model_input_shape(model)
+    samples, names = load_sample_files(inputs.samples, input_shape,
+                                       rescale=1.0 if args.rescale is None else args.rescale)
     if inputs.samples.images:
         check_image_scale(model, samples, args.rescale, verbose)
     labels = inputs.labels
     # One sample given without its batch axis counts as a batch of one.
-    samples = kx.prepare_samples(samples, input_shape, kx.model_input_dtype(model))
+    samples = prepare_samples(samples, input_shape, model_input_dtype(model))
     if len(names) != samples.shape[0]:
         names = [f"sample {i}" for i in range(samples.shape[0])]
     if labels is not None and len(labels) != samples.shape[0]:
@@ -237,13 +241,13 @@ def export(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
     if inputs.checkpoints is not None:
         if metrics is not None:
             _warn_missing_metrics(metrics, [c.epoch for c in inputs.checkpoints], args.metrics)
-        return kx.export_checkpoints(model, args.checkpoints, samples, args.out,
-                                     metrics=metrics, **options)
+        return export_checkpoints(model, args.checkpoints, samples, args.out,
+                                  metrics=metrics, **options)
     epoch = args.epoch if args.epoch is not None else max(metrics) if metrics else 0
     if metrics is not None:
         _warn_missing_metrics(metrics, [epoch], args.metrics)
-    return kx.export_model(model, samples, args.out, epoch=epoch,
-                           metrics=(metrics or {}).get(epoch), **options)
+    return export_model(model, samples, args.out, epoch=epoch,
+                        metrics=(metrics or {}).get(epoch), **options)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -53,7 +53,8 @@ def main(argv=None) -> int:
 
     from nnvis_addon.core.export_format import ExportWriter, read_export
     from nnvis_export import export_model
-    from nnvis_export.keras_export import ActivationProbe, model_graph
+    from nnvis_export.activations import ActivationProbe
+    from nnvis_export.graph import model_graph
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="nnvis-bench-"))
     work.mkdir(parents=True, exist_ok=True)

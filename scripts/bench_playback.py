@@ -146,7 +146,7 @@ def export_vgg(folder: Path) -> Path:
     import keras
     import numpy as np
 
-    from nnvis_export.keras_export import ExportSession
+    from nnvis_export.session import ExportSession
 
     keras.utils.set_random_seed(0)
     model = keras.applications.VGG16(weights=None, input_shape=(224, 224, 3))
