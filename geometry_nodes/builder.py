@@ -16,7 +16,7 @@ another's nodes. Placement changes nothing a render shows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 import bpy
 
@@ -55,7 +55,7 @@ class TreeBuilder:
     def __init__(self, tree: bpy.types.NodeTree):
         self.tree = tree
         self._frames: dict[str, bpy.types.Node] = {}
-        self._frame = None  # the frame new nodes go into
+        self._frame: bpy.types.Node | None = None  # the frame new nodes go into
 
     def section(self, label: str | None) -> None:
         """Nodes made from here on go into the frame labelled ``label`` (made on first use, so a
@@ -79,8 +79,10 @@ class TreeBuilder:
     def add_socket(self, name: str, kind: str, *, output: bool = False, default: Any = None,
                    min_value: float | None = None, max_value: float | None = None,
                    subtype: str | None = None, description: str = "") -> Any:
+        # socket_type takes any socket class name; the stubs list only "DEFAULT".
         item = self.tree.interface.new_socket(
-            name, in_out="OUTPUT" if output else "INPUT", socket_type=_SOCKET_TYPES[kind])
+            name, in_out="OUTPUT" if output else "INPUT",
+            socket_type=_SOCKET_TYPES[kind])  # type: ignore[arg-type]
         if subtype is not None:
             item.subtype = subtype
         if default is not None:
@@ -136,7 +138,7 @@ def new_modifier_group(name: str, version: int, description: str, inputs) -> tup
     """A geometry-nodes modifier group with Geometry in and out and the ``inputs`` table
     (name, kind, default, min, max, subtype, description); returns (builder, math, the group
     input node's outputs)."""
-    tree = new_tree(name, "GeometryNodeTree", version)
+    tree = cast(bpy.types.GeometryNodeTree, new_tree(name, "GeometryNodeTree", version))
     tree.is_modifier = True
     tree.description = description
     b = TreeBuilder(tree)
@@ -148,8 +150,10 @@ def new_modifier_group(name: str, version: int, description: str, inputs) -> tup
     return b, FieldMath(b), b.node("NodeGroupInput").outputs
 
 
-def new_tree(name: str, tree_type: str, version: int) -> bpy.types.NodeTree:
+def new_tree(name: str, tree_type: Literal["GeometryNodeTree", "ShaderNodeTree"],
+             version: int) -> bpy.types.NodeTree:
     tree = bpy.data.node_groups.new(name, tree_type)
+    assert tree is not None  # new() raises rather than give None
     tree[BUILDER_VERSION_KEY] = version
     return tree
 

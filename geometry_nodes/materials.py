@@ -61,6 +61,7 @@ def _new_material(name: str) -> tuple[bpy.types.Material, TreeBuilder]:
     if material.node_tree is None:  # Blender < 5.0; from 5.0 on materials always use nodes
         material.use_nodes = True
     tree = material.node_tree
+    assert tree is not None  # a material uses nodes now
     tree.nodes.clear()
     return material, TreeBuilder(tree)
 

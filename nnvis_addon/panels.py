@@ -71,11 +71,11 @@ def control_range_warnings(root: bpy.types.Object) -> list[str]:
             samples = None
         if samples is not None:
             recorded.append(("nnvis_sample", samples, "{:g}"))
-    if "nnvis_epoch_numbers" in root:
+    if "nnvis_epoch_numbers" in root.keys():
         recorded.append(("nnvis_epoch", len(root["nnvis_epoch_numbers"]), "{:.1f}"))
     warnings = []
     for key, count, style in recorded:
-        if key not in root:
+        if key not in root.keys():
             continue
         label = controls.CONTROLS_BY_KEY[key].label
         value, last = float(root[key]), count - 1
@@ -94,16 +94,16 @@ def panel_model(context) -> PanelModel:
         return model
     model.root = root
     model.network_controls = [Control(root, f'["{key}"]', label)
-                              for key, label in NETWORK_CONTROL_LABELS if key in root]
+                              for key, label in NETWORK_CONTROL_LABELS if key in root.keys()]
     model.range_warnings = control_range_warnings(root)
     if connections.network_connections(root):
         model.edge_controls = [Control(root, f'["{key}"]', label)
-                               for key, label in EDGE_CONTROL_LABELS if key in root]
+                               for key, label in EDGE_CONTROL_LABELS if key in root.keys()]
     model.layers = scene.network_layers(root)
     layer = selected_layer(context, model.layers)
     if layer is not None:
         model.active_layer = layer
-        modifier = layer.modifiers[scene.MODIFIER_NAME]
+        modifier = compat.nodes_modifier(layer, scene.MODIFIER_NAME)
         model.layer_controls = [Control(layer, compat.modifier_input_path(modifier, name), name)
                                 for name in scene.LAYER_CONTROLS]
         model.layer_controls[:0] = [Control(layer, "hide_viewport", "Hide in Viewport"),
@@ -229,14 +229,23 @@ def _is_network(_scene, obj) -> bool:
     return bool(obj.get(scene.ROOT_MARKER))
 
 
+# Scene properties of the panel, added to bpy.types.Scene at registration (run-time attributes,
+# unknown to the API stubs: hence setattr and delattr).
+_SCENE_PROPERTIES = ("nnvis_network", "nnvis_layer_index")
+
+
 def register_properties() -> None:
-    bpy.types.Scene.nnvis_network = PointerProperty(
-        type=bpy.types.Object, name="Network", poll=_is_network,
-        description="Network the NNVis panel controls when the active object is not part of one")
-    bpy.types.Scene.nnvis_layer_index = IntProperty(
-        name="Layer", default=-1, description="Layer shown in the NNVis panel")
+    properties = {
+        "nnvis_network": PointerProperty(
+            type=bpy.types.Object, name="Network", poll=_is_network,
+            description="Network the NNVis panel controls when the active object is not part of one"),
+        "nnvis_layer_index": IntProperty(
+            name="Layer", default=-1, description="Layer shown in the NNVis panel"),
+    }
+    for name in _SCENE_PROPERTIES:
+        setattr(bpy.types.Scene, name, properties[name])
 
 
 def unregister_properties() -> None:
-    del bpy.types.Scene.nnvis_layer_index
-    del bpy.types.Scene.nnvis_network
+    for name in reversed(_SCENE_PROPERTIES):
+        delattr(bpy.types.Scene, name)

@@ -178,7 +178,7 @@ class Network:
         new = Network(scene.import_network(old[names.SOURCE_PATH], options, scene=scene_))
         new.root.matrix_world = old.matrix_world.copy()
         for control in controls.NETWORK_CONTROLS:
-            if control.key in old:
+            if control.key in old.keys():
                 new.root[control.key] = old[control.key]
         states = {name: owner[names.BLOCK_COLLAPSED]
                   for name, owner in blocks.network_blocks(old).items()}

@@ -67,7 +67,7 @@ def show_block_links(connection_objects, layer_objects: dict) -> None:
 def network_blocks(root: bpy.types.Object) -> dict[str, bpy.types.Object]:
     """Block name -> the object holding its control (its output unit), in network order."""
     return {obj[names.BLOCK_NAME]: obj for obj in network.network_layers(root)
-            if names.BLOCK_COLLAPSED in obj}
+            if names.BLOCK_COLLAPSED in obj.keys()}
 
 
 def set_block_collapsed(root: bpy.types.Object, block: str, collapsed: float) -> None:

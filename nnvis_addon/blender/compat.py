@@ -4,9 +4,14 @@
   (``mod["Socket_2"]``); 5.2 moves them to ``mod.properties.inputs``.
 * ``Action.fcurves`` was removed in 5.0 (layered actions): F-curves live in channelbags.
 * ``Curves.resize_curves`` exists from 4.3 on; 4.2 gets a new hair-curves data-block.
+
+The modifier-input helpers take a ``NodesModifier``: :func:`nodes_modifier` and
+:func:`add_nodes_modifier` give one (the API stubs type ``obj.modifiers`` as the base Modifier).
 """
 
 from __future__ import annotations
+
+from typing import cast
 
 import bpy
 
@@ -18,6 +23,27 @@ def socket_identifier(tree: bpy.types.NodeTree, name: str, in_out: str = "INPUT"
     raise KeyError(f"node group {tree.name!r} has no {in_out.lower()} {name!r}")
 
 
+def nodes_modifier(obj: bpy.types.Object, name: str) -> bpy.types.NodesModifier:
+    """``obj``'s geometry-nodes modifier called ``name`` (KeyError when it has none)."""
+    return cast(bpy.types.NodesModifier, obj.modifiers[name])
+
+
+def add_nodes_modifier(obj: bpy.types.Object, name: str,
+                       group: bpy.types.NodeTree) -> bpy.types.NodesModifier:
+    """A new geometry-nodes modifier called ``name`` on ``obj``, drawing ``group``."""
+    modifier = cast(bpy.types.NodesModifier, obj.modifiers.new(name, "NODES"))
+    modifier.node_group = group
+    return modifier
+
+
+def _node_group(modifier: bpy.types.NodesModifier) -> bpy.types.NodeTree:
+    """The group a modifier draws; a modifier without one has no inputs (KeyError)."""
+    group = modifier.node_group
+    if group is None:
+        raise KeyError(f"modifier {modifier.name!r} draws no node group")
+    return group
+
+
 def _modifier_inputs(modifier):
     """Blender 5.2+: the container of a modifier's input values, else None."""
     properties = getattr(modifier, "properties", None)
@@ -25,7 +51,7 @@ def _modifier_inputs(modifier):
 
 
 def set_modifier_input(modifier: bpy.types.NodesModifier, name: str, value) -> None:
-    identifier = socket_identifier(modifier.node_group, name)
+    identifier = socket_identifier(_node_group(modifier), name)
     inputs = _modifier_inputs(modifier)
     if inputs is not None:
         inputs[identifier].value = value
@@ -34,7 +60,7 @@ def set_modifier_input(modifier: bpy.types.NodesModifier, name: str, value) -> N
 
 
 def get_modifier_input(modifier: bpy.types.NodesModifier, name: str):
-    identifier = socket_identifier(modifier.node_group, name)
+    identifier = socket_identifier(_node_group(modifier), name)
     inputs = _modifier_inputs(modifier)
     if inputs is not None:
         return inputs[identifier].value
@@ -43,7 +69,7 @@ def get_modifier_input(modifier: bpy.types.NodesModifier, name: str):
 
 def modifier_input_path(modifier: bpy.types.NodesModifier, name: str) -> str:
     """Data path (from the object) of a modifier input, for drivers and keyframes."""
-    identifier = socket_identifier(modifier.node_group, name)
+    identifier = socket_identifier(_node_group(modifier), name)
     base = f'modifiers["{bpy.utils.escape_identifier(modifier.name)}"]'
     if _modifier_inputs(modifier) is not None:
         return f'{base}.properties.inputs["{identifier}"].value'
@@ -95,7 +121,7 @@ def resize_curves(obj: bpy.types.Object, sizes: list[int]):
     """
     import numpy as np
 
-    old = obj.data
+    old = cast(bpy.types.Curves, obj.data)
     if hasattr(old, "resize_curves"):
         old.resize_curves(sizes)
         return old
@@ -108,10 +134,12 @@ def resize_curves(obj: bpy.types.Object, sizes: list[int]):
             continue
         key, components, dtype = _ATTRIBUTE_LAYOUT[attribute.data_type]
         values = np.zeros(count * components, dtype)
-        attribute.data.foreach_get(key, values)
+        # ``data`` belongs to each concrete attribute type (FloatAttribute, ...): the stubs type
+        # the items as the base Attribute, which has none.
+        attribute.data.foreach_get(key, values)  # type: ignore[attr-defined]
         target = new.attributes.get(attribute.name) or new.attributes.new(
             attribute.name, attribute.data_type, "CURVE")
-        target.data.foreach_set(key, values)
+        target.data.foreach_set(key, values)  # type: ignore[attr-defined]
     for material in old.materials:
         new.materials.append(material)
     name = old.name

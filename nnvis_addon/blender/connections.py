@@ -153,6 +153,13 @@ def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: La
                             np.full(count, float(link.structural), np.float32))
 
 
+def _part_progress(report: Callable[[float, str], None], base: float, parts: int,
+                   message: str) -> Callable[[float], None]:
+    """Progress of one of ``parts`` equal parts of a job, the part starting at ``base``: its own
+    fractions in [0, 1] reported as fractions of the whole job."""
+    return lambda fraction: report(base + fraction / parts, message)
+
+
 def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.Object,
                       layers: dict, collection, options: ConnectionOptions,
                       report: Callable[[float, str], None]) -> list[bpy.types.Object]:
@@ -182,8 +189,7 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
             curves, straight = link_curves(
                 start, end, link.edges.weight, arc, replace(options, bundling=params),
                 bundle=options.bundle and not link.structural,
-                progress=lambda f, base=base, name=link.name: report(
-                    base + f / max(1, len(links)), f"bundling {name}"))
+                progress=_part_progress(report, base, max(1, len(links)), f"bundling {link.name}"))
         name = f"{export.name}.{link.source.name}->{link.target.name}"
         data = bpy.data.hair_curves.new(name)
         write_curves(data, curves, straight, link)
@@ -198,8 +204,7 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         obj["nnvis_skipped_columns"] = link.skipped_columns
         if route is not None:
             obj["nnvis_skip_route"] = [route.rise, route.fall, route.clearance, route.points]
-        modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
-        modifier.node_group = group
+        modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
         weight_max = full_scale_weight(link.epoch_weights)
         inputs = {
             "Source": source, "Target": target, "Epoch Count": len(export.epochs),
@@ -226,7 +231,7 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
         raise network.NetworkError(f"{obj.name!r} is not a connection of an nnvis network")
     network.require_whole(root)
     bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
-    modifier = obj.modifiers[MODIFIER_NAME]
+    modifier = compat.nodes_modifier(obj, MODIFIER_NAME)
     source = compat.get_modifier_input(modifier, "Source")
     target = compat.get_modifier_input(modifier, "Target")
     data = obj.data
@@ -254,7 +259,7 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
                            spans["source_last"])
     end = span_midpoints(layer_cell_positions(target), spans["target_first"], spans["target_last"])
     stored = obj.get("nnvis_skip_route")
-    route = SkipRoute(*stored[:3], points=int(stored[3])) if stored is not None else None
+    route = SkipRoute(stored[0], stored[1], stored[2], int(stored[3])) if stored is not None else None
     if route is not None:
         params = replace(params, points_per_edge=max(params.points_per_edge, route.points))
     arc = _arc(route, params.points_per_edge, start, end)

@@ -20,6 +20,8 @@ viewport, in renders and on a render farm.
 
 from __future__ import annotations
 
+from typing import cast
+
 import bpy
 import numpy as np
 from mathutils import Matrix, Vector
@@ -65,7 +67,7 @@ def build_labels(root: bpy.types.Object, plan: NetworkPlan, layer_objects: dict,
 
 
 def _text_curve(name: str, body: str) -> bpy.types.TextCurve:
-    text = bpy.data.curves.new(name, "FONT")
+    text = cast(bpy.types.TextCurve, bpy.data.curves.new(name, "FONT"))
     text.body = body
     text.size = 1.0
     text.align_x = "CENTER"
@@ -140,8 +142,8 @@ def unit_drawn(layer: bpy.types.Object) -> bool:
     collapsed block."""
     if layer.hide_render:
         return False
-    modifier = layer.modifiers.get(names.LAYER_MODIFIER)
     try:
+        modifier = compat.nodes_modifier(layer, names.LAYER_MODIFIER)
         return float(compat.get_modifier_input(modifier, "Hidden")) <= 0.5
     except (KeyError, AttributeError):  # no modifier or no such input: a unit of no block
         return True
@@ -209,17 +211,24 @@ def _candidates(root: bpy.types.Object, drawn: dict) -> list[bpy.types.Object]:
     return chosen
 
 
+def _candidate_layer(label: bpy.types.Object) -> bpy.types.Object:
+    """The layer of a label :func:`_candidates` chose (a drawn unit's, so never None)."""
+    layer = labelled_layer(label)
+    assert layer is not None
+    return layer
+
+
 def _apply(label, placement: core_labels.LabelPlacement, camera: core_labels.CameraPose) -> None:
     _set_placed(label, placement.shown)
     if not placement.shown:
         return
-    layer = labelled_layer(label)
+    layer = _candidate_layer(label)
     parent = _world_matrix(layer) @ label.matrix_parent_inverse
-    local = parent.inverted() @ Vector(placement.origin)
+    local = parent.inverted() @ Vector(placement.origin.tolist())
     label.location.x, label.location.y = local.x, local.y
     label[names.LABEL_LIFT] = local.z - _layer_top(layer)
     label.location.z = local.z
-    turn = parent.to_quaternion().inverted() @ Matrix(camera.rotation()).to_quaternion()
+    turn = parent.to_quaternion().inverted() @ Matrix(camera.rotation().tolist()).to_quaternion()
     label.rotation_mode = "XYZ"
     label.rotation_euler = turn.to_euler()
     label.scale = [placement.size / max(s, 1e-12) for s in parent.to_scale()]
@@ -234,7 +243,7 @@ def _specs(root: bpy.types.Object, layers: list[bpy.types.Object]):
         box = text_box(label)  # measured each time: the user may have edited the text
         if box[1] > box[0]:
             labels.append(label)
-            specs.append(core_labels.LabelSpec(drawn[labelled_layer(label)], box))
+            specs.append(core_labels.LabelSpec(drawn[_candidate_layer(label)], box))
     font = labels[0].data.font if labels else None
     height = cap_height(font) if labels else 1.0
     return labels, specs, height

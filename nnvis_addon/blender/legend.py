@@ -13,6 +13,8 @@ control, animated or not, without Python. It is one of the network's parts
 
 from __future__ import annotations
 
+from typing import cast
+
 import bpy
 
 from ...geometry_nodes import legend_nodes, materials
@@ -47,8 +49,8 @@ def ensure_legend(root: bpy.types.Object, camera: bpy.types.Object | None = None
         network.record_part(root, names.PART_LEGEND, legend)
     overlay.camera_only(legend)
 
-    modifier = legend.modifiers.get(names.LEGEND_MODIFIER) or legend.modifiers.new(
-        names.LEGEND_MODIFIER, "NODES")
+    modifier = cast(bpy.types.NodesModifier, legend.modifiers.get(names.LEGEND_MODIFIER)
+                    or legend.modifiers.new(names.LEGEND_MODIFIER, "NODES"))
     modifier.node_group = legend_nodes.ensure_legend_group()
     texts = legend_texts(*root[names.GLOBAL_RANGE])
     inputs = {

@@ -7,14 +7,17 @@ import bpy
 
 def configure_cycles(scene: bpy.types.Scene, *, width: int, height: int, samples: int,
                      denoise: bool = True, seed: int = 0) -> None:
-    scene.render.engine = "CYCLES"
-    scene.cycles.device = "CPU"
-    scene.cycles.samples = samples
-    scene.cycles.seed = seed
-    scene.cycles.use_adaptive_sampling = denoise
-    scene.cycles.use_denoising = denoise and _denoiser_available()
-    if scene.cycles.use_denoising:
-        scene.cycles.denoiser = "OPENIMAGEDENOISE"
+    # The Cycles add-on registers its engine and the scene's ``cycles`` settings at run time;
+    # the API stubs know neither.
+    scene.render.engine = "CYCLES"  # type: ignore[assignment]
+    cycles = scene.cycles  # type: ignore[attr-defined]
+    cycles.device = "CPU"
+    cycles.samples = samples
+    cycles.seed = seed
+    cycles.use_adaptive_sampling = denoise
+    cycles.use_denoising = denoise and _denoiser_available()
+    if cycles.use_denoising:
+        cycles.denoiser = "OPENIMAGEDENOISE"
     scene.render.resolution_x = width
     scene.render.resolution_y = height
     scene.render.resolution_percentage = 100

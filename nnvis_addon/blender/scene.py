@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import bpy
 import numpy as np
@@ -69,7 +70,7 @@ class ImportOptions:
     def as_record(self) -> dict:
         """The options as plain values, kept on the root so the network can be imported again
         with some of them changed (``api.Network.reimport``)."""
-        record = {}
+        record: dict[str, Any] = {}
         for option in fields(self):
             value = getattr(self, option.name)
             if isinstance(value, frozenset):
@@ -81,7 +82,7 @@ class ImportOptions:
     @classmethod
     def from_record(cls, record) -> ImportOptions:
         known = {option.name: option for option in fields(cls)}
-        values = {}
+        values: dict[str, Any] = {}
         for name, value in dict(record).items():
             if name in known and name != "connections":
                 values[name] = frozenset(value) if name == "unfold" else value
@@ -110,6 +111,7 @@ def import_network(filepath: str | os.PathLike, options: ImportOptions | None = 
     """
     options = options or ImportOptions()
     scene = scene or bpy.context.scene
+    assert scene is not None  # Blender always has a current scene
     report = progress or (lambda fraction, message: None)
     report(0.0, "reading export")
     export = read_export(filepath)
@@ -149,7 +151,8 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
         done += layer_plan.grid.cells
     blocks.init_block_controls(plan, layer_objects, MODIFIER_NAME)
     owners = blocks.block_owners(plan, layer_objects)
-    column_heads = {}  # column -> its first layer object, which the next column follows
+    # column -> its first layer object, which the next column follows
+    column_heads: dict[int, bpy.types.Object] = {}
     for layer_plan in plan.layers:
         obj = layer_objects[layer_plan.layer.name]
         _drive_layer(obj, root, column_heads.get(layer_plan.column - 1), layer_plan.spacing_factor,
@@ -194,7 +197,7 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
     limits = {"nnvis_sample": export.num_samples - 1, "nnvis_epoch": float(len(export.epochs) - 1)}
     for control in controls.NETWORK_CONTROLS:
         root[control.key] = values.get(control.key, control.default)
-        settings = {"description": control.description}
+        settings: dict[str, Any] = {"description": control.description}
         if control.min is not None:
             settings["min"] = control.min
         hi = limits.get(control.key, control.max)
@@ -245,8 +248,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
     obj["nnvis_output_shape"] = list(layer.output_shape)
     obj["nnvis_display_stride"] = layer_plan.stride
     obj["nnvis_block"] = layer_plan.block
-    modifier = obj.modifiers.new(MODIFIER_NAME, "NODES")
-    modifier.node_group = group
+    modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
     inputs = {
         "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
         "Grid Layout": layer_plan.grid_layout, "Channel Gap": layer_plan.channel_gap,
@@ -308,7 +310,7 @@ def set_control(root: bpy.types.Object, key: str, value) -> None:
 
     Assigning the custom property alone does not tag the drivers that read it; this does.
     """
-    if key not in controls.CONTROLS_BY_KEY or key not in root:
+    if key not in controls.CONTROLS_BY_KEY or key not in root.keys():
         raise KeyError(f"{root.name!r} has no network control {key!r} "
                        f"({sorted(controls.CONTROLS_BY_KEY)})")
     network.require_editable(root)
@@ -327,7 +329,7 @@ def set_layer_control(layer: bpy.types.Object, name: str, value) -> None:
     """Set a layer's control (a modifier input, see LAYER_CONTROLS) and update what follows it."""
     if name not in LAYER_CONTROLS:
         raise KeyError(f"no layer control {name!r} ({LAYER_CONTROLS})")
-    compat.set_modifier_input(layer.modifiers[MODIFIER_NAME], name, value)
+    compat.set_modifier_input(compat.nodes_modifier(layer, MODIFIER_NAME), name, value)
     layer.update_tag()
     root = network_of(layer)
     for obj in (network.owned_objects(root) if root is not None else ()):
@@ -341,4 +343,6 @@ def set_layer_visible(layer: bpy.types.Object, visible: bool) -> None:
     layer.hide_render = not visible
     root = network_of(layer)
     if visible and root is not None:
-        staging.aim_labels(root, bpy.context.scene)
+        scene = bpy.context.scene
+        assert scene is not None  # Blender always has a current scene
+        staging.aim_labels(root, scene)

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import bpy
 import numpy as np
@@ -71,7 +72,7 @@ def unit_boxes(root: bpy.types.Object) -> tuple[list[bpy.types.Object], np.ndarr
     for layer in network.network_layers(root):
         if not labels.unit_drawn(layer):
             continue
-        modifier = layer.modifiers[names.LAYER_MODIFIER]
+        modifier = compat.nodes_modifier(layer, names.LAYER_MODIFIER)
         half = 0.5 * compat.get_modifier_input(modifier, "Cell Size") * \
             compat.get_modifier_input(modifier, "Cell Scale")
         cells = connections.layer_cell_positions(layer)
@@ -110,7 +111,7 @@ def place_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Sc
     """Move the new network (its root) beside what the scene already holds."""
     points = layer_corners(plan, label_height(plan.options.cell_size))
     view = camera_view(scene, 2 * math.atan(36.0 / 2 / camera_lens(points)))
-    root.location = Vector(place_beside(points, occupied_boxes(scene, root), view))
+    root.location = Vector(place_beside(points, occupied_boxes(scene, root), view).tolist())
 
 
 # -- camera, light, world -----------------------------------------------------------------------
@@ -173,7 +174,7 @@ def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Sc
         take_scene_camera(scene, camera)
     legend.ensure_legend(root, camera, scene)
 
-    light_data = bpy.data.lights.new(f"{name} key light", "SUN")
+    light_data = cast(bpy.types.SunLight, bpy.data.lights.new(f"{name} key light", "SUN"))
     light_data.energy = 2.0
     light_data.angle = math.radians(8)
     light = bpy.data.objects.new(f"{name} key light", light_data)
@@ -219,7 +220,7 @@ def _camera_history(scene: bpy.types.Scene) -> list[bpy.types.Object]:
 def _set_camera_history(scene: bpy.types.Scene, cameras: list[bpy.types.Object]) -> None:
     if cameras:
         scene[names.SCENE_CAMERA_HISTORY] = cameras
-    elif names.SCENE_CAMERA_HISTORY in scene:
+    elif names.SCENE_CAMERA_HISTORY in scene.keys():
         del scene[names.SCENE_CAMERA_HISTORY]
 
 
@@ -254,6 +255,7 @@ def frame_network(root: bpy.types.Object, scene: bpy.types.Scene | None = None) 
     labels, place the labels again for it, and make it the scene's camera (Remove Network gives
     the earlier one back)."""
     scene = scene or bpy.context.scene
+    assert scene is not None  # Blender always has a current scene
     network.require_whole(root)
     camera = network.network_camera(root)
     if camera is None:

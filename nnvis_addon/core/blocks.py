@@ -57,13 +57,15 @@ def immediate_dominators(layers: list[Layer]) -> dict[str, str | None]:
     def intersect(a: str, b: str) -> str | None:
         while a != b:
             while index[a] > index[b]:
-                if idom[a] is None:
+                up = idom[a]
+                if up is None:
                     return None
-                a = idom[a]
+                a = up
             while index[b] > index[a]:
-                if idom[b] is None:
+                up = idom[b]
+                if up is None:
                     return None
-                b = idom[b]
+                b = up
         return a
 
     for layer in layers:

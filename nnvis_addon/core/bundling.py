@@ -35,6 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 import numpy as np
 
@@ -248,7 +249,7 @@ def bundle_edges(start, end, weights=None, *, params: BundlingParams | None = No
     exactly (after conversion to float32), the x coordinate of every point is its straight-line
     value (monotone along x), nothing is NaN, and the same input gives the same bits.
     """
-    overrides = {k: v for k, v in dict(
+    overrides: dict[str, Any] = {k: v for k, v in dict(
         points_per_edge=points_per_edge, iterations=iterations,
         initial_bandwidth=initial_bandwidth, bandwidth_decay=bandwidth_decay,
         min_bandwidth=min_bandwidth, strength=strength, smoothing=smoothing,
@@ -395,6 +396,11 @@ class _Grid:
     def nx(self) -> int:
         return self.cx.size
 
+    def x_offset(self, row: int) -> np.ndarray:
+        """Outside slice mode: the flat voxel offset of the x cell of every point of row ``row``."""
+        assert self.x_offsets is not None, "slice mode has no x offsets"
+        return self.x_offsets[row]
+
     @property
     def plane(self) -> int:
         return self.cy.size * self.cz.size
@@ -468,6 +474,7 @@ class _Rows:
     def smooth(self, matrix: np.ndarray) -> None:
         """Step 5: every polyline smoothed (``matrix``: rows 1..P-2 of all passes together; end
         points fixed), written into the spare rows, which then become the current ones."""
+        assert self.spare is not None, "rows made without smoothing"
         spare_y, spare_z = self.spare
         np.matmul(matrix, self.y, out=spare_y[1:-1])
         np.matmul(matrix, self.z, out=spare_z[1:-1])
@@ -532,7 +539,7 @@ def _splat_end_points(grid: _Grid, rows: _Rows, w64: np.ndarray) -> np.ndarray:
         if grid.slice_mode:
             fixed[j] += np.bincount(index, weights=w64, minlength=grid.plane)
         else:
-            index += grid.x_offsets[j]
+            index += grid.x_offset(j)
             flat += np.bincount(index, weights=w64, minlength=flat.size)
     return fixed
 
@@ -546,6 +553,7 @@ def _splat_density(grid: _Grid, rows: _Rows, w64: np.ndarray, fixed: np.ndarray,
     density = fixed.copy()
     if grid.slice_mode:
         blocks.run(partial(_splat_row_histograms, grid, rows, w64))
+        assert rows.density_rows is not None  # made in slice mode
         density[1:-1] += rows.density_rows
     else:
         density += _splat_row_sum(grid, rows, w64, blocks.scratch[0]).reshape(density.shape)
@@ -554,7 +562,7 @@ def _splat_density(grid: _Grid, rows: _Rows, w64: np.ndarray, fixed: np.ndarray,
 
 def _splat_row_sum(grid: _Grid, rows: _Rows, w64: np.ndarray, scratch: _Scratch) -> np.ndarray:
     """Generic mode: the histograms of all interior rows, summed in row order (flat float64)."""
-    total = None
+    total: np.ndarray | None = None
     for r in range(rows.points - 2):
         _index_row(grid, rows, r, scratch.index)
         counts = np.bincount(rows.voxel[r], weights=w64, minlength=grid.nx * grid.plane)
@@ -562,6 +570,7 @@ def _splat_row_sum(grid: _Grid, rows: _Rows, w64: np.ndarray, scratch: _Scratch)
             total = counts
         else:
             total += counts
+    assert total is not None, "bundling needs interior rows"
     return total
 
 
@@ -569,15 +578,17 @@ def _index_row(grid: _Grid, rows: _Rows, r: int, part: np.ndarray) -> None:
     """Flat voxel index of every point of interior row ``r`` (points row ``r + 1``)."""
     _voxel_index(grid, rows.y[r + 1], rows.z[r + 1], rows.voxel[r], part)
     if not grid.slice_mode:
-        rows.voxel[r] += grid.x_offsets[r + 1]
+        rows.voxel[r] += grid.x_offset(r + 1)
 
 
 def _splat_row_histograms(grid: _Grid, rows: _Rows, w64: np.ndarray, first: int, end: int,
                           scratch: _Scratch) -> None:
     """Slice mode, interior rows first..end-1: one (ny * nz) histogram per row."""
+    histograms = rows.density_rows
+    assert histograms is not None  # made in slice mode
     for r in range(first, end):
         _index_row(grid, rows, r, scratch.index)
-        rows.density_rows[r] = np.bincount(rows.voxel[r], weights=w64, minlength=grid.plane)
+        histograms[r] = np.bincount(rows.voxel[r], weights=w64, minlength=grid.plane)
 
 
 def _density_steps(grid: _Grid, density: np.ndarray, h: float, step: float) -> np.ndarray:

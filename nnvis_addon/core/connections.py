@@ -331,17 +331,19 @@ def _per_target_dense(strength: np.ndarray, n_source: int, n_target: int, top_k:
         pivot[c0:c1] = block[:, kth]
         tied[c0:c1] = np.count_nonzero(block >= pivot[c0:c1, None], axis=1) > top_k
 
+    def work_spans(part: list[tuple[int, int]]) -> None:
+        for span in part:
+            work(*span)
+
     spans = [(c, min(c + _BLOCK_COLUMNS, n_target)) for c in range(0, n_target, _BLOCK_COLUMNS)]
     workers = min(2, os.cpu_count() or 1, len(spans))
     if workers > 1 and n_source * n_target >= (1 << 22):
         halves = [spans[: len(spans) // 2], spans[len(spans) // 2:]]
         with ThreadPoolExecutor(max_workers=2) as pool:  # disjoint outputs: deterministic
-            for future in [pool.submit(lambda part: [work(*sp) for sp in part], h)
-                           for h in halves]:
+            for future in [pool.submit(work_spans, h) for h in halves]:
                 future.result()
     else:
-        for span in spans:
-            work(*span)
+        work_spans(spans)
     keep = matrix >= pivot[None, :]
     for t in np.flatnonzero(tied):  # only targets with ties at their k-th value
         column = matrix[:, t]
@@ -361,7 +363,7 @@ def _per_target_sorted(strength: np.ndarray, target: np.ndarray, top_k: int | No
     if top_k is None:
         return strongest, None
     lengths = np.diff(np.r_[starts, sorted_target.size])
-    rank = np.arange(sorted_target.size) - np.repeat(starts, lengths)
+    rank: np.ndarray = np.arange(sorted_target.size) - np.repeat(starts, lengths)
     keep = np.zeros(strength.size, dtype=bool)
     keep[order[rank < top_k]] = True
     return strongest, keep

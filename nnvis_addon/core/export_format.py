@@ -740,7 +740,7 @@ class ExportWriter:
                 self._file.write(b"\0" * padding)
                 self._offset += padding
             spec.update(buffer=0, byte_offset=self._offset)
-            self._file.write(memoryview(data).cast("B"))
+            self._file.write(data.data.cast("B"))  # the array's own memoryview, as bytes
             self._offset += data.nbytes
         self.arrays.append(spec)
         return len(self.arrays) - 1

@@ -281,9 +281,10 @@ def _lowest_free(unit: int, anchor, text_box, labels: np.ndarray, outlines: Scre
         return None
     first = int(np.argmax(free))
     depth = float((anchor + UP * lifts[first] - job.camera.location) @ job.camera.forward)
+    left, right, bottom, top = (float(v) for v in boxes[first])
     return LabelPlacement(True, tuple(anchor),
                           text_size(job.cap_px, depth, job.camera, job.cap_height),
-                          float(lifts[first]), job.cap_px, tuple(float(v) for v in boxes[first]))
+                          float(lifts[first]), job.cap_px, (left, right, bottom, top))
 
 
 def _place_at(specs, units, outlines: ScreenOutlines, job: _Pass) -> list[LabelPlacement]:

@@ -382,8 +382,8 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
         lo[1], hi[1] = min(lo[1], p.y - width / 2), max(hi[1], p.y + width / 2)
         lo[2], hi[2] = min(lo[2], -height / 2), max(hi[2], height / 2)
     return NetworkPlan(options=options, layers=plans, global_min=global_min, global_max=global_max,
-                       bounds_min=tuple(lo), bounds_max=tuple(hi), warnings=warnings,
-                       blocks=blocks, collapsed_blocks=collapsed)
+                       bounds_min=(lo[0], lo[1], lo[2]), bounds_max=(hi[0], hi[1], hi[2]),
+                       warnings=warnings, blocks=blocks, collapsed_blocks=collapsed)
 
 
 def _plan_blocks(export: NetworkExport, plans: list[LayerPlan],

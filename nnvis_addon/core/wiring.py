@@ -284,7 +284,8 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
 
 
 def _whole_layer(epoch_index: int) -> Edges:
-    return Edges([0], [0], [1.0], 1, 1, "layer", "layer")
+    return Edges(np.zeros(1, np.int32), np.zeros(1, np.int32), np.ones(1, np.float32), 1, 1,
+                 "layer", "layer")
 
 
 def block_links(export: NetworkExport, plan: NetworkPlan, grids: dict,
