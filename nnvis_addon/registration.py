@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import bpy
 
-from . import network_operators, operators, panels, playback_operators
+from . import operators, panels
 
-CLASSES = (*operators.CLASSES, *network_operators.CLASSES, *playback_operators.CLASSES, *panels.CLASSES)
+CLASSES = (*operators.CLASSES, *panels.CLASSES)
 
 
 def _menu_import(self, context):
-    self.layout.operator(operators.NNVIS_OT_import_network.bl_idname,
+    self.layout.operator(operators.importing.NNVIS_OT_import_network.bl_idname,
                          text="Neural Network (nnvis) (.nnvis.json)")
 
 

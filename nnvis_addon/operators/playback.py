@@ -1,12 +1,13 @@
-"""Epoch playback operators: thin wrappers around blender/playback.py."""
+"""Epoch playback: keyframe the epoch through every recorded epoch, with a counter. A thin
+wrapper around ``blender/playback.py``."""
 
 from __future__ import annotations
 
 import bpy
 from bpy.props import BoolProperty, IntProperty
 
-from .blender import network, playback
-from .blender.api import Network
+from ..blender import network, playback
+from ..blender.api import Network
 
 
 class NNVIS_OT_animate_epochs(bpy.types.Operator):
@@ -44,4 +45,4 @@ class NNVIS_OT_animate_epochs(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES: tuple = (NNVIS_OT_animate_epochs,)
+CLASSES = (NNVIS_OT_animate_epochs,)

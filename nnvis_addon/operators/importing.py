@@ -1,4 +1,5 @@
-"""Operators: thin wrappers around the plain functions in ``blender/``."""
+"""Getting a network in: File > Import (and drag-and-drop onto the viewport), the bundled
+example. Thin wrappers around ``blender/api.py``'s ``Network.import_file``."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from .blender import connections, network
-from .blender.api import Network
-from .core import controls, names
-from .core.export_format import DOCUMENT_SUFFIX, NnvisError
+from ..blender.api import Network
+from ..core import controls
+from ..core.export_format import DOCUMENT_SUFFIX, NnvisError
 
 
 class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
@@ -131,49 +131,7 @@ class NNVIS_FH_import_network(bpy.types.FileHandler):
         return context.area is not None and context.area.type in {"VIEW_3D", "OUTLINER"}
 
 
-class NNVIS_OT_rebundle(bpy.types.Operator):
-    """Recompute the bundled curves of the selected connection objects with new parameters"""
-
-    bl_idname = "object.nnvis_rebundle"
-    bl_label = "Re-bundle Connections"
-    bl_options = {"REGISTER", "UNDO"}
-
-    bundle: BoolProperty(name="Bundle", default=True, description="Off: straight edges")
-    strength: FloatProperty(name="Strength", default=1.0, min=0.0, soft_max=3.0)
-    iterations: IntProperty(name="Iterations", default=12, min=0, soft_max=40)
-    initial_bandwidth: FloatProperty(name="Initial Bandwidth", default=0.07, min=0.005, max=0.5,
-                                     description="Kernel width of the first iteration, as a "
-                                                 "fraction of the layer pair's extent")
-    smoothing: FloatProperty(name="Smoothing", default=0.5, min=0.0, max=1.0)
-    points_per_edge: IntProperty(name="Points per Edge", default=16, min=2, max=64)
-
-    @classmethod
-    def poll(cls, context):
-        return any(obj.get(connections.CONNECTION_MARKER) for obj in context.selected_objects)
-
-    def execute(self, context):
-        params = connections.BundlingParams(
-            points_per_edge=self.points_per_edge, iterations=self.iterations,
-            initial_bandwidth=self.initial_bandwidth, strength=self.strength,
-            smoothing=self.smoothing)
-        targets = [obj for obj in context.selected_objects if obj.get(connections.CONNECTION_MARKER)]
-        try:  # check every network first, so that an error changes nothing
-            for obj in targets:
-                root = network.network_of(obj)
-                if root is None:
-                    raise network.NetworkError(f"{obj.name!r} is not a connection of an nnvis "
-                                               "network (a partial copy?)")
-                network.require_whole(root)
-        except network.NetworkError as exc:
-            self.report({"ERROR"}, f"Nothing re-bundled: {exc}")
-            return {"CANCELLED"}
-        for obj in targets:
-            connections.rebundle(obj, params, bundle=self.bundle)
-        self.report({"INFO"}, f"Re-bundled {len(targets)} connection object(s)")
-        return {"FINISHED"}
-
-
-EXAMPLE_EXPORT = Path(__file__).resolve().parents[1] / "examples" / "digits" / "digits_cnn.nnvis.json"
+EXAMPLE_EXPORT = Path(__file__).resolve().parents[2] / "examples" / "digits" / "digits_cnn.nnvis.json"
 
 
 class NNVIS_OT_load_example(bpy.types.Operator):
@@ -187,80 +145,4 @@ class NNVIS_OT_load_example(bpy.types.Operator):
         return bpy.ops.import_scene.nnvis("EXEC_DEFAULT", filepath=str(EXAMPLE_EXPORT))
 
 
-class NNVIS_OT_frame_network(bpy.types.Operator):
-    """Point the network's camera at the whole network as it is laid out now"""
-
-    bl_idname = "nnvis.frame_network"
-    bl_label = "Frame Network"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return network.active_network(context) is not None
-
-    def execute(self, context):
-        try:
-            Network.active(context).frame(context.scene)
-        except network.NetworkError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
-
-
-class NNVIS_OT_rebundle_network(bpy.types.Operator):
-    """Re-bundle every connection of the active network with its Bundling Strength"""
-
-    bl_idname = "nnvis.rebundle_network"
-    bl_label = "Re-bundle"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        root = network.active_network(context)
-        return root is not None and bool(connections.network_connections(root))
-
-    def execute(self, context):
-        target = Network.active(context)
-        wm = context.window_manager
-        wm.progress_begin(0, 1)
-        try:
-            count = target.rebundle(progress=lambda done, total: wm.progress_update(done / total))
-        except network.NetworkError as exc:
-            self.report({"ERROR"}, f"Nothing re-bundled: {exc}")
-            return {"CANCELLED"}
-        finally:
-            wm.progress_end()
-        self.report({"INFO"}, f"Re-bundled {count} layer pairs "
-                              f"(strength {target.get('bundle_strength'):g})")
-        return {"FINISHED"}
-
-
-class NNVIS_OT_unfold_unit(bpy.types.Operator):
-    """Draw the layers folded into the active unit (its BatchNormalization, activation...) as
-    units of their own: the network is imported again in place, keeping its controls"""
-
-    bl_idname = "nnvis.unfold_unit"
-    bl_label = "Unfold Unit"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        obj = context.active_object
-        return obj is not None and bool(obj.get(names.FOLDED)) and \
-            network.network_of(obj) is not None
-
-    def execute(self, context):
-        unit = context.active_object.get(names.LAYER_MARKER)
-        target = Network.of(context.active_object)
-        try:
-            unfolded = target.unfold(unit)
-        except (network.NetworkError, ValueError, NnvisError, OSError) as exc:
-            self.report({"ERROR"}, f"Nothing unfolded: {exc}")
-            return {"CANCELLED"}
-        self.report({"INFO"}, f"Unfolded {unit!r}: {len(unfolded.layers)} units")
-        return {"FINISHED"}
-
-
-CLASSES = (NNVIS_OT_import_network, NNVIS_FH_import_network, NNVIS_OT_rebundle,
-           NNVIS_OT_load_example, NNVIS_OT_frame_network, NNVIS_OT_rebundle_network,
-           NNVIS_OT_unfold_unit)
+CLASSES = (NNVIS_OT_import_network, NNVIS_FH_import_network, NNVIS_OT_load_example)
