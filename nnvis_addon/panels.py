@@ -70,9 +70,9 @@ def control_range_warnings(root: bpy.types.Object) -> list[str]:
         except KeyError:  # a layer group built before it clamped the sample: nothing to say
             samples = None
         if samples is not None:
-            recorded.append(("nnvis_sample", samples, "{:g}"))
-    if "nnvis_epoch_numbers" in root.keys():
-        recorded.append(("nnvis_epoch", len(root["nnvis_epoch_numbers"]), "{:.1f}"))
+            recorded.append((controls.SAMPLE, samples, "{:g}"))
+    if names.EPOCH_NUMBERS in root.keys():
+        recorded.append((controls.EPOCH, len(root[names.EPOCH_NUMBERS]), "{:.1f}"))
     warnings = []
     for key, count, style in recorded:
         if key not in root.keys():
@@ -131,8 +131,8 @@ class NNVIS_UL_layers(bpy.types.UIList):
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
         row = layout.row(align=True)
-        shape = "x".join(str(d) for d in item.get("nnvis_output_shape", ()))
-        row.label(text=f"{item.get('nnvis_layer', item.name)}  {shape}", icon="MESH_GRID")
+        shape = "x".join(str(d) for d in item.get(names.OUTPUT_SHAPE, ()))
+        row.label(text=f"{item.get(names.LAYER_MARKER, item.name)}  {shape}", icon="MESH_GRID")
         row.prop(item, "hide_viewport", text="", emboss=False)
 
     def filter_items(self, context, data, propname):
@@ -161,14 +161,14 @@ class NNVIS_PT_network(bpy.types.Panel):
         layout = self.layout
         model = panel_model(context)
         if len(model.networks) > 1:
-            layout.prop(context.scene, "nnvis_network", text="Network")
+            layout.prop(context.scene, names.PANEL_NETWORK, text="Network")
         if model.root is None:
             layout.label(text="No network imported" if not model.networks else
                          "Pick a network or select one of its objects")
             layout.operator("nnvis.load_example", icon="IMPORT")
             layout.operator("import_scene.nnvis", text="Import Network...", icon="FILEBROWSER")
             return
-        layout.label(text=model.root.get("nnvis_model", model.root.name), icon="OUTLINER_OB_EMPTY")
+        layout.label(text=model.root.get(names.MODEL_NAME, model.root.name), icon="OUTLINER_OB_EMPTY")
         column = layout.column(align=True)
         for control in model.network_controls:
             _prop(column, control)
@@ -202,7 +202,7 @@ class NNVIS_PT_layers(bpy.types.Panel):
         layout = self.layout
         model = panel_model(context)
         layout.template_list(NNVIS_UL_layers.bl_idname, "", context.scene, "objects",
-                             context.scene, "nnvis_layer_index", rows=6)
+                             context.scene, names.PANEL_LAYER_INDEX, rows=6)
         if model.active_layer is None:
             layout.label(text="Select a layer in the list")
             return
@@ -231,15 +231,15 @@ def _is_network(_scene, obj) -> bool:
 
 # Scene properties of the panel, added to bpy.types.Scene at registration (run-time attributes,
 # unknown to the API stubs: hence setattr and delattr).
-_SCENE_PROPERTIES = ("nnvis_network", "nnvis_layer_index")
+_SCENE_PROPERTIES = (names.PANEL_NETWORK, names.PANEL_LAYER_INDEX)
 
 
 def register_properties() -> None:
     properties = {
-        "nnvis_network": PointerProperty(
+        names.PANEL_NETWORK: PointerProperty(
             type=bpy.types.Object, name="Network", poll=_is_network,
             description="Network the NNVis panel controls when the active object is not part of one"),
-        "nnvis_layer_index": IntProperty(
+        names.PANEL_LAYER_INDEX: IntProperty(
             name="Layer", default=-1, description="Layer shown in the NNVis panel"),
     }
     for name in _SCENE_PROPERTIES:

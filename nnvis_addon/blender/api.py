@@ -205,8 +205,8 @@ class Network:
         ``progress(done, total)`` is called after each layer pair."""
         network.require_whole(self.root)
         if strength is None:
-            strength = float(self.root.get("nnvis_bundle_strength",
-                                           controls.default("nnvis_bundle_strength")))
+            strength = float(self.root.get(controls.BUNDLE_STRENGTH,
+                                           controls.default(controls.BUNDLE_STRENGTH)))
         bundling = BundlingParams(strength=strength, **params)
         targets = self.connections
         for done, obj in enumerate(targets, 1):

@@ -54,10 +54,10 @@ def show_block_links(connection_objects, layer_objects: dict) -> None:
     the block is fully collapsed and both its ends are shown: its visibility drivers also read
     the block's control."""
     for obj in connection_objects:
-        if obj.get("nnvis_link_kind") != "block":
+        if obj.get(names.LINK_KIND) != "block":
             continue
-        source = layer_objects[obj["nnvis_source_layer"]]
-        owner = layer_objects[obj["nnvis_target_layer"]]
+        source = layer_objects[obj[names.SOURCE_LAYER]]
+        owner = layer_objects[obj[names.TARGET_LAYER]]
         for flag in ("hide_viewport", "hide_render"):
             writers.add_driver(obj, flag, f"max(a, b, block < {FULLY_COLLAPSED})",
                                {"a": ("OBJECT", source, flag), "b": ("OBJECT", owner, flag),

@@ -14,7 +14,7 @@ import bpy
 import numpy as np
 
 from ...geometry_nodes import connection_nodes, materials
-from ..core import names
+from ..core import controls, names
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
 from ..core.connections import latest_finite_weights
 from ..core.export_format import NetworkExport, errors_naming_layer
@@ -167,7 +167,7 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
     are those of the sample the root shows (its ``nnvis_sample`` control)."""
     group = connection_nodes.ensure_connection_group()
     material = materials.ensure_connection_material()
-    links = plan_links(export, options.wiring, plan, sample=int(root["nnvis_sample"]))
+    links = plan_links(export, options.wiring, plan, sample=int(root[controls.SAMPLE]))
     label_height = 2.6 * label_size(plan.options.cell_size)
     positions = {}  # layer object name -> its cells' positions, computed once per layer
     objects = []
@@ -197,13 +197,13 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         collection.objects.link(obj)
         obj.parent = root
         obj[CONNECTION_MARKER] = 1
-        obj["nnvis_source_layer"] = link.source.name
-        obj["nnvis_target_layer"] = link.target.name
-        obj["nnvis_link_kind"] = link.kind
-        obj["nnvis_edge_ranking"] = options.wiring.ranking
-        obj["nnvis_skipped_columns"] = link.skipped_columns
+        obj[names.SOURCE_LAYER] = link.source.name
+        obj[names.TARGET_LAYER] = link.target.name
+        obj[names.LINK_KIND] = link.kind
+        obj[names.EDGE_RANKING] = options.wiring.ranking
+        obj[names.SKIPPED_COLUMNS] = link.skipped_columns
         if route is not None:
-            obj["nnvis_skip_route"] = [route.rise, route.fall, route.clearance, route.points]
+            obj[names.SKIP_ROUTE] = [route.rise, route.fall, route.clearance, route.points]
         modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
         weight_max = full_scale_weight(link.epoch_weights)
         inputs = {
@@ -258,7 +258,7 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
     start = span_midpoints(layer_cell_positions(source), spans["source_first"],
                            spans["source_last"])
     end = span_midpoints(layer_cell_positions(target), spans["target_first"], spans["target_last"])
-    stored = obj.get("nnvis_skip_route")
+    stored = obj.get(names.SKIP_ROUTE)
     route = SkipRoute(stored[0], stored[1], stored[2], int(stored[3])) if stored is not None else None
     if route is not None:
         params = replace(params, points_per_edge=max(params.points_per_edge, route.points))

@@ -27,8 +27,8 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from ...geometry_nodes import materials
+from ..core import controls, names
 from ..core import labels as core_labels
-from ..core import names
 from ..core.layout import NetworkPlan
 from ..core.placement import View
 from . import compat, network, writers
@@ -166,7 +166,7 @@ def _drive_height(label, layer, root) -> None:
     """The label's height over its layer: the layer's top, whatever its layout, plus its own
     lift (``nnvis_label_lift``, which placing it sets: the driver itself never changes)."""
     modifier = layer.modifiers[names.LAYER_MODIFIER]
-    variables = {"cell_size": ("OBJECT", root, '["nnvis_cell_size"]'),
+    variables = {"cell_size": ("OBJECT", root, f'["{controls.CELL_SIZE}"]'),
                  "lift": ("OBJECT", label, f'["{names.LABEL_LIFT}"]')}
     variables.update({variable: ("OBJECT", layer, compat.modifier_input_path(modifier, name))
                       for variable, name in TOP_INPUTS.items()})

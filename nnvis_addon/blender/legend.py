@@ -18,7 +18,7 @@ from typing import cast
 import bpy
 
 from ...geometry_nodes import legend_nodes, materials
-from ..core import names
+from ..core import controls, names
 from ..core.legend import legend_texts
 from . import compat, network, overlay, writers
 
@@ -27,7 +27,7 @@ BAR_WIDTH = 0.7
 BAR_HEIGHT = 0.05
 TEXT_SIZE = 0.055
 BAR_STEPS = 64
-NORMALIZE_PATH = '["nnvis_normalize_globally"]'
+NORMALIZE_PATH = f'["{controls.NORMALIZE_GLOBALLY}"]'
 
 
 def find_legend(root: bpy.types.Object) -> bpy.types.Object | None:

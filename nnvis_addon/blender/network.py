@@ -148,7 +148,7 @@ def active_network(context) -> bpy.types.Object | None:
     if root is not None:
         return root
     scene = getattr(context, "scene", None)
-    picked = getattr(scene, "nnvis_network", None)
+    picked = getattr(scene, names.PANEL_NETWORK, None)
     if is_root(picked) and picked.name in scene.objects:
         return picked
     networks = iter_networks(scene)

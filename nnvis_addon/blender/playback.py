@@ -25,11 +25,11 @@ import bpy
 import numpy as np
 
 from ...geometry_nodes import counter_nodes, materials
-from ..core import names
+from ..core import controls, names
 from ..core.export_format import read_export
 from . import compat, network, overlay, writers
 
-EPOCH_PROPERTY = "nnvis_epoch"
+EPOCH_PROPERTY = controls.EPOCH
 EPOCH_PATH = f'["{EPOCH_PROPERTY}"]'
 COUNTER_MARKER = names.COUNTER_MARKER
 COUNTER_MODIFIER = names.COUNTER_MODIFIER
@@ -60,7 +60,7 @@ class EpochTiming:
 
 
 def epoch_count(root: bpy.types.Object) -> int:
-    return len(root["nnvis_epoch_numbers"])
+    return len(root[names.EPOCH_NUMBERS])
 
 
 def animate_epochs(root: bpy.types.Object, frames_per_epoch: int = 24, hold_frames: int = 12,
@@ -102,7 +102,7 @@ def animate_epochs(root: bpy.types.Object, frames_per_epoch: int = 24, hold_fram
     first, last = timing.frame_range(count)
     scene.frame_start = first
     scene.frame_end = last
-    root["nnvis_playback"] = {"frames_per_epoch": timing.frames_per_epoch,
+    root[names.PLAYBACK] = {"frames_per_epoch": timing.frames_per_epoch,
                               "hold_frames": timing.hold_frames, "start_frame": first,
                               "step": bool(step)}
     ensure_counter(root, scene)
@@ -124,7 +124,7 @@ def epoch_fcurve(root: bpy.types.Object, create: bool = False):
 
 def epoch_timing(root: bpy.types.Object) -> EpochTiming | None:
     """The timing of the last :func:`animate_epochs` on ``root`` (None if never animated)."""
-    settings = root.get("nnvis_playback")
+    settings = root.get(names.PLAYBACK)
     if settings is None:
         return None
     return EpochTiming(int(settings["frames_per_epoch"]), int(settings["hold_frames"]),
@@ -138,7 +138,7 @@ def epoch_metrics(root: bpy.types.Object) -> dict[str, list[float | None]]:
     """Metrics of every recorded epoch, read from the export at ``root["nnvis_source"]``:
     name -> one value per epoch (None where that epoch did not record it). Empty when the export
     is gone or recorded none."""
-    source = root.get("nnvis_source")
+    source = root.get(names.SOURCE_PATH)
     if not source:
         return {}
     try:
@@ -147,11 +147,11 @@ def epoch_metrics(root: bpy.types.Object) -> dict[str, list[float | None]]:
         return {}
     if len(export.epochs) != epoch_count(root):
         return {}
-    names: list[str] = []
+    metric_names: list[str] = []
     for epoch in export.epochs:
-        names.extend(n for n in epoch.metrics if n not in names)
+        metric_names.extend(n for n in epoch.metrics if n not in metric_names)
     return {name: [_finite_or_none(epoch.metrics.get(name)) for epoch in export.epochs]
-            for name in names}
+            for name in metric_names}
 
 
 def _finite_or_none(value):
@@ -189,12 +189,12 @@ def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
                    metrics=PREFERRED_METRICS) -> bpy.types.Object:
     """Add (or refresh) the network's on-screen epoch counter; return its object."""
     scene = scene or bpy.context.scene
-    numbers = [float(n) for n in root["nnvis_epoch_numbers"]]
+    numbers = [float(n) for n in root[names.EPOCH_NUMBERS]]
     recorded = epoch_metrics(root)
     chosen = choose_metrics(recorded, metrics)
 
     counter = find_counter(root)
-    name = f"{root.get('nnvis_model', root.name)} epoch counter"
+    name = f"{root.get(names.MODEL_NAME, root.name)} epoch counter"
     mesh = bpy.data.meshes.new(name)
     _fill_counter_mesh(mesh, numbers, [recorded[n] for n in chosen])
     if counter is None:
@@ -222,7 +222,7 @@ def ensure_counter(root: bpy.types.Object, scene: bpy.types.Scene | None = None,
                        f"Metric {slot} Decimals": decimals, f"Metric {slot} Suffix": suffix})
     for key, value in inputs.items():
         compat.set_modifier_input(modifier, key, value)
-    counter["nnvis_counter_metrics"] = list(chosen)
+    counter[names.COUNTER_METRICS] = list(chosen)
 
     overlay.clear_drivers(counter)
     writers.add_driver(counter, compat.modifier_input_path(modifier, "Epoch"), "epoch",

@@ -53,9 +53,9 @@ CONNECTION_DRIVERS = controls.connection_drivers()
 class ImportOptions:
     sample: int = 0
     epoch: int | None = None          # recorded epoch index; None = the last one
-    layer_spacing: float = controls.default("nnvis_layer_spacing")
+    layer_spacing: float = controls.default(controls.LAYER_SPACING)
     map_layout: str = "grid"
-    cell_size: float = controls.default("nnvis_cell_size")
+    cell_size: float = controls.default(controls.CELL_SIZE)
     normalize: str = "layer"
     stage: bool = True                # camera, light and world
     blocks: str = "auto"              # core/layout.py BLOCK_MODES: collapse deep networks' blocks
@@ -187,14 +187,14 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
 def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOptions) -> None:
     epoch = len(export.epochs) - 1 if options.epoch is None else options.epoch % len(export.epochs)
     values = {  # controls the import options set; the others start at their default
-        "nnvis_sample": options.sample,
-        "nnvis_epoch": float(epoch),
-        "nnvis_layer_spacing": options.layer_spacing,
-        "nnvis_cell_size": options.cell_size,
-        "nnvis_normalize_globally": options.normalize == "global",
-        "nnvis_bundle_strength": options.connections.bundling.strength,
+        controls.SAMPLE: options.sample,
+        controls.EPOCH: float(epoch),
+        controls.LAYER_SPACING: options.layer_spacing,
+        controls.CELL_SIZE: options.cell_size,
+        controls.NORMALIZE_GLOBALLY: options.normalize == "global",
+        controls.BUNDLE_STRENGTH: options.connections.bundling.strength,
     }
-    limits = {"nnvis_sample": export.num_samples - 1, "nnvis_epoch": float(len(export.epochs) - 1)}
+    limits = {controls.SAMPLE: export.num_samples - 1, controls.EPOCH: float(len(export.epochs) - 1)}
     for control in controls.NETWORK_CONTROLS:
         root[control.key] = values.get(control.key, control.default)
         settings: dict[str, Any] = {"description": control.description}
@@ -207,11 +207,11 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
     root[ROOT_MARKER] = 1
     record = {key: value for key, value in options.as_record().items() if value is not None}
     root[names.IMPORT_OPTIONS] = record
-    root["nnvis_source"] = str(export.path)
-    root["nnvis_model"] = export.name
-    root["nnvis_epoch_numbers"] = [int(e) for e in export.epoch_numbers]
-    root["nnvis_global_range"] = [plan.global_min, plan.global_max]
-    root["nnvis_warnings"] = list(plan.warnings)
+    root[names.SOURCE_PATH] = str(export.path)
+    root[names.MODEL_NAME] = export.name
+    root[names.EPOCH_NUMBERS] = [int(e) for e in export.epoch_numbers]
+    root[names.GLOBAL_RANGE] = [plan.global_min, plan.global_max]
+    root[names.WARNINGS] = list(plan.warnings)
 
 
 def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
@@ -242,12 +242,12 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
     obj = bpy.data.objects.new(f"{export.name}.{layer.name}", mesh)
     obj.location = (layer_plan.x, layer_plan.y, 0.0)
     obj[LAYER_MARKER] = layer.name
-    obj["nnvis_layer_type"] = layer.type
+    obj[names.LAYER_TYPE] = layer.type
     obj[names.FOLDED] = ", ".join(layer.folded)
-    obj["nnvis_layer_index"] = layer.index
-    obj["nnvis_output_shape"] = list(layer.output_shape)
-    obj["nnvis_display_stride"] = layer_plan.stride
-    obj["nnvis_block"] = layer_plan.block
+    obj[names.LAYER_INDEX] = layer.index
+    obj[names.OUTPUT_SHAPE] = list(layer.output_shape)
+    obj[names.DISPLAY_STRIDE] = layer_plan.stride
+    obj[names.BLOCK] = layer_plan.block
     modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
     inputs = {
         "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
@@ -296,7 +296,7 @@ def _drive_layer(obj, root, previous, spacing_factor: float, block_owner=None) -
         return
     collapse_path = compat.modifier_input_path(previous.modifiers[MODIFIER_NAME], "Collapse")
     variables = {"previous": ("OBJECT", previous, "location[0]"),
-                 "spacing": ("OBJECT", root, '["nnvis_layer_spacing"]'),
+                 "spacing": ("OBJECT", root, f'["{controls.LAYER_SPACING}"]'),
                  "collapse": ("OBJECT", previous, collapse_path)}
     expression = f"previous + spacing * {spacing_factor:g} * (1 - {COLLAPSED_GAP:g} * collapse)"
     if block_owner is not None:

@@ -13,6 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# The keys of the network controls (custom properties of the root).
+SAMPLE = "nnvis_sample"
+EPOCH = "nnvis_epoch"
+STEP_EPOCHS = "nnvis_step_epochs"
+LAYER_SPACING = "nnvis_layer_spacing"
+CELL_SIZE = "nnvis_cell_size"
+NORMALIZE_GLOBALLY = "nnvis_normalize_globally"
+EDGE_THRESHOLD = "nnvis_edge_threshold"
+BUNDLE_STRENGTH = "nnvis_bundle_strength"
+
 
 @dataclass(frozen=True)
 class NetworkControl:
@@ -28,25 +38,25 @@ class NetworkControl:
 
 
 NETWORK_CONTROLS: tuple[NetworkControl, ...] = (
-    NetworkControl("nnvis_sample", "Sample", 0, "Input sample shown by every layer", min=0,
+    NetworkControl(SAMPLE, "Sample", 0, "Input sample shown by every layer", min=0,
                    layer_input="Sample"),
-    NetworkControl("nnvis_epoch", "Epoch", 0.0, "Recorded epoch index; fractions interpolate",
+    NetworkControl(EPOCH, "Epoch", 0.0, "Recorded epoch index; fractions interpolate",
                    min=0.0, layer_input="Epoch", connection_input="Epoch"),
-    NetworkControl("nnvis_step_epochs", "Step Epochs", False,
+    NetworkControl(STEP_EPOCHS, "Step Epochs", False,
                    "Hold each recorded epoch instead of interpolating",
                    layer_input="Step Epochs", connection_input="Step Epochs"),
-    NetworkControl("nnvis_layer_spacing", "Layer Spacing", 3.0,
+    NetworkControl(LAYER_SPACING, "Layer Spacing", 3.0,
                    "Distance between consecutive layers", min=0.0),
-    NetworkControl("nnvis_cell_size", "Cell Size", 0.1, "Distance between neighbouring cells",
+    NetworkControl(CELL_SIZE, "Cell Size", 0.1, "Distance between neighbouring cells",
                    min=0.001, layer_input="Cell Size"),
-    NetworkControl("nnvis_normalize_globally", "Global Colour Range", False,
+    NetworkControl(NORMALIZE_GLOBALLY, "Global Colour Range", False,
                    "Colour every layer by the network-wide range",
                    layer_input="Normalize Globally"),
-    NetworkControl("nnvis_edge_threshold", "Edge Threshold", 0.0,
+    NetworkControl(EDGE_THRESHOLD, "Edge Threshold", 0.0,
                    "Hide connections weaker than this fraction of the strongest one in their "
                    "layer pair", min=0.0, max=1.0, connection_input="Threshold",
                    section="edges"),
-    NetworkControl("nnvis_bundle_strength", "Bundling Strength", 1.0,
+    NetworkControl(BUNDLE_STRENGTH, "Bundling Strength", 1.0,
                    "Bundling strength used by Re-bundle (0: straight)", min=0.0, max=5.0,
                    section="edges"),
 )

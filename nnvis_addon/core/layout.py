@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import controls
 from .blocks import Block, collapsed_by_default, find_blocks
 from .controls import default
 from .export_format import Layer, NetworkExport
@@ -142,8 +143,8 @@ COMPACT_LAYER_TYPES = frozenset({
 @dataclass
 class LayoutOptions:
     map_layout: str = "grid"          # feature maps: "linear" or "grid"
-    layer_spacing: float = default("nnvis_layer_spacing")  # between columns of layers, along +X
-    cell_size: float = default("nnvis_cell_size")
+    layer_spacing: float = default(controls.LAYER_SPACING)  # between columns of layers, along +X
+    cell_size: float = default(controls.CELL_SIZE)
     channel_gap: float = 0.25         # between feature maps
     neuron_gap: float = 0.05          # between neurons of a vector layer
     vector_grid_above: int = 64       # vectors with more neurons are laid out in a grid

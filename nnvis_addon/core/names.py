@@ -58,6 +58,21 @@ LABEL_UNPLACED = "nnvis_label_unplaced"  # 1 while nnvis has no place for it (no
 LABEL_SHOWN = "nnvis_show_label"     # the user's switch (the panel's "Show Label")
 LABEL_LIFT = "nnvis_label_lift"      # how far above its layer's top it stands
 
+# -- facts about a connection, on its object ---------------------------------------------------
+SOURCE_LAYER = "nnvis_source_layer"
+TARGET_LAYER = "nnvis_target_layer"
+LINK_KIND = "nnvis_link_kind"
+EDGE_RANKING = "nnvis_edge_ranking"
+SKIPPED_COLUMNS = "nnvis_skipped_columns"
+SKIP_ROUTE = "nnvis_skip_route"
+
+# -- the epoch counter -------------------------------------------------------------------------
+COUNTER_METRICS = "nnvis_counter_metrics"
+
+# -- the NNVis panel's scene properties ----------------------------------------------------------
+PANEL_NETWORK = "nnvis_network"        # the network the panel shows (a scene PointerProperty)
+PANEL_LAYER_INDEX = "nnvis_layer_index"  # the layer picked in its list
+
 # -- modifiers ----------------------------------------------------------------------------------
 LAYER_MODIFIER = "NNVis Layer"
 CONNECTION_MODIFIER = "NNVis Connections"

@@ -11,7 +11,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 from bpy_extras.io_utils import ImportHelper
 
 from ..blender.api import Network
-from ..core import controls
+from ..core import controls, names
 from ..core.export_format import DOCUMENT_SUFFIX, NnvisError
 
 
@@ -29,12 +29,12 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
                         description="Input sample whose activations are shown first")
     epoch: IntProperty(name="Epoch", default=-1, min=-1,
                        description="Recorded epoch index shown first; -1 is the last one")
-    layer_spacing: FloatProperty(name="Layer Spacing", default=controls.default("nnvis_layer_spacing"),
+    layer_spacing: FloatProperty(name="Layer Spacing", default=controls.default(controls.LAYER_SPACING),
                                  min=0.05, soft_max=20.0, subtype="DISTANCE",
-                                 description=controls.CONTROLS_BY_KEY["nnvis_layer_spacing"].description)
-    cell_size: FloatProperty(name="Cell Size", default=controls.default("nnvis_cell_size"),
+                                 description=controls.CONTROLS_BY_KEY[controls.LAYER_SPACING].description)
+    cell_size: FloatProperty(name="Cell Size", default=controls.default(controls.CELL_SIZE),
                              min=0.001, soft_max=1.0, subtype="DISTANCE",
-                             description=controls.CONTROLS_BY_KEY["nnvis_cell_size"].description)
+                             description=controls.CONTROLS_BY_KEY[controls.CELL_SIZE].description)
     map_layout: EnumProperty(
         name="Feature Maps",
         items=(("grid", "Grid", "Each layer's feature maps in a grid"),
@@ -113,7 +113,7 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         if root.name in context.view_layer.objects:
             root.select_set(True)
             context.view_layer.objects.active = root
-        for warning in root.get("nnvis_warnings", ()):
+        for warning in root.get(names.WARNINGS, ()):
             self.report({"WARNING"}, warning)
         self.report({"INFO"}, f"Imported network {imported.name!r} "
                               f"({len(imported.layers)} layers)")

@@ -8,6 +8,7 @@ from bpy.props import BoolProperty, IntProperty
 
 from ..blender import network, playback
 from ..blender.api import Network
+from ..core import names
 
 
 class NNVIS_OT_animate_epochs(bpy.types.Operator):
@@ -41,7 +42,7 @@ class NNVIS_OT_animate_epochs(bpy.types.Operator):
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         self.report({"INFO"}, f"Animated {playback.epoch_count(root)} epochs of "
-                              f"{root.get('nnvis_model', root.name)!r}: frames {first}-{last}")
+                              f"{root.get(names.MODEL_NAME, root.name)!r}: frames {first}-{last}")
         return {"FINISHED"}
 
 
