@@ -57,7 +57,7 @@ def layer_grid(n: int, x: float, width: float = LAYER_WIDTH) -> np.ndarray:
 
 
 def full_pair(n_src: int, n_tgt: int, seed: int = 0, x0: float = 0.0):
-    from nnvis_addon.core.connections import dense_edges
+    from nnvis_addon.core.edges import dense_edges
     kernel = np.random.default_rng(seed).normal(size=(n_src, n_tgt)).astype(np.float32)
     edges = dense_edges(kernel)
     src = layer_grid(n_src, x0)
@@ -210,7 +210,7 @@ def row_hammer(datashader_python: str | None, skip: bool) -> None:
 
 
 def child_fc6() -> dict:
-    from nnvis_addon.core.connections import dense_edges, reduce_edges, spatial_to_dense_edges
+    from nnvis_addon.core.edges import dense_edges, reduce_edges, spatial_to_dense_edges
     kernel = np.random.default_rng(0).normal(size=(7 * 7 * 512, 4096)).astype(np.float32)
     out = {}
     channel, out["channel_sum_s"] = timed(spatial_to_dense_edges, kernel, (7, 7, 512))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from blender_utils import evaluated_curves, evaluated_instances, install_extension, installed_module
 
-from nnvis_addon.core.connections import display_budget
+from nnvis_addon.core.edges import display_budget
 from nnvis_addon.core.export_format import read_export
 
 

@@ -21,7 +21,7 @@ from export_factory import LayerDef, make_export
 
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.folding import fold_export
-from nnvis_addon.core.wiring import WiringOptions, plan_links
+from nnvis_addon.core.links import WiringOptions, plan_links
 
 MAX_COVER = 0.35
 WIDTH, HEIGHT, SAMPLES = 160, 90, 4

@@ -13,7 +13,7 @@ import pytest
 from blender_utils import evaluated_curves, evaluated_instances, install_extension, installed_module
 from export_factory import make_export
 
-from nnvis_addon.core.connections import spatial_to_dense_edges
+from nnvis_addon.core.edges import spatial_to_dense_edges
 
 SAMPLES, EPOCHS = 3, 4
 

@@ -28,10 +28,10 @@ from export_factory import make_export
 from test_farm_safe import FRESH_RENDER, fresh_environment
 
 from nnvis_addon.core.bundling import bundle_edges
-from nnvis_addon.core.connections import latest_finite_weights
+from nnvis_addon.core.edges import latest_finite_weights
 from nnvis_addon.core.export_format import ExportFormatError, errors_naming_layer, read_export
 from nnvis_addon.core.layout import activation_range, downsample_maps, plan_network
-from nnvis_addon.core.wiring import RANKINGS, WiringOptions, plan_links
+from nnvis_addon.core.links import RANKINGS, WiringOptions, plan_links
 
 SAMPLES, EPOCHS = 2, 4
 DIVERGING, DIVERGED = 2, 3  # epoch indices: huge and Inf values, then NaN everywhere
@@ -183,7 +183,7 @@ def network(api, built):
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y = 64, 36  # the camera's framing
-    wiring = installed_module("nnvis_addon.core.wiring")
+    wiring = installed_module("nnvis_addon.core.links")
     every_edge = api.connections.ConnectionOptions(
         wiring=wiring.WiringOptions(display_budget=False))  # valid and invalid edges side by side
     with warnings.catch_warnings(record=True) as caught:

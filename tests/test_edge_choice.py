@@ -1,4 +1,4 @@
-"""Which edges a layer pair draws (core/wiring.py on core/connections.py; numpy only): at most
+"""Which edges a layer pair draws (core/links.py on core/edges.py; numpy only): at most
 its display budget, every target keeping its strongest edge, ranked by |w| or by the
 contribution |a * w| for the shown sample; checked against plain loops over the export's own
 arrays."""
@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from export_factory import LayerDef, make_export
-from test_connections import reference_reduce
+from test_edges import reference_reduce
 
-from nnvis_addon.core.connections import conv_edges, dense_edges, display_budget
+from nnvis_addon.core.edges import conv_edges, dense_edges, display_budget
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.folding import fold_export
-from nnvis_addon.core.wiring import RANKINGS, WiringOptions, plan_links, unit_activity
+from nnvis_addon.core.links import RANKINGS, WiringOptions, plan_links, unit_activity
 
 WEIGHTED = ("dense", "channel_dense", "conv", "separable")  # the kinds a budget can cut
 

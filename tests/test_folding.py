@@ -10,7 +10,7 @@ from export_factory import LayerDef, make_export
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.folding import find_folds, fold_export
 from nnvis_addon.core.layout import plan_network
-from nnvis_addon.core.wiring import plan_links
+from nnvis_addon.core.links import plan_links
 
 
 def student_cnn() -> list[LayerDef]:

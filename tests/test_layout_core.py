@@ -17,7 +17,7 @@ from nnvis_addon.core.layout import (
     layer_columns,
     plan_network,
 )
-from nnvis_addon.core.wiring import depthwise_edges, plan_links, skip_arc, skip_route
+from nnvis_addon.core.links import depthwise_edges, plan_links, skip_arc, skip_route
 
 
 def inception_residual_layers():

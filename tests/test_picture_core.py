@@ -9,11 +9,11 @@ import pytest
 from export_factory import LayerDef, cnn_layers, make_export, photo_export, sample_photos
 
 from nnvis_addon.core.colour import srgb_to_linear
-from nnvis_addon.core.connections import Edges, conv_edges
+from nnvis_addon.core.edges import Edges, conv_edges
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.layout import CellGrid, LayoutOptions, plan_network
+from nnvis_addon.core.links import plan_links
 from nnvis_addon.core.picture import display_colours, is_picture_layer, merge_picture_channels, robust_range
-from nnvis_addon.core.wiring import plan_links
 
 
 def to_srgb(linear: np.ndarray) -> np.ndarray:

@@ -50,7 +50,7 @@ def init_block_controls(plan: NetworkPlan, layer_objects: dict, modifier_name: s
 
 
 def show_block_links(connection_objects, layer_objects: dict) -> None:
-    """A block's link from its entry to its output (core/wiring.py ``block_links``) shows while
+    """A block's link from its entry to its output (core/links.py ``block_links``) shows while
     the block is fully collapsed and both its ends are shown: its visibility drivers also read
     the block's control."""
     for obj in connection_objects:

@@ -16,10 +16,10 @@ import numpy as np
 from ...geometry_nodes import connection_nodes, materials
 from ..core import controls, names
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
-from ..core.connections import latest_finite_weights
+from ..core.edges import latest_finite_weights
 from ..core.export_format import NetworkExport, errors_naming_layer
 from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_size
-from ..core.wiring import LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc, skip_route
+from ..core.links import LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc, skip_route
 from . import compat, network, writers
 from .network import network_connections  # noqa: F401  (part of this module's script API)
 
@@ -40,7 +40,7 @@ class ConnectionOptions:
 
 
 def with_ranking(options: ConnectionOptions, ranking: str) -> ConnectionOptions:
-    """``options`` with its edges picked by ``ranking`` (core/wiring.py ``RANKINGS``)."""
+    """``options`` with its edges picked by ``ranking`` (core/links.py ``RANKINGS``)."""
     return replace(options, wiring=replace(options.wiring, ranking=ranking))
 
 

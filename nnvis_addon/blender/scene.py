@@ -28,7 +28,7 @@ from ..core import controls, names
 from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
 from ..core.layout import COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes, plan_network
-from ..core.wiring import check_ranking
+from ..core.links import check_ranking
 from . import blocks, compat, connections, labels, network, staging, writers
 from .connections import ConnectionOptions
 from .network import active_network, iter_networks, network_layers, network_of  # noqa: F401
@@ -64,7 +64,7 @@ class ImportOptions:
     unfold: frozenset[str] = frozenset()  # layers never folded into another (unfolded units)
     place_beside: bool = True         # move clear of what the scene already holds
     input_as_picture: bool = True     # an image input as one map in its own colours
-    edge_ranking: str = "weight"      # core/wiring.py RANKINGS: edges drawn by |w| or |a * w|
+    edge_ranking: str = "weight"      # core/links.py RANKINGS: edges drawn by |w| or |a * w|
     connections: ConnectionOptions = field(default_factory=ConnectionOptions)
 
     def as_record(self) -> dict:

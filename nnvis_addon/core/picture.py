@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from .colour import srgb_to_linear
-from .connections import Edges
+from .edges import Edges
 from .export_format import Layer
 
 PICTURE_CHANNELS = (1, 3)     # grey and RGB images

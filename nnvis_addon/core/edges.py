@@ -20,7 +20,7 @@ how they bundle, is decided by :func:`latest_finite_weights`.
 
 What is drawn. A layer pair draws at most its :func:`display_budget` of edges (tens to a couple
 of hundred, by the pair's size; every target keeps its strongest edge): :func:`reduce_edges`
-picks them, ranked by ``|w|`` or by any other score (``core/wiring.py`` offers the
+picks them, ranked by ``|w|`` or by any other score (``core/links.py`` offers the
 contribution ``|a * w|`` for the shown sample).
 
 Edge order. The builders return every (source, target) pair in source-major order

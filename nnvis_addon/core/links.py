@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .connections import (
+from .edges import (
     Edges,
     conv_edges,
     dense_edges,

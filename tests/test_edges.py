@@ -1,5 +1,5 @@
 """Edges from Keras weights and their reduction, checked against explicit loops over small
-random arrays (nnvis_addon.core.connections; numpy only)."""
+random arrays (nnvis_addon.core.edges; numpy only)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from nnvis_addon.core.connections import (
+from nnvis_addon.core.edges import (
     Edges,
     cell_coordinates,
     conv_edges,
@@ -304,14 +304,14 @@ def test_score_changes_which_edges_a_cap_keeps():
 
 
 def test_display_budget_grows_with_the_pair_within_its_bounds():
-    from nnvis_addon.core import connections
+    from nnvis_addon.core import edges
     assert display_budget(32, 10) == 54  # round(3 * sqrt(320))
-    assert display_budget(1, 8) == connections.DISPLAY_MIN_EDGES
-    assert display_budget(512, 2048) == connections.DISPLAY_MAX_EDGES
+    assert display_budget(1, 8) == edges.DISPLAY_MIN_EDGES
+    assert display_budget(512, 2048) == edges.DISPLAY_MAX_EDGES
     sizes = [(1, 1), (8, 16), (16, 32), (64, 64), (128, 256), (2048, 1000)]
     budgets = [display_budget(a, b) for a, b in sizes]
     assert budgets == sorted(budgets)
-    assert all(connections.DISPLAY_MIN_EDGES <= b <= connections.DISPLAY_MAX_EDGES
+    assert all(edges.DISPLAY_MIN_EDGES <= b <= edges.DISPLAY_MAX_EDGES
                for b in budgets)
     assert display_budget(16, 32) == display_budget(32, 16)
 
