@@ -160,6 +160,15 @@ def _part_progress(report: Callable[[float, str], None], base: float, parts: int
     return lambda fraction: report(base + fraction / parts, message)
 
 
+def map_scale(plan: NetworkPlan, link: LayerLink) -> float:
+    """How much larger than Cell Size the maps at either end are drawn (a downsampled or
+    size-compressed map's cells are bigger): edges between big drawn maps are that much thicker,
+    so they stay visible beside them. Neurons do not count; 1 for cell-by-cell maps."""
+    scales = [p.cell_scale for p in (plan.layer(link.source.name), plan.layer(link.target.name))
+              if not (p.is_vector or p.block)]
+    return max([1.0, *scales])
+
+
 def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.Object,
                       layers: dict, collection, options: ConnectionOptions,
                       report: Callable[[float, str], None]) -> list[bpy.types.Object]:
@@ -209,7 +218,7 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         inputs = {
             "Source": source, "Target": target, "Epoch Count": len(export.epochs),
             "Weight Max": weight_max if weight_max > 0 else 1.0,
-            "Radius": EDGE_RADIUS * plan.options.cell_size,
+            "Radius": EDGE_RADIUS * plan.options.cell_size * map_scale(plan, link),
             "As Tubes": not link.structural and len(link.edges) <= TUBES_UP_TO,
             "Material": material,
         }
