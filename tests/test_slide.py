@@ -134,10 +134,10 @@ def test_the_input_shows_the_photo(slide):
 def test_labels_read_at_full_hd(slide):
     _, scene, network, _ = slide
     boxes = []
+    depsgraph = bpy.context.evaluated_depsgraph_get()
     for label in network.labels:
         if label.hide_render:
             continue
-        depsgraph = bpy.context.evaluated_depsgraph_get()
         mesh = label.evaluated_get(depsgraph).to_mesh()
         try:
             points = np.array([label.matrix_world @ v.co for v in mesh.vertices])

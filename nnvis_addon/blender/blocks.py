@@ -14,7 +14,7 @@ import bpy
 
 from ..core import names
 from ..core.layout import NetworkPlan
-from . import compat, network, writers
+from . import compat, connections, network, writers
 
 CONTROL_PATH = f'["{names.BLOCK_COLLAPSED}"]'
 FULLY_COLLAPSED = 0.999  # past this, a block's other units are hidden, not just shrunk
@@ -45,7 +45,7 @@ def init_block_controls(plan: NetworkPlan, layer_objects: dict, modifier_name: s
             control = {"block": ("OBJECT", owner, CONTROL_PATH)}
             writers.add_driver(member, compat.modifier_input_path(modifier, "Hidden"), "block",
                                control)
-            for flag in ("hide_viewport", "hide_render"):
+            for flag in names.VISIBILITY_FLAGS:
                 writers.add_driver(member, flag, f"block > {FULLY_COLLAPSED}", control)
 
 
@@ -58,10 +58,9 @@ def show_block_links(connection_objects, layer_objects: dict) -> None:
             continue
         source = layer_objects[obj[names.SOURCE_LAYER]]
         owner = layer_objects[obj[names.TARGET_LAYER]]
-        for flag in ("hide_viewport", "hide_render"):
-            writers.add_driver(obj, flag, f"max(a, b, block < {FULLY_COLLAPSED})",
-                               {"a": ("OBJECT", source, flag), "b": ("OBJECT", owner, flag),
-                                "block": ("OBJECT", owner, CONTROL_PATH)})
+        connections.follow_layer_visibility(
+            obj, source, owner, also_hidden=(f"block < {FULLY_COLLAPSED}",
+                                             {"block": ("OBJECT", owner, CONTROL_PATH)}))
 
 
 def network_blocks(root: bpy.types.Object) -> dict[str, bpy.types.Object]:

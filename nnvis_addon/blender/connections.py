@@ -94,21 +94,27 @@ def _arc(route: SkipRoute | None, points: int, start: np.ndarray, end: np.ndarra
     return skip_arc(points, route.rise, route.fall, route.clearance, start[:, 2], end[:, 2])
 
 
-VISIBILITY_FLAGS = ("hide_viewport", "hide_render")
 
 
-def follow_layer_visibility(obj: bpy.types.Object, *layers: bpy.types.Object) -> None:
+def follow_layer_visibility(obj: bpy.types.Object, *layers: bpy.types.Object,
+                            also_hidden: tuple[str, dict] | None = None) -> None:
     """Hide ``obj`` in the viewport and in renders whenever one of ``layers`` is hidden there:
     a driver ``max(a, b, ...)`` on each of its flags reads the same flag of every layer object
-    (a simple expression: Blender evaluates it without Python, so it is farm-safe). Replaces the
-    drivers an earlier call made."""
+    (a simple expression: Blender evaluates it without Python, so it is farm-safe).
+    ``also_hidden`` = (a simple expression, its variables) hides it in more cases (a block's link
+    while the block is expanded). Replaces the drivers an earlier call made."""
     if not layers:
         raise ValueError("follow_layer_visibility needs at least one layer object")
-    names = [f"layer{i}" for i in range(len(layers))]
-    expression = names[0] if len(names) == 1 else f"max({', '.join(names)})"
-    for flag in VISIBILITY_FLAGS:
-        writers.add_driver(obj, flag, expression,
-                           {name: ("OBJECT", layer, flag) for name, layer in zip(names, layers)})
+    variable_names = [f"layer{i}" for i in range(len(layers))]
+    terms = list(variable_names)
+    extra: dict = {}
+    if also_hidden is not None:
+        terms.append(also_hidden[0])
+        extra = also_hidden[1]
+    expression = terms[0] if len(terms) == 1 else f"max({', '.join(terms)})"
+    for flag in names.VISIBILITY_FLAGS:
+        variables = {name: ("OBJECT", layer, flag) for name, layer in zip(variable_names, layers)}
+        writers.add_driver(obj, flag, expression, {**variables, **extra})
 
 
 def set_hidden(obj: bpy.types.Object, hidden: bool) -> None:
@@ -117,9 +123,9 @@ def set_hidden(obj: bpy.types.Object, hidden: bool) -> None:
     :func:`follow_layer_visibility` would set them back, so they are muted while it is hidden."""
     drivers = obj.animation_data.drivers if obj.animation_data else ()
     for fcurve in drivers:
-        if fcurve.data_path in VISIBILITY_FLAGS:
+        if fcurve.data_path in names.VISIBILITY_FLAGS:
             fcurve.mute = hidden
-    for flag in VISIBILITY_FLAGS:
+    for flag in names.VISIBILITY_FLAGS:
         setattr(obj, flag, hidden)
     obj.update_tag()
 

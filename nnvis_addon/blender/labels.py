@@ -33,7 +33,6 @@ from ..core.layout import NetworkPlan
 from ..core.placement import View
 from . import compat, network, writers
 
-VISIBILITY_FLAGS = ("hide_viewport", "hide_render")
 # Layer inputs the label's height follows (with the network's Cell Size), by driver variable.
 TOP_INPUTS = {"grid": "Grid Layout", "columns": "Grid Columns", "gap": "Channel Gap"}
 # Capital height of a font at size 1, measured on an "H" once per session.
@@ -181,7 +180,7 @@ def _drive_visibility(label, layer) -> None:
     it, or while the user switched it off."""
     variables = {"placeless": ("OBJECT", label, f'["{names.LABEL_UNPLACED}"]'),
                  "wanted": ("OBJECT", label, f'["{names.LABEL_SHOWN}"]')}
-    for flag in VISIBILITY_FLAGS:
+    for flag in names.VISIBILITY_FLAGS:
         writers.add_driver(label, flag, "max(layer, placeless, 1 - wanted)",
                            {"layer": ("OBJECT", layer, flag), **variables})
 
@@ -189,7 +188,7 @@ def _drive_visibility(label, layer) -> None:
 def _set_placed(label: bpy.types.Object, placed: bool) -> None:
     label[names.LABEL_UNPLACED] = int(not placed)
     layer = labelled_layer(label)
-    for flag in VISIBILITY_FLAGS:  # what the driver computes, at once
+    for flag in names.VISIBILITY_FLAGS:  # what the driver computes, at once
         hidden = bool(getattr(layer, flag) or not placed or not label.get(names.LABEL_SHOWN, True))
         if getattr(label, flag) != hidden:  # a change of visibility rebuilds the depsgraph
             setattr(label, flag, hidden)

@@ -162,27 +162,34 @@ def display_name(root: bpy.types.Object) -> str:
     return str(root.get(names.MODEL_NAME, root.name))
 
 
-def problems(root: bpy.types.Object) -> list[str]:
-    """What keeps nnvis from acting on the network of ``root``; empty when it is whole."""
+# Kinds of problem (see :func:`diagnose`); Remove Network can still act on the last two.
+NOT_A_NETWORK, LINKED, NO_RECORD, ROOT_COPY, PARTIAL_COPY, INCOMPLETE = (
+    "not a network", "linked", "no record", "root copy", "partial copy", "incomplete")
+REMOVABLE_PROBLEMS = frozenset({PARTIAL_COPY, INCOMPLETE})
+
+
+def diagnose(root: bpy.types.Object) -> tuple[str, str] | None:
+    """(kind, one-line message) of what keeps nnvis from acting on the network of ``root``;
+    None when it is whole."""
     if root is None or not root.get(names.ROOT_MARKER):
-        return [f"{getattr(root, 'name', root)!r} is not an nnvis network"]
+        return NOT_A_NETWORK, f"{getattr(root, 'name', root)!r} is not an nnvis network"
     name = display_name(root)
     if root.library is not None:
-        return [f"network {name!r} is linked from {root.library.filepath!r}: nnvis does not edit "
-                "linked data (append it, or make it local, to change it)"]
+        return LINKED, (f"network {name!r} is linked from {root.library.filepath!r}: nnvis does "
+                        "not edit linked data (append it, or make it local, to change it)")
     if _record(root) is None:
-        return [f"network {name!r} has no record of its parts (made by an older nnvis): "
-                "import it again"]
+        return NO_RECORD, (f"network {name!r} has no record of its parts (made by an older "
+                           "nnvis): import it again")
     if not _claims(root, root):
-        return [f"{root.name!r} is a copy of the root of network {name!r} only: duplicate all "
-                "of the network's objects together, or import it again"]
-    listed = [(key, obj) for key in (names.PART_LAYERS, names.PART_CONNECTIONS, names.PART_LABELS)
+        return ROOT_COPY, (f"{root.name!r} is a copy of the root of network {name!r} only: "
+                           "duplicate all of the network's objects together, or import it again")
+    listed = [obj for key in (names.PART_LAYERS, names.PART_CONNECTIONS, names.PART_LABELS)
               for obj in _listed(root, key)]
-    foreign = sum(1 for _, obj in listed if obj is not None and not _claims(root, obj))
+    foreign = sum(1 for obj in listed if obj is not None and not _claims(root, obj))
     if foreign:
-        return [f"{root.name!r} is a partial copy of network {name!r} ({foreign} of its objects "
-                "belong to the original): duplicate all of the network's objects together, or "
-                "remove this copy"]
+        return PARTIAL_COPY, (f"{root.name!r} is a partial copy of network {name!r} ({foreign} "
+                              "of its objects belong to the original): duplicate all of the "
+                              "network's objects together, or remove this copy")
     layer_names = list(_record(root).get("layer_names") or ())
     missing = [layer_names[i] if i < len(layer_names) else f"#{i}"
                for i, obj in enumerate(_listed(root, names.PART_LAYERS)) if obj is None]
@@ -194,16 +201,22 @@ def problems(root: bpy.types.Object) -> list[str]:
     if lost:
         found.append(f"{lost} connection object(s) were deleted")
     if found:
-        return [f"network {name!r} is incomplete: {'; '.join(found)} "
-                "(undo, or remove the network and import it again)"]
-    return []
+        return INCOMPLETE, (f"network {name!r} is incomplete: {'; '.join(found)} "
+                            "(undo, or remove the network and import it again)")
+    return None
+
+
+def problems(root: bpy.types.Object) -> list[str]:
+    """What keeps nnvis from acting on the network of ``root``; empty when it is whole."""
+    found = diagnose(root)
+    return [found[1]] if found is not None else []
 
 
 def require_whole(root: bpy.types.Object) -> bpy.types.Object:
     """``root`` if nnvis can act on its network; else raise :class:`NetworkError`."""
-    found = problems(root)
-    if found:
-        raise NetworkError(found[0])
+    found = diagnose(root)
+    if found is not None:
+        raise NetworkError(found[1])
     return root
 
 
@@ -211,7 +224,7 @@ def require_editable(root: bpy.types.Object) -> bpy.types.Object:
     """Like :func:`require_whole` but refuses only what cannot be edited at all (not a network,
     linked from a library, a copy of the root alone): Remove Network also removes an incomplete
     network or a partial copy, taking exactly the objects that still belong to it."""
-    found = problems(root)
-    if found and "is incomplete" not in found[0] and "is a partial copy" not in found[0]:
-        raise NetworkError(found[0])
+    found = diagnose(root)
+    if found is not None and found[0] not in REMOVABLE_PROBLEMS:
+        raise NetworkError(found[1])
     return root

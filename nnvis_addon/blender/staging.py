@@ -40,12 +40,25 @@ def label_height(cell_size: float) -> float:
     return LABEL_LINES * label_size(cell_size)
 
 
+SENSOR_WIDTH = 36.0  # mm: Blender's default sensor, which nnvis cameras keep
+
+
+def lens_angle(lens: float) -> float:
+    """The field of view across the sensor's width of a ``lens`` mm lens."""
+    return 2 * math.atan(SENSOR_WIDTH / 2 / lens)
+
+
+def network_lens(plan: NetworkPlan) -> float:
+    """The lens a network's camera gets (longer for long networks), from its plan."""
+    return camera_lens(layer_corners(plan, label_height(plan.options.cell_size)))
+
+
 def camera_view(scene: bpy.types.Scene, fov_wide: float | None = None) -> View:
     """The view of a camera whose wider side spans ``fov_wide`` (sensor fit AUTO; default: a
     ``CAMERA_LENS`` lens on Blender's 36 mm sensor) at the scene's aspect ratio."""
     aspect = scene.render.resolution_x / max(1, scene.render.resolution_y)
     if fov_wide is None:
-        fov_wide = 2 * math.atan(36.0 / 2 / CAMERA_LENS)
+        fov_wide = lens_angle(CAMERA_LENS)
     if aspect >= 1:
         return View(VIEW_DIRECTION, fov_wide, 2 * math.atan(math.tan(fov_wide / 2) / aspect))
     return View(VIEW_DIRECTION, 2 * math.atan(math.tan(fov_wide / 2) * aspect), fov_wide)
@@ -91,14 +104,17 @@ def network_points(root: bpy.types.Object) -> np.ndarray:
 def occupied_boxes(scene: bpy.types.Scene, new_root: bpy.types.Object | None = None) -> list[Box]:
     """Boxes of what a new network must not overlap: visible solid objects that belong to no
     network, and every network already in the scene except ``new_root``'s."""
+    roots = network.iter_networks(scene)
+    # What the networks own, found once: asking network_of for every object is quadratic.
+    owned = {obj.as_pointer() for root in roots for obj in network.owned_objects(root)}
     boxes = []
     for obj in scene.objects:
-        if obj.type not in SOLID_TYPES or network.network_of(obj) is not None:
+        if obj.type not in SOLID_TYPES or obj.as_pointer() in owned:
             continue
         if obj.hide_render and obj.hide_viewport:
             continue
         boxes.append(_world_box(obj))
-    for root in network.iter_networks(scene):
+    for root in roots:
         if root == new_root:
             continue
         points = network_points(root)
@@ -110,7 +126,7 @@ def occupied_boxes(scene: bpy.types.Scene, new_root: bpy.types.Object | None = N
 def place_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Scene) -> None:
     """Move the new network (its root) beside what the scene already holds."""
     points = layer_corners(plan, label_height(plan.options.cell_size))
-    view = camera_view(scene, 2 * math.atan(36.0 / 2 / camera_lens(points)))
+    view = camera_view(scene, lens_angle(network_lens(plan)))
     root.location = Vector(place_beside(points, occupied_boxes(scene, root), view).tolist())
 
 
@@ -165,7 +181,7 @@ def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Sc
     collection = network.network_collection(root)
     name = network.display_name(root)
     camera = bpy.data.objects.new(f"{name} camera", bpy.data.cameras.new(f"{name} camera"))
-    camera.data.lens = camera_lens(layer_corners(plan, label_height(plan.options.cell_size)))
+    camera.data.lens = network_lens(plan)
     collection.objects.link(camera)
     camera[names.CAMERA_MARKER] = 1
     network.record_part(root, names.PART_CAMERA, camera)

@@ -73,6 +73,9 @@ COUNTER_METRICS = "nnvis_counter_metrics"
 PANEL_NETWORK = "nnvis_network"        # the network the panel shows (a scene PointerProperty)
 PANEL_LAYER_INDEX = "nnvis_layer_index"  # the layer picked in its list
 
+# -- an object's visibility flags (what hiding a layer sets; connections and labels follow) ----
+VISIBILITY_FLAGS = ("hide_viewport", "hide_render")
+
 # -- modifiers ----------------------------------------------------------------------------------
 LAYER_MODIFIER = "NNVis Layer"
 CONNECTION_MODIFIER = "NNVis Connections"
