@@ -18,7 +18,7 @@ from ..core import controls, names
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
 from ..core.edges import latest_finite_weights
 from ..core.export_format import NetworkExport, errors_naming_layer
-from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_size
+from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_height
 from ..core.links import LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc, skip_route
 from . import compat, network, writers
 from .network import network_connections  # noqa: F401  (part of this module's script API)
@@ -183,7 +183,7 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
     group = connection_nodes.ensure_connection_group()
     material = materials.ensure_connection_material()
     links = plan_links(export, options.wiring, plan, sample=int(root[controls.SAMPLE]))
-    label_height = 2.6 * label_size(plan.options.cell_size)
+    clearance = label_height(plan.options.cell_size)
     positions = {}  # layer object name -> its cells' positions, computed once per layer
     objects = []
     for number, link in enumerate(links):
@@ -195,7 +195,7 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
                 positions[obj.name] = layer_cell_positions(obj)
         start = span_midpoints(positions[source.name], link.source_first, link.source_last)
         end = span_midpoints(positions[target.name], link.target_first, link.target_last)
-        route = skip_route(plan, link, label_height, options.bundling.points_per_edge)
+        route = skip_route(plan, link, clearance, options.bundling.points_per_edge)
         params = options.bundling if route is None else \
             replace(options.bundling, points_per_edge=route.points)
         arc = _arc(route, params.points_per_edge, start, end)

@@ -24,20 +24,15 @@ from mathutils import Vector
 
 from ..core import names
 from ..core.labels import CameraPose, box_corners
-from ..core.layout import NetworkPlan, label_size, layer_corners
+from ..core.layout import NetworkPlan, label_height, layer_corners
 from ..core.placement import Box, View, camera_lens, place_beside
 from . import compat, connections, labels, legend, network
 
 VIEW_DIRECTION = (-0.55, -0.76, 0.36)  # from the network towards the camera: front-left, above
 CAMERA_LENS = 50.0
-LABEL_LINES = 2.6  # label height in label sizes: two lines and a gap
 # Objects whose bounds a new network keeps clear of (cameras, lights and empties have none).
 SOLID_TYPES = frozenset({"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME",
                          "POINTCLOUD", "GPENCIL", "GREASEPENCIL", "LATTICE", "ARMATURE"})
-
-
-def label_height(cell_size: float) -> float:
-    return LABEL_LINES * label_size(cell_size)
 
 
 SENSOR_WIDTH = 36.0  # mm: Blender's default sensor, which nnvis cameras keep

@@ -314,6 +314,14 @@ def label_size(cell_size: float) -> float:
     return max(0.15, 2.8 * cell_size)
 
 
+LABEL_LINES = 2.6  # a label's height in label sizes: two lines and a gap
+
+
+def label_height(cell_size: float) -> float:
+    """The room a two-line label takes above its unit (an estimate before labels are placed)."""
+    return LABEL_LINES * label_size(cell_size)
+
+
 def layer_label(layer: Layer, grid: CellGrid | None = None, stride: int = 1,
                 block: bool = False) -> str:
     shape = "x".join(str(d) for d in layer.output_shape)
