@@ -160,7 +160,8 @@ def fold_export(export: NetworkExport, keep: frozenset[str] = frozenset()) -> Ne
 
 
 def _unit_epoch(epoch: Epoch, folds: list[Fold]) -> Epoch:
+    """The epoch with each unit's activations (its last folded layer's); weights stay keyed by
+    layer name, which each unit keeps."""
     activations = {f.unit: epoch.activations[f.shown] for f in folds
                    if f.shown in epoch.activations}
-    weights = {name: value for name, value in epoch.weights.items()}
-    return replace(epoch, activations=activations, weights=weights)
+    return replace(epoch, activations=activations)
