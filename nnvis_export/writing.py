@@ -1,0 +1,250 @@
+"""The files of one export, written epoch by epoch, without any framework: :class:`EpochWriter`
+takes the layer records, the samples and, for every recorded epoch, the activations, weights and
+output scores as numpy arrays, and writes them through
+:class:`nnvis_addon.core.export_format.ExportWriter`; the finished export is read back with
+:func:`~nnvis_addon.core.export_format.read_export` before it is reported as written.
+
+Every source ends here: Keras models through :class:`~nnvis_export.session.ExportSession`, ONNX
+files through :func:`~nnvis_export.onnx_export.export_onnx`. Importing this module imports
+numpy and nnvis's own reader only.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nnvis_addon.core.export_format import ExportFormatError, ExportWriter, NetworkExport, read_export
+
+from ._version import __version__
+from .errors import ExportError
+from .text import file_name, log, shape_text
+
+ACTIVATION_DTYPES = ("float16", "float32")
+WEIGHT_DTYPE = "float32"
+GENERATOR = f"nnvis_export {__version__}"
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def check_activation_dtype(dtype: str) -> None:
+    if dtype not in ACTIVATION_DTYPES:
+        raise ExportError(f"activation dtype must be one of {', '.join(ACTIVATION_DTYPES)}, "
+                          f"got {dtype!r}")
+
+
+class EpochWriter:
+    """One export's files: the samples once, then each recorded epoch's weights and activations.
+
+    Arrays go to the sidecar as soon as an epoch is written; only the small structure document
+    (array references, metrics, predictions) and the latest epoch's output scores stay in memory.
+    ``samples`` is the prepared (S, *input_shape) array; ``labels`` and ``sample_names`` have
+    one entry per sample. The files are opened by :meth:`start`, with the layer records (format
+    v1 ``layers[]``, the input first), once the first epoch's activations give their shapes.
+    """
+
+    def __init__(self, out_dir, model_name: str, samples: np.ndarray, *,
+                 labels: Sequence[int | None], sample_names: Sequence[str],
+                 class_names: Sequence[str] | None, activation_dtype: str,
+                 frameworks: Mapping[str, str], verbose: bool = True):
+        check_activation_dtype(activation_dtype)
+        self.out_dir = Path(out_dir)
+        self.model_name = (model_name or "model")[:256]
+        self.file_name = file_name(self.model_name)
+        self.samples = samples
+        self.labels = list(labels)
+        self.sample_names = list(sample_names)
+        self.class_names = [str(c) for c in class_names] if class_names is not None else None
+        self.activation_dtype = activation_dtype
+        self.frameworks = dict(frameworks)
+        self.verbose = verbose
+        self.writer: ExportWriter | None = None
+        self.layers: list[dict] = []
+        self.epochs: list[dict] = []
+        self.input_refs: list[int] = []
+        self.samples_ref: int | None = None
+        self.last_scores: np.ndarray | None = None
+        self.bytes_written = 0
+        self.started = time.perf_counter()
+
+    @property
+    def is_open(self) -> bool:
+        return self.writer is not None
+
+    def _add(self, array: np.ndarray, dtype: str) -> int:
+        assert self.writer is not None
+        array = np.asarray(array)
+        ref = self.writer.add_array(array, dtype=dtype)
+        self.bytes_written += int(array.size) * np.dtype(dtype).itemsize
+        return ref
+
+    def start(self, layers: list[dict]) -> None:
+        """Open the files, write the samples and keep the layer records."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = ExportWriter(self.out_dir, self.file_name)
+        for i in range(self.samples.shape[0]):
+            self.input_refs.append(self._add(self.samples[i], self.samples.dtype.name))
+        self.samples_ref = self._add(self.samples, self.samples.dtype.name)
+        self.layers = layers
+
+    def write_epoch(self, epoch: int, activations: dict[str, np.ndarray],
+                    weights: Mapping[str, Sequence[np.ndarray]], scores: np.ndarray | None,
+                    metrics: Mapping | None = None, sigmoid_output: bool = False
+                    ) -> dict[str, float | None]:
+        """One epoch: every layer's activations (the input's are the samples; ``activations``
+        is emptied as they are written), the weights of every layer that declares some, and
+        the model's output ``scores`` (S, ...) for the predictions. Returns the metrics kept."""
+        refs = self._write_activations(epoch, activations)
+        if scores is not None and _is_classifier_output(tuple(scores.shape[1:])):
+            self.last_scores = np.asarray(scores, dtype=np.float32)
+        weight_refs = self._write_weights(epoch, weights)
+        numbers = _metrics(metrics)
+        predictions = None if self.last_scores is None else \
+            _classes(self.last_scores, sigmoid_output)
+        self.epochs.append(epoch_entry(epoch, numbers, predictions, weight_refs, refs))
+        return numbers
+
+    def _write_activations(self, epoch: int, activations: dict[str, np.ndarray]) -> dict[str, int]:
+        refs: dict[str, int] = {}
+        for record in self.layers:
+            name = record["name"]
+            if not record["inbound"]:
+                assert self.samples_ref is not None
+                refs[name] = self.samples_ref
+                continue
+            array = activations.pop(name)
+            if list(array.shape[1:]) != record["output_shape"] or array.shape[0] != len(self.labels):
+                raise ExportError(f"layer {name!r} changed its output shape to "
+                                  f"{shape_text(array.shape[1:])} at epoch {epoch}")
+            if self.activation_dtype == "float16":
+                overflow = int(np.count_nonzero(np.isinf(array)))
+                if overflow:
+                    log(self.verbose, f"warning: layer {name!r} at epoch {epoch} has {overflow} "
+                                      f"infinite values (beyond float16's range of +-{FLOAT16_MAX:g}"
+                                      f"?); export with activation dtype float32")
+            refs[name] = self._add(array, self.activation_dtype)
+            del array
+        return refs
+
+    def _write_weights(self, epoch: int, weights: Mapping[str, Sequence[np.ndarray]]
+                       ) -> dict[str, list[int]]:
+        refs: dict[str, list[int]] = {}
+        for record in self.layers:
+            if not record.get("weights"):
+                continue
+            arrays = [np.asarray(a, dtype=np.float32) for a in weights[record["name"]]]
+            for spec, array in zip(record["weights"], arrays):
+                if list(array.shape) != spec["shape"]:
+                    raise ExportError(f"layer {record['name']!r} weight {spec['name']!r} changed "
+                                      f"shape to {list(array.shape)} at epoch {epoch}")
+            refs[record["name"]] = [self._add(a, WEIGHT_DTYPE) for a in arrays]
+        return refs
+
+    def copy_epochs(self, earlier: NetworkExport) -> None:
+        """The epochs of an earlier export of the same layers and samples, copied into these
+        files (before any new epoch)."""
+        for epoch in earlier.epochs:
+            weights = {layer: [self._add(w, WEIGHT_DTYPE) for w in arrays]
+                       for layer, arrays in epoch.weights.items()}
+            activations = {
+                record["name"]: self.samples_ref if not record["inbound"] else
+                self._add(epoch.activations[record["name"]], self.activation_dtype)
+                for record in self.layers}
+            self.epochs.append(epoch_entry(epoch.epoch, epoch.metrics, epoch.predictions,
+                                           weights, activations))
+
+    def finish(self) -> Path:
+        """Write the structure document, read the export back to validate it, return its path."""
+        if self.writer is None:
+            raise ExportError("nothing to write: no epoch was recorded")
+        try:
+            samples = self._sample_entries()
+            path = self.writer.finish(model=self._model_entry(), layers=self.layers,
+                                      samples=samples, epochs=self.epochs, generator=GENERATOR)
+        except BaseException:
+            self.abort()
+            raise
+        self.writer = None
+        try:
+            export = read_export(path)
+        except ExportFormatError as exc:
+            raise ExportError(f"the export just written does not read back: {exc}") from exc
+        json_size = path.stat().st_size
+        bin_size = (path.parent / f"{self.file_name}.bin").stat().st_size
+        log(self.verbose, f"wrote {path} ({len(export.layers)} layers, {export.num_samples} "
+                          f"samples, {len(export.epochs)} epochs; {json_size / 1e3:.1f} kB "
+                          f"structure + {bin_size / 1e6:.2f} MB arrays) in "
+                          f"{time.perf_counter() - self.started:.1f} s")
+        return path
+
+    def _sample_entries(self) -> list[dict[str, Any]]:
+        """Each sample's name, input and label, and the last epoch's prediction when the model
+        is a classifier (its scores written now)."""
+        score_refs = []
+        if self.last_scores is not None:
+            score_refs = [self._add(self.last_scores[i], "float32")
+                          for i in range(self.last_scores.shape[0])]
+            classes = self.epochs[-1]["predictions"]
+        samples = []
+        for i, ref in enumerate(self.input_refs):
+            sample: dict[str, Any] = {"name": self.sample_names[i], "input": ref,
+                                      "label": self.labels[i]}
+            if score_refs:
+                sample["prediction"] = {"class": classes[i], "scores": score_refs[i]}
+            samples.append(sample)
+        return samples
+
+    def _model_entry(self) -> dict[str, Any]:
+        model: dict[str, Any] = {"name": self.model_name, "frameworks": self.frameworks,
+                                 "input_shape": list(self.samples.shape[1:])}
+        if self.class_names is not None:
+            model["class_names"] = self.class_names
+        return model
+
+    def abort(self) -> None:
+        """Remove the partial files (nothing to do when none are open)."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
+
+def epoch_entry(epoch: int, metrics: Mapping | None, predictions: Sequence[int] | None,
+                weights: dict[str, list[int]], activations: dict[str, int]) -> dict[str, Any]:
+    """One epoch of the structure document (format v1 ``epochs[]``)."""
+    entry: dict[str, Any] = {"epoch": epoch}
+    if metrics:
+        entry["metrics"] = dict(metrics)
+    if predictions is not None:
+        entry["predictions"] = list(predictions)
+    entry["weights"] = weights
+    entry["activations"] = activations
+    return entry
+
+
+def _is_classifier_output(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 1
+
+
+def _classes(scores: np.ndarray, sigmoid_output: bool) -> list[int]:
+    """The predicted class per sample: argmax, or for one output unit ``score >= 0.5`` (a
+    sigmoid output) / ``>= 0`` (a logit)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape[1] == 1:
+        threshold = 0.5 if sigmoid_output else 0.0
+        return [int(v) for v in (scores[:, 0] >= threshold)]
+    return [int(v) for v in np.argmax(np.nan_to_num(scores, nan=-np.inf), axis=1)]
+
+
+def _metrics(logs: Mapping | None) -> dict[str, float | None]:
+    metrics: dict[str, float | None] = {}
+    for key, value in (logs or {}).items():
+        try:
+            number = float(np.asarray(value).reshape(()))
+        except (TypeError, ValueError):
+            continue
+        metrics[str(key)] = number if math.isfinite(number) else None
+    return metrics
