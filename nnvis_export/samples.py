@@ -2,7 +2,7 @@
 for the model's input, and checking that samples and labels fit the model.
 
 Importing this module does not import TensorFlow, so the command line checks its sample files
-before it spends seconds on that; only decoding images (:func:`load_sample_files`) imports Keras.
+before it spends seconds on that; images are decoded with Pillow (TensorFlow only without it).
 """
 
 from __future__ import annotations
@@ -84,25 +84,28 @@ def load_npy(path: os.PathLike | str, what: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Decoding: the samples for a model input (Keras, imported on use)
+# Decoding: the samples for a model input (Pillow; TensorFlow only without it)
 
 
 def load_samples(paths: Sequence[os.PathLike | str], input_shape: Sequence[int | None],
-                 rescale: float = 1.0) -> tuple[np.ndarray, list[str]]:
+                 rescale: float = 1.0, channels_first: bool = False
+                 ) -> tuple[np.ndarray, list[str]]:
     """Samples from one ``.npy`` file (``allow_pickle=False``) or from image files/folders; see
     :func:`load_sample_files`. Returns the array and a name per sample."""
-    return load_sample_files(read_sample_files(paths), input_shape, rescale)
+    return load_sample_files(read_sample_files(paths), input_shape, rescale, channels_first)
 
 
 def load_sample_files(files: SampleFiles, input_shape: Sequence[int | None],
-                      rescale: float = 1.0) -> tuple[np.ndarray, list[str]]:
+                      rescale: float = 1.0, channels_first: bool = False
+                      ) -> tuple[np.ndarray, list[str]]:
     """The samples of ``files`` (see :func:`read_sample_files`) for a model input of
     ``input_shape``, and a name per sample.
 
-    Images are loaded with ``keras.utils.load_img`` (or TensorFlow's decoder when Pillow is
-    missing), resized (bilinear) to the model input's height and width, grayscale when the model
-    takes one channel, and multiplied by ``rescale`` (pixel values are 0..255). An array is
-    returned as it is.
+    Images are loaded with Pillow (or TensorFlow's decoder when Pillow is missing), resized
+    (bilinear, as ``keras.utils.load_img``) to the model input's height and width, grayscale when
+    the model takes one channel, and multiplied by ``rescale`` (pixel values are 0..255); with
+    ``channels_first`` (PyTorch and ONNX models) the input is (channels, height, width) and the
+    images come in that layout. An array is returned as it is.
     """
     if files.array is not None:
         array = files.array
@@ -111,38 +114,49 @@ def load_sample_files(files: SampleFiles, input_shape: Sequence[int | None],
         else:
             count = array.shape[0] if array.ndim else 0
         return array, [f"{files.array_name}[{i}]" for i in range(count)]
-    if len(input_shape) != 3 or input_shape[-1] not in (1, 3, 4):
+    image_shape = tuple(input_shape)
+    if channels_first and len(image_shape) == 3:
+        image_shape = (*image_shape[1:], image_shape[0])
+    if len(image_shape) != 3 or image_shape[-1] not in (1, 3, 4):
+        layout = "1 or 3 or 4 channels, height, width" if channels_first else \
+            "height, width, 1 or 3 or 4 channels"
         raise ExportError(f"the model takes inputs of shape {shape_text(input_shape)}; images "
-                          f"need a model input of shape (height, width, 1 or 3 or 4 channels)")
-    height, width, channels = input_shape
+                          f"need a model input of shape ({layout})")
+    height, width, channels = image_shape
     target = (height, width) if height is not None and width is not None else None
     arrays = [_load_image(path, channels, target) * np.float32(rescale) for path in files.images]
     shapes = {a.shape for a in arrays}
     if len(shapes) != 1:
         raise ExportError(f"the images have different sizes {sorted(shapes)}; the model input has "
                           f"no fixed size, so resize them first")
-    return np.stack(arrays), [p.name for p in files.images]
+    images = np.stack(arrays)
+    if channels_first:
+        images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    return images, [p.name for p in files.images]
 
 
 def _load_image(path: Path, channels: int, target: tuple[int, int] | None) -> np.ndarray:
     """One image as float32 (H, W, channels), pixel values 0..255, resized (bilinear) to target.
 
-    Uses ``keras.utils.load_img`` (Pillow); without Pillow, TensorFlow's own PNG/JPEG/BMP/GIF
-    decoder does the same job.
+    Uses Pillow the way ``keras.utils.load_img`` does (same conversions and resampling, without
+    importing Keras); without Pillow, TensorFlow's own PNG/JPEG/BMP/GIF decoder does the job.
     """
     try:
-        import PIL.Image  # noqa: F401 - keras.utils.load_img needs it
+        import PIL.Image
     except ImportError:
         return _load_image_tf(path, channels, target)
-    import keras
-
-    mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
     try:
-        image = keras.utils.load_img(path, color_mode=mode, target_size=target,
-                                     interpolation="bilinear")
+        with PIL.Image.open(path) as opened:
+            image = opened
+            if image.mode != mode and not (mode == "L" and image.mode in ("I;16", "I")):
+                image = image.convert(mode)
+            if target is not None and image.size != (target[1], target[0]):
+                image = image.resize((target[1], target[0]), PIL.Image.BILINEAR)
+            array = np.asarray(image, dtype=np.float32)
     except Exception as exc:  # noqa: BLE001 - PIL raises many kinds for a bad file
         raise ExportError(f"cannot read image {path.name!r}: {exc}") from None
-    return keras.utils.img_to_array(image, dtype="float32")
+    return array[..., np.newaxis] if array.ndim == 2 else array
 
 
 def _load_image_tf(path: Path, channels: int, target: tuple[int, int] | None) -> np.ndarray:
