@@ -1,16 +1,19 @@
-"""nnvis exporter: write trained Keras 3 / TensorFlow CNNs in nnvis export format v1.
+"""nnvis exporter: write trained Keras 3 / TensorFlow and ONNX CNNs in nnvis export format v1.
 
 The Blender add-on never imports this package. The modules, by job: ``graph`` (the model's layer
 graph as format v1 layers), ``samples`` (sample files, images, labels), ``models`` (model files),
 ``activations`` (every layer's output for the samples), ``session`` (one export written epoch by
 epoch, and ``export_model``), ``recorder`` (``EpochRecorder``), ``checkpoints`` (per-epoch weight
-files and ``export_checkpoints``), ``metrics_log``, ``summary``, ``cli``, ``errors``, ``text``.
+files and ``export_checkpoints``), ``writing`` (the files, framework-free), ``onnx_export``,
+``onnx_graph`` and ``onnx_ops`` (ONNX files: ``export_onnx``), ``metrics_log``, ``summary``,
+``cli``, ``errors``, ``text``.
 
 Importing the package does not import TensorFlow: ``graph``, ``activations``, ``session`` and
 ``recorder`` need it and are imported on first use of their names, and ``samples``, ``models``
 and ``checkpoints`` import it only inside the functions that load something. So ``summarize``,
 ``list_checkpoints`` and ``read_metrics_log`` (and ``nnvis-export --summary``, and the command
-line's checks of its arguments and files) work without loading TensorFlow.
+line's checks of its arguments and files) work without loading TensorFlow. Likewise
+``export_onnx`` imports onnx and onnxruntime only when called.
 
 >>> from nnvis_export import EpochRecorder
 >>> recorder = EpochRecorder(x_test[:4], "out/", labels=y_test[:4])
@@ -34,20 +37,24 @@ from .summary import summarize
 
 #: Names whose modules import Keras, loaded on first use: name -> module.
 _KERAS_NAMES = {"EpochRecorder": "recorder", "export_model": "session", "model_graph": "graph"}
+#: Names whose modules import onnx and onnxruntime when called: name -> module.
+_ONNX_NAMES = {"export_onnx": "onnx_export"}
 
 __all__ = [
     "CustomLayerWarning", "EpochRecorder", "ExportError", "ExportWarning", "__version__",
-    "export_checkpoints", "export_model", "list_checkpoints", "load_model", "load_samples",
+    "export_checkpoints", "export_model", "export_onnx", "list_checkpoints", "load_model", "load_samples",
     "model_graph", "read_metrics_log", "summarize",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
     from .graph import model_graph
+    from .onnx_export import export_onnx
     from .recorder import EpochRecorder
     from .session import export_model
 
 
 def __getattr__(name: str):
-    if name in _KERAS_NAMES:
-        return getattr(import_module(f".{_KERAS_NAMES[name]}", __name__), name)
+    module = _KERAS_NAMES.get(name) or _ONNX_NAMES.get(name)
+    if module is not None:
+        return getattr(import_module(f".{module}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""``nnvis-export``: write an nnvis export from a saved Keras model, or summarize an export.
+"""``nnvis-export``: write an nnvis export from a saved Keras or ONNX model, or summarize an
+export.
 
     nnvis-export MODEL --samples SAMPLES --out DIR [--labels LABELS.npy] [--indices 0,3,5]
                  [--name NAME] [--dtype float16|float32] [--epoch N | --checkpoints DIR]
@@ -29,6 +30,7 @@ from .checkpoints import Checkpoint, export_checkpoints, list_checkpoints
 from .errors import ExportError, ExportWarning
 from .metrics_log import Metrics, read_metrics_log
 from .models import check_model_path
+from .onnx_export import check_onnx_path, is_onnx_path
 from .samples import SampleFiles, load_npy, read_sample_files
 
 PROG = "nnvis-export"
@@ -66,10 +68,11 @@ def _whole_number(minimum: int):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Export a trained Keras/TensorFlow model's layers, weights and activations "
-                    "for the nnvis Blender extension (nnvis format v1).")
+        description="Export a trained Keras/TensorFlow or ONNX model's layers, weights and "
+                    "activations for the nnvis Blender extension (nnvis format v1).")
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help="a .keras or .h5 model file, or a SavedModel folder")
+                        help="a .keras or .h5 model file, a SavedModel folder, or a .onnx file "
+                             "(samples in its own layout, e.g. (S, C, H, W))")
     parser.add_argument("--samples", nargs="+", metavar="SAMPLES",
                         help="a .npy array of inputs (S, *input_shape), or image files/folders "
                              "(PNG/JPEG, resized to the model input; pixel values 0..255, see "
@@ -145,7 +148,14 @@ def _select(array, indices: list[int], what: str):
 
 def check_inputs(args: argparse.Namespace) -> CheckedInputs:
     """Check every argument and read every small input file; no TensorFlow is imported."""
-    model = check_model_path(args.model)
+    if is_onnx_path(args.model):
+        model = check_onnx_path(args.model)
+        if args.checkpoints or args.unsafe_load_code:
+            raise ExportError(f"{'--checkpoints' if args.checkpoints else '--unsafe-load-code'} "
+                              f"is for Keras models; an ONNX file holds one set of weights and "
+                              f"no code: export it as one epoch (--epoch N)")
+    else:
+        model = check_model_path(args.model)
     samples = read_sample_files(args.samples)
     if args.rescale is not None and samples.array is not None:
         raise ExportError("--rescale scales image pixels; the samples are a .npy array, scale it "
@@ -207,8 +217,58 @@ def _warn_missing_metrics(metrics: Metrics, epochs: Sequence[int], log: str) -> 
                       f"epoch e+1); those epochs have no metrics", ExportWarning, stacklevel=2)
 
 
+def _selected(samples: np.ndarray, names: list[str], inputs: CheckedInputs
+              ) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """The samples, their names and labels, checked against each other and cut to --indices."""
+    labels = inputs.labels
+    if len(names) != samples.shape[0]:
+        names = [f"sample {i}" for i in range(samples.shape[0])]
+    if labels is not None and len(labels) != samples.shape[0]:
+        raise ExportError(f"{len(labels)} labels for {samples.shape[0]} samples")
+    if inputs.indices:
+        samples = np.stack(_select(samples, inputs.indices, "the samples"))
+        names = _select(names, inputs.indices, "the samples")
+        if labels is not None:
+            labels = np.stack(_select(labels, inputs.indices, "the labels"))
+    return samples, names, labels
+
+
+def _single_epoch(args: argparse.Namespace, inputs: CheckedInputs) -> tuple[int, dict | None]:
+    """A single-model export's epoch number (--epoch, else the log's last) and its metrics."""
+    metrics = inputs.metrics
+    epoch = args.epoch if args.epoch is not None else max(metrics) if metrics else 0
+    if metrics is not None:
+        _warn_missing_metrics(metrics, [epoch], args.metrics)
+    return epoch, (metrics or {}).get(epoch)
+
+
+def export_onnx_file(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
+    """An ONNX model's export (imports onnx and onnxruntime, never TensorFlow)."""
+    from .onnx_export import OnnxSource, export_onnx
+    from .samples import load_sample_files, prepare_samples
+
+    source = OnnxSource(inputs.model, args.name)
+    samples, names = load_sample_files(inputs.samples, source.sample_shape,
+                                       rescale=1.0 if args.rescale is None else args.rescale,
+                                       channels_first=source.channels_first)
+    if inputs.samples.images and args.rescale is None and not source.scales_its_input() \
+            and samples.size and float(np.max(samples)) > SCALED_PIXEL_MAX:
+        warnings.warn(f"the images go in as pixel values 0..255 and ONNX model {source.name!r} "
+                      f"does not scale its input itself; if it was trained on inputs scaled to "
+                      f"0..1, pass --rescale 1/255 (the images were not rescaled)", ExportWarning,
+                      stacklevel=2)
+    samples = prepare_samples(samples, source.sample_shape, source.plan.input_dtype)
+    samples, names, labels = _selected(samples, names, inputs)
+    epoch, metrics = _single_epoch(args, inputs)
+    return export_onnx(source, samples, args.out, labels=labels, class_names=inputs.class_names,
+                       activation_dtype=args.dtype, epoch=epoch, metrics=metrics,
+                       sample_names=names, verbose=not args.quiet)
+
+
 def export(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
-    """The export itself (imports TensorFlow)."""
+    """The export itself (imports TensorFlow, or for an ONNX file onnx and onnxruntime)."""
+    if is_onnx_path(inputs.model):
+        return export_onnx_file(args, inputs)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .graph import model_input_dtype, model_input_shape
     from .models import load_model
@@ -222,18 +282,9 @@ def export(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
                                        rescale=1.0 if args.rescale is None else args.rescale)
     if inputs.samples.images:
         check_image_scale(model, samples, args.rescale, verbose)
-    labels = inputs.labels
     # One sample given without its batch axis counts as a batch of one.
     samples = prepare_samples(samples, input_shape, model_input_dtype(model))
-    if len(names) != samples.shape[0]:
-        names = [f"sample {i}" for i in range(samples.shape[0])]
-    if labels is not None and len(labels) != samples.shape[0]:
-        raise ExportError(f"{len(labels)} labels for {samples.shape[0]} samples")
-    if inputs.indices:
-        samples = np.stack(_select(samples, inputs.indices, "the samples"))
-        names = _select(names, inputs.indices, "the samples")
-        if labels is not None:
-            labels = np.stack(_select(labels, inputs.indices, "the labels"))
+    samples, names, labels = _selected(samples, names, inputs)
     options = dict(labels=labels, name=args.name, activation_dtype=args.dtype,
                    class_names=inputs.class_names, sample_names=names,
                    batch_size=args.batch_size, verbose=verbose)
@@ -243,11 +294,8 @@ def export(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
             _warn_missing_metrics(metrics, [c.epoch for c in inputs.checkpoints], args.metrics)
         return export_checkpoints(model, args.checkpoints, samples, args.out,
                                   metrics=metrics, **options)
-    epoch = args.epoch if args.epoch is not None else max(metrics) if metrics else 0
-    if metrics is not None:
-        _warn_missing_metrics(metrics, [epoch], args.metrics)
-    return export_model(model, samples, args.out, epoch=epoch,
-                        metrics=(metrics or {}).get(epoch), **options)
+    epoch, epoch_metrics = _single_epoch(args, inputs)
+    return export_model(model, samples, args.out, epoch=epoch, metrics=epoch_metrics, **options)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
