@@ -39,11 +39,15 @@ from .summary import summarize
 _KERAS_NAMES = {"EpochRecorder": "recorder", "export_model": "session", "model_graph": "graph"}
 #: Names whose modules import onnx and onnxruntime when called: name -> module.
 _ONNX_NAMES = {"export_onnx": "onnx_export"}
+#: Names whose modules import torch, loaded on first use: name -> module.
+_TORCH_NAMES = {"export_torch": "torch_source", "load_torch_program": "torch_source",
+                "TorchEpochRecorder": "torch_recorder", "LightningRecorder": "torch_recorder"}
 
 __all__ = [
-    "CustomLayerWarning", "EpochRecorder", "ExportError", "ExportWarning", "__version__",
-    "export_checkpoints", "export_model", "export_onnx", "list_checkpoints", "load_model", "load_samples",
-    "model_graph", "read_metrics_log", "summarize",
+    "CustomLayerWarning", "EpochRecorder", "ExportError", "ExportWarning", "TorchEpochRecorder",
+    "__version__", "export_checkpoints", "export_model", "export_onnx", "export_torch",
+    "list_checkpoints", "load_model", "load_samples", "load_torch_program", "model_graph",
+    "read_metrics_log", "summarize",
 ]
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,10 +55,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .onnx_export import export_onnx
     from .recorder import EpochRecorder
     from .session import export_model
+    from .torch_recorder import TorchEpochRecorder
+    from .torch_source import export_torch, load_torch_program
 
 
 def __getattr__(name: str):
-    module = _KERAS_NAMES.get(name) or _ONNX_NAMES.get(name)
+    if name == "LightningRecorder" and not hasattr(import_module(".torch_recorder", __name__), name):
+        raise ImportError("nnvis_export.LightningRecorder needs PyTorch Lightning (pip install "
+                          "lightning); without it, call TorchEpochRecorder.record in the "
+                          "training loop")
+    module = _KERAS_NAMES.get(name) or _ONNX_NAMES.get(name) or _TORCH_NAMES.get(name)
     if module is not None:
         return getattr(import_module(f".{module}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -129,3 +129,26 @@ def _load_saved_model(path: Path, verbose: bool = True):
                  f"the export shows it as one {type(layer).__name__} layer (save the model as "
                  f".keras to see every layer)")
     return keras.Model(inputs, result, name=file_name(path.name))
+
+
+#: A saved ``torch.export`` program; weight files PyTorch users often have instead.
+TORCH_PROGRAM_SUFFIXES = (".pt2",)
+TORCH_WEIGHT_SUFFIXES = (".pt", ".pth")
+
+
+def check_torch_program_path(path: os.PathLike | str) -> Path:
+    """``path`` when it is a saved ``torch.export`` program (``.pt2``); a clear ExportError for a
+    ``.pt``/``.pth`` file (a state dict or a pickled module: no graph, and loading pickles runs
+    code). No torch needed."""
+    path = Path(path)
+    if path.suffix.lower() in TORCH_WEIGHT_SUFFIXES:
+        raise ExportError(f"{path.name!r} is a PyTorch weights file (a state_dict or a pickled "
+                          f"module) without a graph, and nnvis never unpickles; save the model "
+                          f"with torch.export.save(torch.export.export(model, (x,)), 'model.pt2'), "
+                          f"or export from Python with nnvis_export.export_torch(model, samples, "
+                          f"out_dir)")
+    if path.suffix.lower() not in TORCH_PROGRAM_SUFFIXES:
+        raise ExportError(f"model {path.name!r}: expected a torch.export program (.pt2)")
+    if not path.is_file():
+        raise ExportError(f"model {str(path)!r} does not exist")
+    return path
