@@ -1,11 +1,13 @@
-"""nnvis exporter: write trained Keras 3 / TensorFlow and ONNX CNNs in nnvis export format v1.
+"""nnvis exporter: write trained Keras 3 / TensorFlow, PyTorch and ONNX CNNs in nnvis export format v1.
 
 The Blender add-on never imports this package. The modules, by job: ``graph`` (the model's layer
 graph as format v1 layers), ``samples`` (sample files, images, labels), ``models`` (model files),
 ``activations`` (every layer's output for the samples), ``session`` (one export written epoch by
 epoch, and ``export_model``), ``recorder`` (``EpochRecorder``), ``checkpoints`` (per-epoch weight
 files and ``export_checkpoints``), ``writing`` (the files, framework-free), ``onnx_export``,
-``onnx_graph`` and ``onnx_ops`` (ONNX files: ``export_onnx``), ``metrics_log``, ``summary``,
+``onnx_graph`` and ``onnx_ops`` (ONNX files: ``export_onnx``), ``torch_source``,
+``torch_graph``, ``torch_ops`` and ``torch_recorder`` (PyTorch modules and ``.pt2`` programs:
+``export_torch``, ``TorchEpochRecorder``), ``metrics_log``, ``summary``,
 ``cli``, ``errors``, ``text``.
 
 Importing the package does not import TensorFlow: ``graph``, ``activations``, ``session`` and
@@ -13,7 +15,8 @@ Importing the package does not import TensorFlow: ``graph``, ``activations``, ``
 and ``checkpoints`` import it only inside the functions that load something. So ``summarize``,
 ``list_checkpoints`` and ``read_metrics_log`` (and ``nnvis-export --summary``, and the command
 line's checks of its arguments and files) work without loading TensorFlow. Likewise
-``export_onnx`` imports onnx and onnxruntime only when called.
+``export_onnx`` imports onnx and onnxruntime only when called, and the PyTorch names import
+torch on first use.
 
 >>> from nnvis_export import EpochRecorder
 >>> recorder = EpochRecorder(x_test[:4], "out/", labels=y_test[:4])
