@@ -353,7 +353,8 @@ def _new_layer(view: NodeView, mapped: Mapped) -> OnnxLayer:
 
 def _scope(node) -> tuple[str, str]:
     """A PyTorch export's node name ``/layer1/layer1.0/conv1/Conv`` as the module's path
-    ``layer1.0.conv1`` and the op part ``Conv``; other names as they are."""
+    ``layer1.0.conv1`` and the op part in lower case, as PyTorch spells it (``/Add_1``:
+    ``add_1``); other names as they are."""
     name = node.name or node.output[0]
     if not name.startswith("/"):
         return "", name
@@ -361,12 +362,12 @@ def _scope(node) -> tuple[str, str]:
     path = ""
     for part in parts:
         path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
-    return path, op or node.op_type
+    return path, (op or node.op_type).lower()
 
 
 def _name_layers(layers: list[OnnxLayer], tensors: dict[str, Tensor]) -> None:
     """Unique names: a module's path when it is a leaf module that made one layer
-    (``layer1.0.conv1``), ``path/op`` for the ops of a module's own forward (``layer1.0/Add``)
+    (``layer1.0.conv1``), ``path/op`` for the ops of a module's own forward (``layer1.0/add``)
     or of a module that made several, the node's own name otherwise; the inbound lists and
     tensors follow."""
     per_scope: dict[str, int] = {}

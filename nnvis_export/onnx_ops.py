@@ -136,10 +136,11 @@ def conv_transpose(view: NodeView) -> Mapped:
 
 def batch_norm(view: NodeView) -> Mapped:
     """``BatchNormalization`` -> ``BatchNormalization`` (gamma, beta, moving_mean,
-    moving_variance), on the channel axis (-1 channels-last)."""
+    moving_variance), on the channel axis (-1 channels-last), with a scale (Keras's
+    ``scale=True``)."""
     names = ("gamma", "beta", "moving_mean", "moving_variance")
     weights = [(name, _weight(view, i + 1, name)) for i, name in enumerate(names)]
-    return Mapped("BatchNormalization", {"axis": -1}, weights)
+    return Mapped("BatchNormalization", {"axis": -1, "scale": True}, weights)
 
 
 def gemm(view: NodeView) -> Mapped:

@@ -62,15 +62,15 @@ TORCH_CNN_GRAPH = [
     ("block.conv", "Conv2D", ("act",)), ("block.bn", "BatchNormalization", ("block.conv",)),
     ("block.relu", "ReLU", ("block.bn",)), ("block.dw", "DepthwiseConv2D", ("block.relu",)),
     ("block.se.pool", "GlobalAveragePooling2D", ("block.dw",)),
-    ("block.se/Flatten", "Flatten", ("block.se.pool",)),
-    ("block.se.fc1", "Dense", ("block.se/Flatten",)), ("block.se.relu", "ReLU", ("block.se.fc1",)),
+    ("block.se/flatten", "Flatten", ("block.se.pool",)),
+    ("block.se.fc1", "Dense", ("block.se/flatten",)), ("block.se.relu", "ReLU", ("block.se.fc1",)),
     ("block.se.fc2", "Dense", ("block.se.relu",)),
     ("block.se.gate", "Activation", ("block.se.fc2",)),
-    ("block.se/Reshape", "Reshape", ("block.se.gate",)),
-    ("block.se/Mul", "Multiply", ("block.dw", "block.se/Reshape")),
-    ("block/Add", "Add", ("act", "block.se/Mul")), ("block.relu_1", "ReLU", ("block/Add",)),
+    ("block.se/reshape", "Reshape", ("block.se.gate",)),
+    ("block.se/mul", "Multiply", ("block.dw", "block.se/reshape")),
+    ("block/add", "Add", ("act", "block.se/mul")), ("block.relu_1", "ReLU", ("block/add",)),
     ("hswish", "Activation", ("block.relu_1",)), ("pool", "MaxPooling2D", ("hswish",)),
-    ("Flatten", "Flatten", ("pool",)), ("fc", "Dense", ("Flatten",)),
+    ("flatten", "Flatten", ("pool",)), ("fc", "Dense", ("flatten",)),
 ]
 
 

@@ -57,8 +57,8 @@ def test_every_layer_and_cell_in_blender(api, onnx_export):
         assert np.all(np.isfinite(positions)), layer.name
     expected = {(source, name) for name, _, inbound in TORCH_CNN_GRAPH for source in inbound}
     assert set(links) == expected
-    for pair in [("act", "block.conv"), ("block.relu", "block.dw"), ("Flatten", "fc"),
-                 ("block.se/Flatten", "block.se.fc1")]:
+    for pair in [("act", "block.conv"), ("block.relu", "block.dw"), ("flatten", "fc"),
+                 ("block.se/flatten", "block.se.fc1")]:
         assert len(links[pair].data.curves) > 0, pair  # weighted edges from the exported kernels
 
 
@@ -67,5 +67,5 @@ def test_default_import_folds_batchnorm_and_activations(api, onnx_export):
     units = {obj["nnvis_layer"]: obj for obj in layers.values()}
     assert "stem_bn" not in units and "act" not in units
     assert units["stem"]["nnvis_folded"] == "stem_bn, act"
-    assert units["fc"]["nnvis_folded"] == "Flatten"
+    assert units["fc"]["nnvis_folded"] == "flatten"
     assert units["block.conv"]["nnvis_folded"] == "block.bn, block.relu"

@@ -349,7 +349,7 @@ def test_pytorch_cnn_layer_graph(torch_export):
     assert [(layer.name, layer.type, layer.inbound) for layer in export.layers] == TORCH_CNN_GRAPH
     assert export.input_shape == (16, 16, 3)
     assert export.layer("block.dw").config["depth_multiplier"] == 1
-    assert export.layer("block.se/Reshape").config == {"target_shape": [1, 1, 8]}
+    assert export.layer("block.se/reshape").config == {"target_shape": [1, 1, 8]}
     assert [w.name for w in export.layer("block.bn").weights] == [
         "gamma", "beta", "moving_mean", "moving_variance"]
 
@@ -363,8 +363,8 @@ def test_pytorch_cnn_activations_equal_forward_hooks(torch_export):
     for name in compared:
         _close16(export.activations(name), hooked[name])
     y = hooked["block.dw"] * hooked["block.se.gate"][:, None, None, :]
-    _close16(export.activations("block.se/Mul"), y)
-    _close16(export.activations("block/Add"), hooked["act"] + y)
+    _close16(export.activations("block.se/mul"), y)
+    _close16(export.activations("block/add"), hooked["act"] + y)
     _close16(export.activations("fc"), logits)
     assert [s.predicted_class for s in export.samples] == list(np.argmax(logits, axis=1))
 
@@ -385,7 +385,7 @@ def test_pytorch_cnn_weights_in_keras_layouts(torch_export):
                                   module.block.se.fc1.weight.detach().numpy().T)
     # fc's rows follow the stored Flatten, (H, W, C): stored values x kernel + bias = logits
     kernel, bias = export.weights("fc")
-    flat = np.asarray(export.activations("Flatten"), np.float32)
+    flat = np.asarray(export.activations("flatten"), np.float32)
     np.testing.assert_allclose(flat @ kernel + bias, np.asarray(export.activations("fc")),
                                rtol=1e-2, atol=1e-2)
 
