@@ -29,7 +29,7 @@ from nnvis_addon.core.export_format import NnvisError
 from .checkpoints import Checkpoint, export_checkpoints, list_checkpoints
 from .errors import ExportError, ExportWarning
 from .metrics_log import Metrics, read_metrics_log
-from .models import check_model_path
+from .models import check_model_path, check_torch_program_path, is_torch_path
 from .onnx_export import check_onnx_path, is_onnx_path
 from .samples import SampleFiles, load_npy, read_sample_files
 
@@ -68,11 +68,12 @@ def _whole_number(minimum: int):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Export a trained Keras/TensorFlow or ONNX model's layers, weights and "
+        description="Export a trained Keras/TensorFlow, PyTorch or ONNX model's layers, weights and "
                     "activations for the nnvis Blender extension (nnvis format v1).")
     parser.add_argument("model", nargs="?", metavar="MODEL",
-                        help="a .keras or .h5 model file, a SavedModel folder, or a .onnx file "
-                             "(samples in its own layout, e.g. (S, C, H, W))")
+                        help="a .keras or .h5 model file, a SavedModel folder, a .onnx file or a "
+                             "saved torch.export program (.pt2) (samples in the model's own "
+                             "layout, e.g. (S, C, H, W))")
     parser.add_argument("--samples", nargs="+", metavar="SAMPLES",
                         help="a .npy array of inputs (S, *input_shape), or image files/folders "
                              "(PNG/JPEG, resized to the model input; pixel values 0..255, see "
@@ -154,6 +155,13 @@ def check_inputs(args: argparse.Namespace) -> CheckedInputs:
             raise ExportError(f"{'--checkpoints' if args.checkpoints else '--unsafe-load-code'} "
                               f"is for Keras models; an ONNX file holds one set of weights and "
                               f"no code: export it as one epoch (--epoch N)")
+    elif is_torch_path(args.model):
+        model = check_torch_program_path(args.model)
+        if args.checkpoints or args.unsafe_load_code:
+            raise ExportError(f"{'--checkpoints' if args.checkpoints else '--unsafe-load-code'} "
+                              f"is for Keras models; a .pt2 program holds one set of weights: "
+                              f"export it as one epoch (--epoch N), or record epochs while "
+                              f"training with nnvis_export.TorchEpochRecorder")
     else:
         model = check_model_path(args.model)
     samples = read_sample_files(args.samples)
@@ -265,10 +273,37 @@ def export_onnx_file(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
                        sample_names=names, verbose=not args.quiet)
 
 
+def export_torch_file(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
+    """A saved ``torch.export`` program's export (imports torch, never TensorFlow)."""
+    from .samples import load_sample_files, prepare_samples
+    from .torch_source import export_torch, load_torch_program, program_input
+
+    program = load_torch_program(inputs.model)
+    shape, dtype = program_input(program)
+    samples, names = load_sample_files(inputs.samples, shape,
+                                       rescale=1.0 if args.rescale is None else args.rescale,
+                                       channels_first=True)
+    if inputs.samples.images and args.rescale is None and samples.size \
+            and float(np.max(samples)) > SCALED_PIXEL_MAX:
+        warnings.warn(f"the images go in as pixel values 0..255 into {inputs.model.name!r}; if "
+                      f"it was trained on inputs scaled to 0..1, pass --rescale 1/255 (the "
+                      f"images were not rescaled)", ExportWarning, stacklevel=2)
+    samples = prepare_samples(samples, shape, dtype)
+    samples, names, labels = _selected(samples, names, inputs)
+    epoch, metrics = _single_epoch(args, inputs)
+    return export_torch(program, samples, args.out, labels, inputs.class_names,
+                        name=args.name or inputs.model.stem, activation_dtype=args.dtype,
+                        epoch=epoch, metrics=metrics, sample_names=names,
+                        batch_size=args.batch_size, verbose=not args.quiet)
+
+
 def export(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
-    """The export itself (imports TensorFlow, or for an ONNX file onnx and onnxruntime)."""
+    """The export itself (imports TensorFlow, or for an ONNX file onnx and onnxruntime, or for
+    a .pt2 program torch)."""
     if is_onnx_path(inputs.model):
         return export_onnx_file(args, inputs)
+    if is_torch_path(inputs.model):
+        return export_torch_file(args, inputs)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from .graph import model_input_dtype, model_input_shape
     from .models import load_model

@@ -136,6 +136,11 @@ TORCH_PROGRAM_SUFFIXES = (".pt2",)
 TORCH_WEIGHT_SUFFIXES = (".pt", ".pth")
 
 
+def is_torch_path(path: os.PathLike | str) -> bool:
+    """Whether ``path`` names a PyTorch file (a .pt2 program, or a .pt/.pth weights file)."""
+    return Path(path).suffix.lower() in TORCH_PROGRAM_SUFFIXES + TORCH_WEIGHT_SUFFIXES
+
+
 def check_torch_program_path(path: os.PathLike | str) -> Path:
     """``path`` when it is a saved ``torch.export`` program (``.pt2``); a clear ExportError for a
     ``.pt``/``.pth`` file (a state dict or a pickled module: no graph, and loading pickles runs

@@ -38,16 +38,25 @@ def as_array(samples) -> np.ndarray:
     return np.asarray(samples)
 
 
+def program_input(program) -> tuple[tuple[int | None, ...], str]:
+    """A ``torch.export`` program's one input: a sample's shape (``None`` where free) and dtype."""
+    inputs = list(program.graph_signature.user_inputs)
+    if len(inputs) != 1:
+        raise ExportError(f"the program takes {len(inputs)} inputs; nnvis format v1 records "
+                          f"models with exactly one input")
+    for node in program.graph.nodes:
+        value = node.meta.get("val") if node.op == "placeholder" and node.name in inputs else None
+        if isinstance(value, torch.Tensor) and value.dim() >= 1:
+            shape = tuple(d if isinstance(d, int) else None for d in value.shape[1:])
+            return shape, str(value.dtype).removeprefix("torch.")
+    raise ExportError("the program's input is not a batch of tensors")
+
+
 def _input_spec(module, samples: np.ndarray) -> tuple[tuple[int | None, ...], str]:
     """One sample's shape in the module's layout and the input dtype: a program's own, else the
     samples' (a batch) and the module's floating-point parameters' dtype."""
     if isinstance(module, torch.export.ExportedProgram):
-        inputs = set(module.graph_signature.user_inputs)
-        for node in module.graph.nodes:
-            value = node.meta.get("val") if node.op == "placeholder" and node.name in inputs else None
-            if isinstance(value, torch.Tensor):
-                shape = tuple(d if isinstance(d, int) else None for d in value.shape[1:])
-                return shape, str(value.dtype).removeprefix("torch.")
+        return program_input(module)
     if samples.ndim < 2:
         raise ExportError(f"samples have shape {samples.shape}; give a batch (S, *input_shape) in "
                           f"the module's own layout (NCHW for images)")

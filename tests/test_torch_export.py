@@ -403,3 +403,72 @@ def test_lightning_hooks_record_before_training_and_after_each_epoch(tmp_path):
     assert export.epochs[2].metrics == {"loss": 0.5}
     np.testing.assert_allclose(export.weights("fc", epoch_index=2)[1],
                                export.weights("fc", epoch_index=0)[1] + 2.0, rtol=1e-6)
+
+
+# -- a saved torch.export program through the command line ----------------------------------------
+
+
+def test_saved_program_exports_through_the_command_line(tmp_path, capsys):
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    from nnvis_export.cli import main
+
+    module = torch_models.ResNet18(width=8)
+    samples = torch_models.images(3, (3, 32, 32))
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(module, (torch.from_numpy(samples),),
+                                  dynamic_shapes=({0: batch},))
+    torch.export.save(program, tmp_path / "resnet.pt2")
+    np.save(tmp_path / "samples.npy", samples)
+    np.save(tmp_path / "labels.npy", np.array([3, 1, 4]))
+    assert main([str(tmp_path / "resnet.pt2"), "--samples", str(tmp_path / "samples.npy"),
+                 "--labels", str(tmp_path / "labels.npy"), "--out", str(tmp_path / "cli"),
+                 "--dtype", "float32", "--epoch", "7", "--quiet"]) == 0
+    export = read_export(tmp_path / "cli")
+    direct = read_export(export_torch(module, samples, tmp_path / "direct",
+                                      activation_dtype="float32", verbose=False))
+    assert export.name == "resnet" and [e.epoch for e in export.epochs] == [7]
+    assert export.frameworks["traced_by"] == "torch.export"
+    assert [s.label for s in export.samples] == [3, 1, 4]
+    assert [layer.type for layer in export.layers] == [layer.type for layer in direct.layers]
+    for name in ("conv1", "layer2.0.downsample.0", "fc"):  # module paths name the layers
+        np.testing.assert_allclose(export.activations(name), direct.activations(name), rtol=1e-5,
+                                   atol=1e-5)
+        for a, b in zip(export.weights(name), direct.weights(name)):
+            np.testing.assert_array_equal(a, b)
+
+    # an image, converted to the program's (C, H, W) layout; a program of a fixed batch size
+    china = load_sample_images().images[0]
+    Image.fromarray(china[100:300, 200:400]).save(tmp_path / "china.png")
+    fixed = torch.export.export(torch_models.MobileNetV3(), (torch.zeros(1, 3, 32, 32),))
+    torch.export.save(fixed, tmp_path / "mobilenet.pt2")
+    assert main([str(tmp_path / "mobilenet.pt2"), "--samples", str(tmp_path / "china.png"),
+                 str(tmp_path / "china.png"), "--rescale", "1/255", "--out",
+                 str(tmp_path / "image"), "--quiet"]) == 0
+    export = read_export(tmp_path / "image")
+    assert export.input_shape == (32, 32, 3) and export.num_samples == 2
+    picture = np.asarray(Image.open(tmp_path / "china.png").resize((32, 32), Image.BILINEAR))
+    np.testing.assert_allclose(export.activations(export.layers[0].name)[0], picture / 255.0,
+                               atol=1e-6)
+    assert export.layer("blocks.0.depthwise.0").type == "DepthwiseConv2D"
+
+
+def test_command_line_refuses_weights_files_with_what_to_do(tmp_path, capsys):
+    from nnvis_export.cli import main
+
+    np.save(tmp_path / "samples.npy", torch_models.images(1))
+    torch.save(torch_models.SmallResNet().state_dict(), tmp_path / "model.pth")
+    assert main([str(tmp_path / "model.pth"), "--samples", str(tmp_path / "samples.npy"),
+                 "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and error.startswith("nnvis-export: error: 'model.pth' is a "
+                                                       "PyTorch weights file")
+    assert "torch.export.save" in error and "export_torch" in error
+    (tmp_path / "broken.pt2").write_bytes(b"not a zip")
+    assert main([str(tmp_path / "broken.pt2"), "--samples", str(tmp_path / "samples.npy"),
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "cannot load program 'broken.pt2' with torch.export.load" in capsys.readouterr().err
+    assert main([str(tmp_path / "broken.pt2"), "--samples", str(tmp_path / "samples.npy"),
+                 "--checkpoints", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "--checkpoints is for Keras models" in capsys.readouterr().err
