@@ -53,7 +53,7 @@ class ActivationProbe:
             try:
                 outputs = self._predict(samples, batch_size)
             except ValueError as exc:
-                refused = _refused_scope_name(exc)
+                refused = refused_scope_name(exc)
                 if refused is None:
                     raise
                 self.eager = True
@@ -80,7 +80,7 @@ class ActivationProbe:
         return [np.concatenate(parts) for parts in zip(*batches)]
 
 
-def _refused_scope_name(exc: BaseException) -> str | None:
+def refused_scope_name(exc: BaseException) -> str | None:
     """The layer name in TensorFlow's "'<name>' is not a valid scope name" error, else None."""
     match = _REFUSED_SCOPE.search(str(exc))
     return match.group(1) if match else None

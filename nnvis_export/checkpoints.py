@@ -93,12 +93,13 @@ def export_checkpoints(model, checkpoint_dir: os.PathLike | str, samples, out_di
                        metrics: Mapping[int, Mapping[str, float]] | None = None,
                        class_names: Sequence[str] | None = None,
                        sample_names: Sequence[str] | None = None, batch_size: int = 32,
-                       verbose: bool = True) -> Path:
+                       verbose: bool = True, explain: bool | None = None) -> Path:
     """One export with an epoch per checkpoint in ``checkpoint_dir``.
 
     ``model``: a model file (.keras/.h5, or a SavedModel folder) or a ``keras.Model``; each
     checkpoint's weights are loaded into it in turn. ``metrics``: optional {epoch: {name: value}},
     e.g. from :func:`nnvis_export.read_metrics_log` (a CSVLogger file or a History JSON).
+    ``explain``: class evidence maps per epoch, as for ``export_model``.
     """
     import keras
 
@@ -111,7 +112,8 @@ def export_checkpoints(model, checkpoint_dir: os.PathLike | str, samples, out_di
                  f"{', '.join(str(c.epoch) for c in checkpoints)}")
     session = ExportSession(model, samples, out_dir, labels=labels, name=name,
                             activation_dtype=activation_dtype, class_names=class_names,
-                            sample_names=sample_names, batch_size=batch_size, verbose=verbose)
+                            sample_names=sample_names, batch_size=batch_size, verbose=verbose,
+                            explain=explain)
     try:
         for checkpoint in checkpoints:
             load_checkpoint(model, checkpoint)

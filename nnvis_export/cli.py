@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "Rescaling layer")
     parser.add_argument("--batch-size", type=_whole_number(1), default=32,
                         help="samples per predict call (default 32)")
+    parser.add_argument("--no-explain", action="store_true",
+                        help="leave out the class evidence maps (Grad-CAM of the last convolution "
+                             "and input-gradient saliency, for the predicted class and the true "
+                             "label, per sample and epoch), which models with a convolution get "
+                             "by default")
     parser.add_argument("--unsafe-load-code", action="store_true",
                         help="load the model with Keras safe_mode off, so Lambda layers load: "
                              "this runs Python code stored in the model file; only for files "
@@ -322,7 +327,8 @@ def export(args: argparse.Namespace, inputs: CheckedInputs) -> Path:
     samples, names, labels = _selected(samples, names, inputs)
     options = dict(labels=labels, name=args.name, activation_dtype=args.dtype,
                    class_names=inputs.class_names, sample_names=names,
-                   batch_size=args.batch_size, verbose=verbose)
+                   batch_size=args.batch_size, verbose=verbose,
+                   explain=False if args.no_explain else None)
     metrics = inputs.metrics
     if inputs.checkpoints is not None:
         if metrics is not None:

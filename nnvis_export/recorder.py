@@ -34,7 +34,7 @@ class EpochRecorder(keras.callbacks.Callback):
     def __init__(self, samples, out_dir: os.PathLike | str, labels=None, name: str | None = None,
                  activation_dtype: str = "float16", *, class_names: Sequence[str] | None = None,
                  sample_names: Sequence[str] | None = None, batch_size: int = 32,
-                 verbose: bool = True):
+                 verbose: bool = True, explain: bool | None = None):
         super().__init__()
         check_activation_dtype(activation_dtype)
         self.samples = np.asarray(samples)
@@ -46,6 +46,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self.sample_names = sample_names
         self.batch_size = batch_size
         self.verbose = verbose
+        self.explain = explain
         self.export_path: Path | None = None
         self._session: ExportSession | None = None
         self._fit_started = False   # the current fit has not run its first epoch yet
@@ -58,7 +59,7 @@ class EpochRecorder(keras.callbacks.Callback):
             self.model, self.samples, self.out_dir, labels=self.labels, name=self.name,
             activation_dtype=self.activation_dtype, class_names=self.class_names,
             sample_names=self.sample_names, batch_size=self.batch_size, verbose=self.verbose,
-            continue_from=self.export_path)
+            continue_from=self.export_path, explain=self.explain)
         self._fit_started = True
         self._epoch_shift = 0
 

@@ -24,6 +24,7 @@ from nnvis_addon.core.export_format import ExportFormatError, NetworkExport, rea
 
 from .activations import ActivationProbe
 from .errors import ExportError, ExportWarning
+from .explain import make_class_evidence
 from .graph import (
     build_sequential,
     check_data_format,
@@ -38,7 +39,7 @@ from .graph import (
 )
 from .samples import prepare_labels, prepare_sample_names, prepare_samples
 from .text import log
-from .writing import ACTIVATION_DTYPES, EpochWriter, check_activation_dtype
+from .writing import ACTIVATION_DTYPES, EpochWriter, check_activation_dtype, predicted_classes
 
 __all__ = ["ACTIVATION_DTYPES", "ExportSession", "check_activation_dtype", "export_model"]
 
@@ -56,7 +57,8 @@ class ExportSession:
                  name: str | None = None, activation_dtype: str = "float16",
                  class_names: Sequence[str] | None = None,
                  sample_names: Sequence[str] | None = None, batch_size: int = 32,
-                 verbose: bool = True, continue_from: os.PathLike | str | None = None):
+                 verbose: bool = True, continue_from: os.PathLike | str | None = None,
+                 explain: bool | None = None):
         check_activation_dtype(activation_dtype)
         self.model = model
         build_sequential(model, samples)
@@ -75,6 +77,9 @@ class ExportSession:
         self.probe = ActivationProbe(model, self.graph, activation_dtype, verbose)
         output_layer = next(g.layer for g in self.graph if g.name == output_layer_name(model))
         self.sigmoid_output = layer_config(output_layer).get("activation") == "sigmoid"
+        self.evidence = make_class_evidence(model, self.graph, explain, verbose)
+        if self.evidence is not None:
+            self.files.explain = self.evidence.description
         self.weighted: dict[str, list] = {}
         self.failed = False
         self.new_epochs = 0
@@ -132,8 +137,13 @@ class ExportSession:
             self._start(activations)
         weights = {name: [v.numpy() for v in variables]
                    for name, variables in self.weighted.items()}
+        explanations = None
+        if self.evidence is not None:
+            predicted = predicted_classes(scores, self.sigmoid_output)
+            explanations = self.evidence.compute(self.samples, predicted, self.files.labels,
+                                                 self.batch_size)
         numbers = self.files.write_epoch(epoch, activations, weights, scores, metrics,
-                                         self.sigmoid_output)
+                                         self.sigmoid_output, explanations)
         self.new_epochs += 1
         shown = ", ".join(f"{k} {v:.4g}" for k, v in numbers.items() if v is not None)
         log(self.verbose, f"epoch {epoch}: {len(self.files.layers)} layers x "
@@ -191,11 +201,14 @@ def export_model(model, samples, out_dir: os.PathLike | str, labels=None, name: 
                  metrics: Mapping[str, float] | None = None,
                  class_names: Sequence[str] | None = None,
                  sample_names: Sequence[str] | None = None, batch_size: int = 32,
-                 verbose: bool = True) -> Path:
-    """Export a (trained) model as one epoch record; return the structure document's path."""
+                 verbose: bool = True, explain: bool | None = None) -> Path:
+    """Export a (trained) model as one epoch record; return the structure document's path.
+    ``explain``: class evidence maps (Grad-CAM, saliency: :mod:`~nnvis_export.explain`); None
+    computes them for models with a convolution, False never."""
     session = ExportSession(model, samples, out_dir, labels=labels, name=name,
                             activation_dtype=activation_dtype, class_names=class_names,
-                            sample_names=sample_names, batch_size=batch_size, verbose=verbose)
+                            sample_names=sample_names, batch_size=batch_size, verbose=verbose,
+                            explain=explain)
     try:
         session.record(epoch, metrics)
     except BaseException:

@@ -7,6 +7,14 @@ output scores as numpy arrays, and writes them through
 Every source ends here: Keras models through :class:`~nnvis_export.session.ExportSession`, ONNX
 files through :func:`~nnvis_export.onnx_export.export_onnx`. Importing this module imports
 numpy and nnvis's own reader only.
+
+Class evidence (format 1.1, docs/format.md "Explanations"): a source that can take gradients
+sets :attr:`EpochWriter.explain` (``{"gradcam_layer": name or absent, "score": "logit" or
+"output"}``) and passes each epoch's maps to :meth:`EpochWriter.write_epoch` as
+``explanations`` ({kind: (S, *spatial) array}, kinds from
+``core.export_format.EXPLANATION_KINDS``). The Keras source computes them in
+:mod:`~nnvis_export.explain`; a PyTorch or ONNX source hooks in here the same way where it has
+gradients.
 """
 
 from __future__ import annotations
@@ -19,7 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from nnvis_addon.core.export_format import ExportFormatError, ExportWriter, NetworkExport, read_export
+from nnvis_addon.core.export_format import (
+    EXPLANATION_KINDS,
+    ExportFormatError,
+    ExportWriter,
+    NetworkExport,
+    read_export,
+)
 
 from ._version import __version__
 from .errors import ExportError
@@ -68,6 +82,7 @@ class EpochWriter:
         self.input_refs: list[int] = []
         self.samples_ref: int | None = None
         self.last_scores: np.ndarray | None = None
+        self.explain: dict[str, str] | None = None  # format 1.1 "explain", set by the source
         self.bytes_written = 0
         self.started = time.perf_counter()
 
@@ -93,20 +108,37 @@ class EpochWriter:
 
     def write_epoch(self, epoch: int, activations: dict[str, np.ndarray],
                     weights: Mapping[str, Sequence[np.ndarray]], scores: np.ndarray | None,
-                    metrics: Mapping | None = None, sigmoid_output: bool = False
+                    metrics: Mapping | None = None, sigmoid_output: bool = False,
+                    explanations: Mapping[str, np.ndarray] | None = None
                     ) -> dict[str, float | None]:
         """One epoch: every layer's activations (the input's are the samples; ``activations``
-        is emptied as they are written), the weights of every layer that declares some, and
-        the model's output ``scores`` (S, ...) for the predictions. Returns the metrics kept."""
+        is emptied as they are written), the weights of every layer that declares some, the
+        model's output ``scores`` (S, ...) for the predictions, and the class evidence maps
+        (``explanations``, see the module docstring). Returns the metrics kept."""
         refs = self._write_activations(epoch, activations)
         if scores is not None and _is_classifier_output(tuple(scores.shape[1:])):
             self.last_scores = np.asarray(scores, dtype=np.float32)
         weight_refs = self._write_weights(epoch, weights)
         numbers = _metrics(metrics)
         predictions = None if self.last_scores is None else \
-            _classes(self.last_scores, sigmoid_output)
-        self.epochs.append(epoch_entry(epoch, numbers, predictions, weight_refs, refs))
+            predicted_classes(self.last_scores, sigmoid_output)
+        self.epochs.append(epoch_entry(epoch, numbers, predictions, weight_refs, refs,
+                                       self._write_explanations(explanations)))
         return numbers
+
+    def _write_explanations(self, explanations: Mapping[str, np.ndarray] | None
+                            ) -> dict[str, int]:
+        if not explanations:
+            return {}
+        if self.explain is None:
+            raise ExportError("explanations given, but the source did not describe them "
+                              "(EpochWriter.explain)")
+        unknown = sorted(set(explanations) - set(EXPLANATION_KINDS))
+        if unknown:
+            raise ExportError(f"unknown kind of explanation {unknown[0]!r} "
+                              f"({', '.join(EXPLANATION_KINDS)})")
+        return {kind: self._add(np.asarray(array, np.float32), "float32")
+                for kind, array in explanations.items()}
 
     def _write_activations(self, epoch: int, activations: dict[str, np.ndarray]) -> dict[str, int]:
         refs: dict[str, int] = {}
@@ -154,8 +186,14 @@ class EpochWriter:
                 record["name"]: self.samples_ref if not record["inbound"] else
                 self._add(epoch.activations[record["name"]], self.activation_dtype)
                 for record in self.layers}
+            explanations = {kind: self._add(array, "float32")
+                            for kind, array in epoch.explanations.items()}
+            if explanations and earlier.explain is not None:
+                self.explain = {key: value for key, value in
+                                (("gradcam_layer", earlier.explain.gradcam_layer),
+                                 ("score", earlier.explain.score)) if value is not None}
             self.epochs.append(epoch_entry(epoch.epoch, epoch.metrics, epoch.predictions,
-                                           weights, activations))
+                                           weights, activations, explanations))
 
     def finish(self) -> Path:
         """Write the structure document, read the export back to validate it, return its path."""
@@ -163,8 +201,10 @@ class EpochWriter:
             raise ExportError("nothing to write: no epoch was recorded")
         try:
             samples = self._sample_entries()
+            explained = any("explanations" in entry for entry in self.epochs)
             path = self.writer.finish(model=self._model_entry(), layers=self.layers,
-                                      samples=samples, epochs=self.epochs, generator=GENERATOR)
+                                      samples=samples, epochs=self.epochs, generator=GENERATOR,
+                                      explain=self.explain if explained else None)
         except BaseException:
             self.abort()
             raise
@@ -213,8 +253,9 @@ class EpochWriter:
 
 
 def epoch_entry(epoch: int, metrics: Mapping | None, predictions: Sequence[int] | None,
-                weights: dict[str, list[int]], activations: dict[str, int]) -> dict[str, Any]:
-    """One epoch of the structure document (format v1 ``epochs[]``)."""
+                weights: dict[str, list[int]], activations: dict[str, int],
+                explanations: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """One epoch of the structure document (format v1 ``epochs[]``; ``explanations`` 1.1)."""
     entry: dict[str, Any] = {"epoch": epoch}
     if metrics:
         entry["metrics"] = dict(metrics)
@@ -222,6 +263,8 @@ def epoch_entry(epoch: int, metrics: Mapping | None, predictions: Sequence[int] 
         entry["predictions"] = list(predictions)
     entry["weights"] = weights
     entry["activations"] = activations
+    if explanations:
+        entry["explanations"] = dict(explanations)
     return entry
 
 
@@ -229,7 +272,7 @@ def _is_classifier_output(shape: tuple[int, ...]) -> bool:
     return len(shape) == 1
 
 
-def _classes(scores: np.ndarray, sigmoid_output: bool) -> list[int]:
+def predicted_classes(scores: np.ndarray, sigmoid_output: bool) -> list[int]:
     """The predicted class per sample: argmax, or for one output unit ``score >= 0.5`` (a
     sigmoid output) / ``>= 0`` (a logit)."""
     scores = np.asarray(scores, dtype=np.float64)

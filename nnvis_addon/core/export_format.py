@@ -24,7 +24,8 @@ import numpy as np
 from . import minischema
 
 FORMAT_NAME = "nnvis"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"                # the newest version this reader knows
+BASE_VERSION = "1.0"                  # what a writer writes when it uses no 1.1 field
 SUPPORTED_MAJOR = 1
 DOCUMENT_SUFFIX = ".nnvis.json"
 BUFFER_ALIGNMENT = 64
@@ -39,6 +40,11 @@ _NPY_MAGIC = b"\x93NUMPY"
 _VERSION_RE = re.compile(r"([0-9]{1,9})\.([0-9]{1,9})")
 _URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:")
 SCHEMA_PATH = Path(__file__).with_name("schema") / "nnvis-format-1.schema.json"
+# Format 1.1: class evidence maps per epoch (epochs[].explanations, described by "explain").
+EXPLANATION_KINDS = ("gradcam_predicted", "gradcam_label", "saliency_predicted",
+                     "saliency_label")
+CLASS_SCORES = ("logit", "output")    # what the maps differentiate: the pre-softmax logit or
+                                      # the output as it is
 
 
 class NnvisError(Exception):
@@ -119,6 +125,16 @@ class Epoch:
     predictions: list[int] | None
     weights: dict[str, list[np.ndarray]]
     activations: dict[str, np.ndarray]
+    # 1.1: EXPLANATION_KINDS -> (S, *spatial) class evidence maps (docs/format.md)
+    explanations: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Explain:
+    """How an export's class evidence maps were computed (format 1.1 ``explain``)."""
+
+    gradcam_layer: str | None       # the convolution whose Grad-CAM the maps are
+    score: str                      # CLASS_SCORES: which class score was differentiated
 
 
 @dataclass
@@ -136,6 +152,7 @@ class NetworkExport:
     samples: list[Sample]
     epochs: list[Epoch]
     warnings: list[str] = field(default_factory=list)
+    explain: Explain | None = None
 
     @property
     def num_samples(self) -> int:
@@ -325,6 +342,7 @@ class _Reader:
         input_shape = tuple(model["input_shape"])
         samples = self._samples(doc["samples"], input_shape)
         epochs = self._epochs(doc["epochs"], layers, len(samples))
+        explain = self._explanations(doc, layers, samples, epochs, input_shape)
         if self.messages:
             warnings.warn(f"{self.doc_path.name}: " + "; ".join(self.messages), ExportFormatWarning,
                           stacklevel=3)
@@ -332,7 +350,8 @@ class _Reader:
             path=self.doc_path, version=doc["version"], generator=doc.get("generator"),
             name=model["name"], frameworks=dict(model.get("frameworks", {})),
             input_shape=input_shape, class_names=model.get("class_names"),
-            layers=layers, samples=samples, epochs=epochs, warnings=list(self.messages))
+            layers=layers, samples=samples, epochs=epochs, warnings=list(self.messages),
+            explain=explain)
 
     def _layer_for_path(self, path: str) -> str | None:
         parts = path.strip("/").split("/")
@@ -662,8 +681,11 @@ class _Reader:
             if unknown:
                 raise self.error(f"activations for unknown layer {_short(unknown[0])}",
                                  layer=unknown[0], field=f"{where}.activations")
+            explanations = {kind: self._array(ref, f"{where}.explanations.{kind}")
+                            for kind, ref in spec.get("explanations", {}).items()}
             epochs.append(Epoch(epoch=spec["epoch"], metrics=dict(spec.get("metrics", {})),
-                                predictions=predictions, weights=weights, activations=activations))
+                                predictions=predictions, weights=weights, activations=activations,
+                                explanations=explanations))
         return epochs
 
     def _epoch_weights(self, given: dict, weighted: dict[str, Layer], where: str) -> dict:
@@ -690,6 +712,51 @@ class _Reader:
             raise self.error("weights for a layer that declares none (or does not exist)",
                              layer=unknown[0], field=f"{where}.weights")
         return weights
+
+
+    def _explanations(self, doc: dict, layers: list[Layer], samples: list[Sample],
+                      epochs: list[Epoch], input_shape: tuple[int, ...]) -> Explain | None:
+        """Format 1.1's class evidence maps: described by ``explain``, shaped like the maps
+        they cover, label maps only where every sample has a label."""
+        used = [i for i, epoch in enumerate(epochs) if epoch.explanations]
+        spec = doc.get("explain")
+        if (spec is not None or used) and _minor_version(doc["version"]) < 1:
+            raise self.error("explanations need format version 1.1 (the document says "
+                             f"{doc['version']})", field="explain" if spec is not None else
+                             f"epochs[{used[0]}].explanations")
+        if spec is None:
+            if used:
+                raise self.error("explanations without the 'explain' field that describes them",
+                                 field=f"epochs[{used[0]}].explanations")
+            return None
+        explain = Explain(gradcam_layer=spec.get("gradcam_layer"), score=spec["score"])
+        gradcam_shape = None
+        if explain.gradcam_layer is not None:
+            layer = next((item for item in layers if item.name == explain.gradcam_layer), None)
+            if layer is None or len(layer.output_shape) < 2:
+                raise self.error(f"gradcam_layer {_short(explain.gradcam_layer)} is not a layer "
+                                 f"of maps", field="explain.gradcam_layer")
+            gradcam_shape = (len(samples), *layer.output_shape[:-1])
+        saliency_shape = (len(samples), *input_shape[:-1]) if len(input_shape) > 1 \
+            else (len(samples), *input_shape)
+        for i in used:
+            for kind, array in epochs[i].explanations.items():
+                self._check_explanation(kind, array, gradcam_shape, saliency_shape, samples,
+                                        f"epochs[{i}].explanations.{kind}")
+        return explain
+
+    def _check_explanation(self, kind: str, array: np.ndarray, gradcam_shape, saliency_shape,
+                           samples: list[Sample], field: str) -> None:
+        expected = gradcam_shape if kind.startswith("gradcam") else saliency_shape
+        if expected is None:
+            raise self.error("a Grad-CAM map without explain.gradcam_layer", field=field)
+        if tuple(array.shape) != expected or array.dtype.kind != "f":
+            raise self.error(f"map of shape {list(array.shape)} ({array.dtype}), expected float "
+                             f"{list(expected)}", field=field)
+        if kind.endswith("_label") and any(sample.label is None for sample in samples):
+            raise self.error("maps for the true label, but not every sample has a label",
+                             field=field)
+        self._check_finite(array, field)
 
 
 # --------------------------------------------------------------------------------------------
@@ -746,12 +813,14 @@ class ExportWriter:
         return len(self.arrays) - 1
 
     def finish(self, *, model: dict, layers: list[dict], samples: list[dict], epochs: list[dict],
-               generator: str) -> Path:
-        """Write the document; return its path. Files appear only when complete."""
+               generator: str, explain: dict | None = None) -> Path:
+        """Write the document; return its path. Files appear only when complete. ``explain``
+        (format 1.1) describes the epochs' ``explanations``; the document is version 1.1 with
+        it, 1.0 without."""
         self._file.close()
         document = {
             "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
+            "version": FORMAT_VERSION if explain is not None else BASE_VERSION,
             "generator": generator,
             "model": model,
             "buffers": [{"uri": self.buffer_name, "byte_length": self._offset}],
@@ -760,6 +829,8 @@ class ExportWriter:
             "samples": samples,
             "epochs": epochs,
         }
+        if explain is not None:
+            document["explain"] = explain
         partial = self.document_path.with_suffix(".partial")
         partial.write_text(_dump_json(document), encoding="utf-8")
         # Both files are complete before either replaces an older export's: the two renames
