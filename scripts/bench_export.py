@@ -10,8 +10,14 @@
    read-back validation), once;
 4. ``read_export`` of that export (structure + memory-mapped arrays; goal < 2 s), with and
    without the NaN/Inf scan over every array.
+5. PyTorch: the ResNet-18-shaped module of tests/torch_models.py (224x224x3, random weights,
+   one random sample): one plain forward pass (eval, no gradients) against the exporter's
+   activation pass over the traced graph (every layer's output copied channels-last in the
+   activation dtype) + writing each array through ExportWriter; medians and CPU times,
+   interleaved, the ratio (goal <= 2x).
 
     .venv/bin/python scripts/bench_export.py [--repeat 7] [--dtype float16] [--keep DIR]
+                                             [--only keras|torch]
 """
 
 from __future__ import annotations
@@ -45,7 +51,12 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     parser.add_argument("--keep", type=Path, help="write the exports here and keep them")
+    parser.add_argument("--only", choices=("keras", "torch"), help="run one framework's part")
     args = parser.parse_args(argv)
+    if args.only != "keras":
+        bench_torch(args)
+    if args.only == "torch":
+        return 0
 
     import keras
     import numpy as np
@@ -138,6 +149,64 @@ def main(argv=None) -> int:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def bench_torch(args) -> None:
+    """The PyTorch row: plain forward vs the exporter's activation pass + writing."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import torch_models
+
+    from nnvis_addon.core.export_format import ExportWriter
+    from nnvis_export.torch_graph import TorchGraph
+
+    module = torch_models.ResNet18(width=64, classes=1000)
+    sample = np.random.default_rng(0).random((1, 3, 224, 224), dtype=np.float32)
+    start = time.perf_counter()
+    graph = TorchGraph(module, torch.from_numpy(np.repeat(sample, 2, axis=0)))
+    t_trace = time.perf_counter() - start
+    print(f"PyTorch {torch.__version__}, {torch.get_num_threads()} threads; ResNet-18-shaped module: "
+          f"{len(graph.layers)} layers, {sum(p.numel() for p in module.parameters()):,} "
+          f"parameters (traced and analysed in {t_trace * 1e3:.0f} ms, {graph.traced_by})")
+    work = Path(tempfile.mkdtemp(prefix="nnvis-bench-torch-"))
+    sizes = []
+
+    def plain():
+        with torch.no_grad():
+            module(torch.from_numpy(sample))
+
+    def activations():
+        outputs, _ = graph.run(sample, 1, args.dtype)
+        writer = ExportWriter(work, "resnet18_activations")
+        for array in outputs.values():
+            writer.add_array(array, dtype=args.dtype)
+        writer.abort()
+        sizes.append(sum(a.size for a in outputs.values()))
+
+    runs = {"forward": plain, "activations": activations}
+    wall: dict[str, list[float]] = {key: [] for key in runs}
+    cpu: dict[str, list[float]] = {key: [] for key in runs}
+    for function in runs.values():
+        function()
+    for _ in range(args.repeat):
+        for key, function in runs.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            function()
+            wall[key].append(time.perf_counter() - start)
+            cpu[key].append(time.process_time() - start_cpu)
+    t_plain, t_act = (statistics.median(wall[k]) for k in runs)
+    c_plain, c_act = (statistics.median(cpu[k]) for k in runs)
+    print(f"plain forward, 1 sample:                 median {t_plain * 1e3:7.1f} ms, CPU "
+          f"{c_plain * 1e3:.0f} ms  ({', '.join(f'{t * 1e3:.0f}' for t in wall['forward'])})")
+    print(f"activation export, {len(graph.layers) - 1} layers, 1 sample: median {t_act * 1e3:7.1f} ms, "
+          f"CPU {c_act * 1e3:.0f} ms  ({', '.join(f'{t * 1e3:.0f}' for t in wall['activations'])}); "
+          f"{sizes[-1]:,} values, {sizes[-1] * np.dtype(args.dtype).itemsize / 1e6:.1f} MB "
+          f"{args.dtype}")
+    print(f"ratio activation export / plain forward: {t_act / t_plain:.2f}x  (goal <= 2x); "
+          f"CPU time {c_act / c_plain:.2f}x")
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
