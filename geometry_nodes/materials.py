@@ -10,6 +10,12 @@
   structural links (``structural`` 1: pooling, merges, no weights of their own) neutral grey,
   dimmer and mostly transparent, so the weighted connections and the maps read through them.
 
+A traced cell (Explain a prediction, blender/trace.py) shows through one framed part of the cell
+and connection materials, "Trace highlight": each cell's or edge's ``nnvis_trace`` (0..1) sets a
+brightness between ``TRACE_DIM`` and ``TRACE_HIGHLIGHT``, applied as strongly as the object's
+``nnvis_trace_strength`` property says (0: the material as without a trace). It reads nothing
+of how activations are stored.
+
 Values that are NaN/Inf in the export (a diverged training run) show in ``INVALID_COLOUR``,
 magenta, Blender's own "something is missing" colour: viridis never has red and blue both high
 with no green, nor does the blue-grey-red of connections. Cells and edges read the flags
@@ -21,13 +27,14 @@ from __future__ import annotations
 
 import bpy
 
+from ..nnvis_addon.core import names
 from ..nnvis_addon.core.colour import srgb_to_linear
 from . import connection_nodes, layer_nodes, picture_nodes
 from .builder import BUILDER_VERSION_KEY, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 7
+VERSION = 8
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -42,6 +49,12 @@ INVALID_COLOUR = (1.0, 0.0, 1.0, 1.0)
 INVALID_GLOW = 1.5
 # A picture's cells emit their pixel colour at this strength (1: the colour itself).
 PICTURE_GLOW = 1.0
+# The trace highlight's brightness (glow and opacity factor) at nnvis_trace 0 and 1, at full
+# strength: cells and edges off the traced paths fade to TRACE_DIM, the paths glow brighter.
+TRACE_DIM = 0.12
+TRACE_HIGHLIGHT = 2.0
+EDGE_TRACE_DIM = 0.1
+EDGE_TRACE_HIGHLIGHT = 3.0
 
 
 def _find_current(name: str):
@@ -98,6 +111,7 @@ def ensure_activation_material() -> bpy.types.Material:
                                             "B": INVALID_COLOUR}, data_type="RGBA"), "Result")
     glow = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": glow,
                                           "B": INVALID_GLOW}, data_type="FLOAT"), "Result")
+    colour, glow = _trace_highlight(b, colour, glow)
     b.section("Shader")
     # A picture shows its pixels as they are: emission only, no sunlight on top.
     lit = b.out(b.node("ShaderNodeMath", {0: 1.0, 1: picture}, operation="SUBTRACT"), 0)
@@ -113,6 +127,29 @@ def ensure_activation_material() -> bpy.types.Material:
     b.link(shader.outputs[0], output.inputs["Surface"])
     b.arrange()
     return material
+
+
+def _trace_factor(b: TreeBuilder, attribute_type: str, dim: float, highlight: float):
+    """The trace's brightness factor: ``lerp(1, dim + (highlight - dim) * nnvis_trace,
+    strength)``, ``strength`` the object's ``nnvis_trace_strength`` (0 when it has none)."""
+    trace = b.node("ShaderNodeAttribute", attribute_type=attribute_type,
+                   attribute_name=names.TRACE_ATTRIBUTE).outputs["Fac"]
+    strength = b.node("ShaderNodeAttribute", attribute_type="OBJECT",
+                      attribute_name=names.TRACE_STRENGTH).outputs["Fac"]
+    level = b.node("ShaderNodeMapRange", {"Value": trace, "To Min": dim, "To Max": highlight})
+    return b.out(b.node("ShaderNodeMix", {"Factor": strength, "A": 1.0, "B": level.outputs[0]},
+                        data_type="FLOAT"), "Result")
+
+
+def _trace_highlight(b: TreeBuilder, colour, glow):
+    """Cells: the glow times the trace factor, the colour darkened where it is below 1."""
+    b.section("Trace highlight")
+    factor = _trace_factor(b, "INSTANCER", TRACE_DIM, TRACE_HIGHLIGHT)
+    glow = b.out(b.node("ShaderNodeMath", {0: glow, 1: factor}, operation="MULTIPLY"), 0)
+    darken = b.out(b.node("ShaderNodeMath", {0: factor, 1: 1.0}, operation="MINIMUM"), 0)
+    colour = b.out(b.node("ShaderNodeMix", {"Factor": darken, "A": (0.0, 0.0, 0.0, 1.0),
+                                            "B": colour}, data_type="RGBA"), "Result")
+    return colour, glow
 
 
 def ensure_label_material() -> bpy.types.Material:
@@ -177,8 +214,6 @@ def ensure_connection_material() -> bpy.types.Material:
     glow = b.node("ShaderNodeMath", {0: glow.outputs[0], 1: quiet.outputs[0]}, operation="MULTIPLY")
     glow = b.node("ShaderNodeMix", {"Factor": invalid, "A": glow.outputs[0], "B": INVALID_GLOW},
                   data_type="FLOAT")
-    emission = b.node("ShaderNodeEmission", {"Color": b.out(colour, "Result"),
-                                             "Strength": b.out(glow, "Result")})
     opacity = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.12, "To Max": 0.9})
     faint = b.node("ShaderNodeMapRange", {"Value": structural,
                                           "To Min": 1.0, "To Max": STRUCTURAL_OPACITY})
@@ -187,9 +222,16 @@ def ensure_connection_material() -> bpy.types.Material:
     # An invalid edge has no strength to fade by: drawn as opaque as the strongest.
     opacity = b.node("ShaderNodeMix", {"Factor": invalid, "A": opacity.outputs[0], "B": 0.9},
                      data_type="FLOAT")
+    b.section("Trace highlight")
+    factor = _trace_factor(b, "GEOMETRY", EDGE_TRACE_DIM, EDGE_TRACE_HIGHLIGHT)
+    opacity = b.node("ShaderNodeMath", {0: b.out(opacity, "Result"), 1: factor},
+                     operation="MULTIPLY", use_clamp=True)
+    glow = b.node("ShaderNodeMath", {0: b.out(glow, "Result"), 1: factor}, operation="MULTIPLY")
     b.section("Shader")
+    emission = b.node("ShaderNodeEmission", {"Color": b.out(colour, "Result"),
+                                             "Strength": glow.outputs[0]})
     transparent = b.node("ShaderNodeBsdfTransparent")
-    mix = b.node("ShaderNodeMixShader", {"Fac": b.out(opacity, "Result")})
+    mix = b.node("ShaderNodeMixShader", {"Fac": opacity.outputs[0]})
     b.link(transparent.outputs[0], mix.inputs[1])
     b.link(emission.outputs[0], mix.inputs[2])
     b.section(None)

@@ -35,6 +35,8 @@ class PanelModel:
     network_controls: list[Control] = field(default_factory=list)
     range_warnings: list[str] = field(default_factory=list)  # see control_range_warnings
     edge_controls: list[Control] = field(default_factory=list)
+    explain_controls: list[Control] = field(default_factory=list)
+    traced: str = ""                      # what is traced ("" when nothing)
     layers: list = field(default_factory=list)
     active_layer: bpy.types.Object | None = None
     layer_controls: list[Control] = field(default_factory=list)
@@ -44,6 +46,7 @@ class PanelModel:
 
 NETWORK_CONTROL_LABELS = controls.panel_rows("network")
 EDGE_CONTROL_LABELS = controls.panel_rows("edges")
+EXPLAIN_CONTROL_LABELS = controls.panel_rows("explain")
 
 
 def selected_layer(context, layers: list) -> bpy.types.Object | None:
@@ -99,6 +102,12 @@ def panel_model(context) -> PanelModel:
     if connections.network_connections(root):
         model.edge_controls = [Control(root, f'["{key}"]', label)
                                for key, label in EDGE_CONTROL_LABELS if key in root.keys()]
+    model.explain_controls = [Control(root, f'["{key}"]', label)
+                              for key, label in EXPLAIN_CONTROL_LABELS if key in root.keys()]
+    record = root.get(names.TRACE_RECORD)
+    if record is not None:
+        model.traced = f"{record['unit']} (sample {record['sample']}, epoch index " \
+                       f"{record['epoch_index']})"
     model.layers = scene.network_layers(root)
     layer = selected_layer(context, model.layers)
     if layer is not None:
@@ -180,6 +189,15 @@ class NNVIS_PT_network(bpy.types.Panel):
             for control in model.edge_controls:
                 _prop(box, control)
             box.operator("nnvis.rebundle_network", icon="FILE_REFRESH")
+        box = layout.box()
+        box.label(text="Explain a Prediction", icon="VIEWZOOM")
+        for control in model.explain_controls:
+            _prop(box, control, slider=True)
+        if model.traced:
+            box.label(text=f"Traced: {model.traced}")
+        row = box.row(align=True)
+        row.operator("nnvis.trace", icon="RESTRICT_SELECT_OFF")
+        row.operator("nnvis.clear_trace", icon="X")
         row = layout.row(align=True)
         row.operator("nnvis.frame_network", icon="CAMERA_DATA")
         if hasattr(bpy.types, "NNVIS_OT_animate_epochs"):

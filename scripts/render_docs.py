@@ -31,6 +31,14 @@ def collapsed_and_grid(scene_api, connections_api, root):
     scene_api.frame_network(root)
 
 
+def traced_cell(scene_api, connections_api, root):
+    """Explain a prediction: conv2's map 3 at row 2, column 5 traced for the shown digit, its
+    receptive field down to the input and the paths that contribute most; the rest dimmed."""
+    from nnvis.nnvis_addon.blender.api import Network
+
+    Network(root).trace("conv2", channel=3, row=2, col=5)
+
+
 def tiny_resnet_export(folder: Path) -> Path:
     """A small ResNet-style model (stem, two residual blocks with BatchNormalization and skip
     Adds, global average pooling) trained 3 epochs on the digits, recorded with EpochRecorder."""
@@ -89,6 +97,7 @@ PICTURES = {
     # name: (export, import options, adjust function, into Blender's startup scene)
     "digits_cnn": (lambda: EXAMPLE, {}, None, False),
     "digits_cnn_collapsed": (lambda: EXAMPLE, {"map_layout": "linear"}, collapsed_and_grid, False),
+    "digits_traced": (lambda: EXAMPLE, {}, traced_cell, False),
     "tiny_resnet": (lambda: tiny_resnet_export(ROOT / "out" / "tiny_resnet"), {}, None, False),
     # The default import of real architectures, as File > Import gives it in the startup scene.
     "resnet50": (zoo_export("resnet50"), {}, None, True),

@@ -61,13 +61,15 @@ SECTIONS = {
     "materials.ensure_activation_material": {
         "Viridis by activation": {"ShaderNodeValToRGB"},
         "Pictures and invalid cells": {"ShaderNodeMix"},
+        "Trace highlight": {"ShaderNodeAttribute", "ShaderNodeMapRange", "ShaderNodeMix"},
         "Shader": {"ShaderNodeBsdfPrincipled"},
     },
     "materials.ensure_label_material": {},
     "materials.ensure_connection_material": {
         "Colour by weight": {"ShaderNodeValToRGB"},
         "Glow and opacity": {"ShaderNodeMapRange"},
-        "Shader": {"ShaderNodeMixShader", "ShaderNodeBsdfTransparent"},
+        "Trace highlight": {"ShaderNodeAttribute", "ShaderNodeMapRange", "ShaderNodeMath"},
+        "Shader": {"ShaderNodeMixShader", "ShaderNodeBsdfTransparent", "ShaderNodeEmission"},
     },
 }
 

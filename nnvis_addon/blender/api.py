@@ -7,6 +7,9 @@
     network.show("input", False)
     network.rebundle(strength=1.5)
     network.animate_epochs(frames_per_epoch=24, hold_frames=12)
+    network.trace("conv2", channel=3, row=2, col=5)  # its receptive field and contributing paths
+    network.trace(class_index=7, fade_frames=24)      # why the output says 7, faded in
+    network.clear_trace()
     network.frame()
     network.remove()
 
@@ -24,6 +27,7 @@ import bpy
 from ..core import controls, names
 from ..core.bundling import BundlingParams
 from . import blocks, compat, connections, lifecycle, network, playback, scene, staging
+from . import trace as tracing
 
 SUMMARIES = {"stack": 0, "max": 1, "mean": 2}
 
@@ -218,6 +222,36 @@ class Network:
     def animate_epochs(self, **timing) -> tuple[int, int]:
         """Keyframe the epoch through every recorded epoch (see ``playback.animate_epochs``)."""
         return playback.animate_epochs(self.root, **timing)
+
+    def trace(self, layer=None, channel: int | None = None, row: int | None = None,
+              col: int | None = None, neuron: int | None = None, class_index: int | None = None,
+              *, sample: int | None = None, epoch: int | None = None, top: int = 3,
+              fade_frames: int | None = None,
+              scene_: bpy.types.Scene | None = None) -> tracing.TraceSummary:
+        """Trace a cell (``channel``, ``row``, ``col``), a neuron, a whole map (``channel``
+        alone) of ``layer`` (a name or a layer object), or ``class_index`` of the output layer:
+        its receptive field and the paths that contribute most (the ``top`` units per layer,
+        by |a x w|) are highlighted, the rest dimmed. ``sample`` and ``epoch`` (index) default
+        to the shown ones. ``fade_frames``: keyframe the trace strength from 0 at the current
+        frame to 1 that many frames later (else it is set to 1 if it was 0)."""
+        if class_index is not None:
+            layer, neuron = self.layers[-1], class_index
+        if layer is None:
+            raise ValueError("trace what? give a layer (and a cell or neuron) or a class_index")
+        name = layer if isinstance(layer, str) else layer.get(names.LAYER_MARKER)
+        self.layer(name)  # a clear error for a layer the network does not have
+        summary = tracing.trace(self.root, name, channel=channel, row=row, col=col,
+                                neuron=neuron, sample=sample, epoch_index=epoch, top=top)
+        if fade_frames:
+            frame = (scene_ or bpy.context.scene).frame_current
+            for at, value in ((frame, 0.0), (frame + int(fade_frames), 1.0)):
+                self.root[controls.TRACE_STRENGTH] = value
+                self.root.keyframe_insert(f'["{controls.TRACE_STRENGTH}"]', frame=at)
+        return summary
+
+    def clear_trace(self) -> None:
+        """Remove the trace (strength 0, no trace attributes); keyframes on the strength stay."""
+        tracing.clear_trace(self.root)
 
     def frame(self, scene_: bpy.types.Scene | None = None) -> bpy.types.Object:
         """Re-aim the network's camera at its current layout and render through it."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from . import names
+
 # The keys of the network controls (custom properties of the root).
 SAMPLE = "nnvis_sample"
 EPOCH = "nnvis_epoch"
@@ -22,6 +24,7 @@ CELL_SIZE = "nnvis_cell_size"
 NORMALIZE_GLOBALLY = "nnvis_normalize_globally"
 EDGE_THRESHOLD = "nnvis_edge_threshold"
 BUNDLE_STRENGTH = "nnvis_bundle_strength"
+TRACE_STRENGTH = names.TRACE_STRENGTH  # also the property the materials read on each object
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,7 @@ class NetworkControl:
     max: float | None = None          # None: no limit, or set from the export (sample, epoch)
     layer_input: str | None = None    # the "NNVis Layer" input it drives, if any
     connection_input: str | None = None  # the "NNVis Connections" input it drives, if any
-    section: str = "network"          # panel section: "network" or "edges"
+    section: str = "network"          # panel section: "network", "edges" or "explain"
 
 
 NETWORK_CONTROLS: tuple[NetworkControl, ...] = (
@@ -59,6 +62,10 @@ NETWORK_CONTROLS: tuple[NetworkControl, ...] = (
     NetworkControl(BUNDLE_STRENGTH, "Bundling Strength", 1.0,
                    "Bundling strength used by Re-bundle (0: straight)", min=0.0, max=5.0,
                    section="edges"),
+    NetworkControl(TRACE_STRENGTH, "Trace", 0.0,
+                   "How strongly a traced cell's field and contributing paths are highlighted and "
+                   "the rest dimmed (0: not at all); keyframe it to fade the trace in and out",
+                   min=0.0, max=1.0, section="explain"),
 )
 
 CONTROLS_BY_KEY = {control.key: control for control in NETWORK_CONTROLS}

@@ -84,3 +84,10 @@ LEGEND_MODIFIER = "NNVis Colour Legend"
 
 # -- the name of the collection an import makes -------------------------------------------------
 COLLECTION_PREFIX = "NNVis "
+
+# -- Explain a prediction: a traced cell (blender/trace.py, core/trace.py) ---------------------
+TRACE_ATTRIBUTE = "nnvis_trace"      # per cell (layer meshes, point) and per edge (connection
+                                     # curves, curve domain): 0 dimmed .. 1 highlighted
+TRACE_STRENGTH = "nnvis_trace_strength"  # on every layer and connection object: how strongly
+                                     # the materials show the trace, driven by the root's control
+TRACE_RECORD = "nnvis_traced"        # on the root: what is traced (unit, selection, sample...)

@@ -1,0 +1,90 @@
+"""Explain a prediction: trace a cell of the active layer (or a class of the output), and
+clear the trace. Thin wrappers around ``Network.trace`` / ``Network.clear_trace``."""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import IntProperty, StringProperty
+
+from ..blender import network
+from ..blender.api import Network
+from ..core import names
+from ..core.export_format import NnvisError
+
+
+def _optional(value: int) -> int | None:
+    return None if value < 0 else value
+
+
+class NNVIS_OT_trace(bpy.types.Operator):
+    """Highlight the receptive field of a cell (or neuron, or class) and the paths that
+    contribute most to it for the shown sample and epoch; dim the rest"""
+
+    bl_idname = "nnvis.trace"
+    bl_label = "Trace Cell"
+    bl_options = {"REGISTER", "UNDO"}
+
+    layer: StringProperty(name="Layer", default="", options={"SKIP_SAVE"},
+                          description="Layer (unit) to trace, by its name in the export; empty: "
+                                      "the active layer")
+    channel: IntProperty(name="Channel", default=-1, min=-1,
+                         description="Channel (map) of the cell; -1: every channel")
+    row: IntProperty(name="Row", default=-1, min=-1, description="Row of the cell; -1: every row")
+    col: IntProperty(name="Column", default=-1, min=-1,
+                     description="Column of the cell; -1: every column")
+    neuron: IntProperty(name="Neuron", default=-1, min=-1,
+                        description="Neuron of a dense layer; -1: none")
+    class_index: IntProperty(name="Class", default=-1, min=-1,
+                             description="Class of the output layer to trace; -1: use the layer")
+    top: IntProperty(name="Top Units", default=3, min=1, soft_max=16,
+                     description="Channels or neurons per layer highlighted as contributing")
+
+    @classmethod
+    def poll(cls, context):
+        return network.active_network(context) is not None
+
+    def invoke(self, context, event):
+        obj = context.active_object
+        if not self.layer and obj is not None and obj.get(names.LAYER_MARKER):
+            self.layer = str(obj[names.LAYER_MARKER])
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        target = Network.active(context)
+        layer = self.layer or None
+        if layer is None and context.active_object is not None:
+            layer = context.active_object.get(names.LAYER_MARKER)
+        try:
+            summary = target.trace(layer, _optional(self.channel), _optional(self.row),
+                                   _optional(self.col), _optional(self.neuron),
+                                   _optional(self.class_index), top=self.top)
+        except (NnvisError, ValueError, KeyError, OSError) as exc:
+            self.report({"ERROR"}, f"Nothing traced: {exc}")
+            return {"CANCELLED"}
+        cells = sum(summary.highlighted.values())
+        self.report({"INFO"}, f"Traced {summary.unit!r}: {cells} cells in its field")
+        return {"FINISHED"}
+
+
+class NNVIS_OT_clear_trace(bpy.types.Operator):
+    """Remove the active network's trace (its highlight and dimming)"""
+
+    bl_idname = "nnvis.clear_trace"
+    bl_label = "Clear Trace"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        root = network.active_network(context)
+        return root is not None and names.TRACE_RECORD in root.keys()
+
+    def execute(self, context):
+        try:
+            Network.active(context).clear_trace()
+        except network.NetworkError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+CLASSES = (NNVIS_OT_trace, NNVIS_OT_clear_trace)
