@@ -38,15 +38,20 @@ def init_block_controls(plan: NetworkPlan, layer_objects: dict, modifier_name: s
                         f"{len(block.members)} units (0)")
         owner[names.BLOCK_NAME] = block.name
         owner[names.BLOCK_MEMBERS] = list(block.members)
+        collapsed = float(owner[names.BLOCK_COLLAPSED])
         for name in block.hidden_when_collapsed:
             member = layer_objects[name]
             member[names.BLOCK_NAME] = block.name
-            modifier = member.modifiers[modifier_name]
+            modifier = compat.nodes_modifier(member, modifier_name)
             control = {"block": ("OBJECT", owner, CONTROL_PATH)}
             writers.add_driver(member, compat.modifier_input_path(modifier, "Hidden"), "block",
                                control)
+            # What the drivers compute, at once: the import frames its camera before the
+            # scene is first evaluated.
+            compat.set_modifier_input(modifier, "Hidden", collapsed)
             for flag in names.VISIBILITY_FLAGS:
                 writers.add_driver(member, flag, f"block > {FULLY_COLLAPSED}", control)
+                setattr(member, flag, collapsed > FULLY_COLLAPSED)
 
 
 def show_block_links(connection_objects, layer_objects: dict) -> None:

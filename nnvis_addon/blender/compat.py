@@ -17,7 +17,11 @@ import bpy
 
 
 def socket_identifier(tree: bpy.types.NodeTree, name: str, in_out: str = "INPUT") -> str:
-    for item in tree.interface.items_tree:
+    items = tree.interface.items_tree
+    item = items.get(name)  # the first item of that name, found by Blender (fast)
+    if item is not None and item.item_type == "SOCKET" and item.in_out == in_out:
+        return item.identifier
+    for item in items:  # another item (an output, a panel) of the same name comes first
         if item.item_type == "SOCKET" and item.in_out == in_out and item.name == name:
             return item.identifier
     raise KeyError(f"node group {tree.name!r} has no {in_out.lower()} {name!r}")

@@ -20,6 +20,7 @@ from ..core.edges import latest_finite_weights
 from ..core.export_format import NetworkExport, errors_naming_layer
 from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_height
 from ..core.links import LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc, skip_route
+from ..core.rows import turn_bulge, turn_profile
 from . import compat, network, writers
 from .network import network_connections  # noqa: F401  (part of this module's script API)
 
@@ -31,10 +32,16 @@ TUBES_UP_TO = 2_000
 EDGE_RADIUS = 0.07  # the strongest edge's radius, in cells: thin beside the maps it joins
 
 
+# Bundling costs a few milliseconds a link whatever its size: networks with more links than
+# this (hundreds of layers) draw them straight, and Rebundle bundles them when asked.
+BUNDLE_UP_TO_LINKS = 300
+
+
 @dataclass
 class ConnectionOptions:
     enabled: bool = True
     bundle: bool = True
+    bundle_up_to_links: int | None = BUNDLE_UP_TO_LINKS  # None: bundle however many there are
     wiring: WiringOptions = field(default_factory=WiringOptions)
     bundling: BundlingParams = field(default_factory=BundlingParams)
 
@@ -75,17 +82,28 @@ def layer_cell_positions(obj: bpy.types.Object) -> np.ndarray:
 
 def link_curves(link_start: np.ndarray, link_end: np.ndarray, weights: np.ndarray, arc: np.ndarray,
                 options: ConnectionOptions, bundle: bool = True,
-                progress: Callable[[float], None] | None = None):
+                progress: Callable[[float], None] | None = None, turn: float | None = None):
     """(curves, straight) arrays (E, P, 3) between the given end points; skip links rise by
-    ``arc`` (E, P) over the layers they skip."""
+    ``arc`` (E, P) over the layers they skip; a link from one row of a folded network to the
+    next (``turn``: how far its U reaches along X, core/rows.py) is a U-turn, not bundled."""
     params = options.bundling
     straight = straight_curves(link_start, link_end, params.points_per_edge)
-    if bundle and len(weights) > 1:
+    if bundle and turn is None and len(weights) > 1:
         curves = bundle_edges(link_start, link_end, weights, params=params, progress=progress)
     else:
         curves = straight.copy()
     curves[..., 2] += arc
+    if turn is not None:
+        curves[..., 0] += turn * turn_profile(params.points_per_edge)
     return curves, straight
+
+
+def link_turn(plan: NetworkPlan, link: LayerLink) -> float | None:
+    """The U-turn of a link between two rows of a folded network (None inside a row)."""
+    if plan.rows is None:
+        return None
+    source, target = plan.layer(link.source.name), plan.layer(link.target.name)
+    return turn_bulge(source.row, target.row, plan.rows.pitch, source.direction)
 
 
 def _arc(route: SkipRoute | None, points: int, start: np.ndarray, end: np.ndarray) -> np.ndarray:
@@ -135,21 +153,25 @@ def span_midpoints(cells: np.ndarray, first: np.ndarray, last: np.ndarray) -> np
     return (cells[first] + cells[last]) / 2
 
 
-def _write_shape(curves_data, curves: np.ndarray, straight: np.ndarray) -> None:
+def _write_shape(curves_data, curves: np.ndarray, straight: np.ndarray,
+                 turn: bool = False) -> None:
     count, points, _ = curves.shape
     curves_data.attributes["position"].data.foreach_set("vector", curves.reshape(-1))
     offset = (curves - straight).astype(np.float32)
-    offset[..., 0] = 0.0  # bundling only moves points across the layer axis
+    if not turn:
+        offset[..., 0] = 0.0  # bundling only moves points across the layer axis
     writers.write_attribute(curves_data, "nnvis_t", "FLOAT", "POINT",
                             np.tile(np.linspace(0.0, 1.0, points, dtype=np.float32), count))
     writers.write_attribute(curves_data, "nnvis_offset", "FLOAT_VECTOR", "POINT", offset)
 
 
-def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: LayerLink) -> None:
-    """Fill an empty hair-curves data-block with a link's curves and attributes."""
+def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: LayerLink,
+                 turn: bool = False) -> None:
+    """Fill an empty hair-curves data-block with a link's curves and attributes (``turn``: a
+    U-turn between rows, whose offset along the layer axis is kept)."""
     count, points, _ = curves.shape
     curves_data.add_curves([points] * count)
-    _write_shape(curves_data, curves, straight)
+    _write_shape(curves_data, curves, straight, turn)
     for name in ("source_first", "source_last", "target_first", "target_last"):
         writers.write_attribute(curves_data, name, "INT", "CURVE", getattr(link, name))
     for epoch_index, weights in enumerate(link.epoch_weights):
@@ -183,6 +205,8 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
     group = connection_nodes.ensure_connection_group()
     material = materials.ensure_connection_material()
     links = plan_links(export, options.wiring, plan, sample=int(root[controls.SAMPLE]))
+    limit = options.bundle_up_to_links
+    bundle = options.bundle and (limit is None or len(links) <= limit)
     clearance = label_height(plan.options.cell_size)
     positions = {}  # layer object name -> its cells' positions, computed once per layer
     objects = []
@@ -199,15 +223,17 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         params = options.bundling if route is None else \
             replace(options.bundling, points_per_edge=route.points)
         arc = _arc(route, params.points_per_edge, start, end)
+        turn = link_turn(plan, link)
         # Structural links (channel to same channel) are parallel already: nothing to bundle.
         with errors_naming_layer(export.path, link.target.name, f"the connections {link.name}"):
             curves, straight = link_curves(
                 start, end, link.edges.weight, arc, replace(options, bundling=params),
-                bundle=options.bundle and not link.structural,
-                progress=_part_progress(report, base, max(1, len(links)), f"bundling {link.name}"))
+                bundle=bundle and not link.structural,
+                progress=_part_progress(report, base, max(1, len(links)), f"bundling {link.name}"),
+                turn=turn)
         name = f"{export.name}.{link.source.name}->{link.target.name}"
         data = bpy.data.hair_curves.new(name)
-        write_curves(data, curves, straight, link)
+        write_curves(data, curves, straight, link, turn is not None)
         obj = bpy.data.objects.new(name, data)
         collection.objects.link(obj)
         obj.parent = root
@@ -219,6 +245,8 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
         obj[names.SKIPPED_COLUMNS] = link.skipped_columns
         if route is not None:
             obj[names.SKIP_ROUTE] = [route.rise, route.fall, route.clearance, route.points]
+        if turn is not None:
+            obj[names.TURN_BULGE] = turn
         modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
         weight_max = full_scale_weight(link.epoch_weights)
         inputs = {
@@ -278,10 +306,11 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
     if route is not None:
         params = replace(params, points_per_edge=max(params.points_per_edge, route.points))
     arc = _arc(route, params.points_per_edge, start, end)
+    turn = obj.get(names.TURN_BULGE)
     curves, straight = link_curves(start, end, weights, arc,
-                                   ConnectionOptions(bundling=params), bundle=bundle)
+                                   ConnectionOptions(bundling=params), bundle=bundle, turn=turn)
     if curves.shape[1] != len(data.points) // count:
         data = compat.resize_curves(obj, [curves.shape[1]] * count)
-    _write_shape(data, curves, straight)
+    _write_shape(data, curves, straight, turn is not None)
     data.update_tag()
     obj.update_tag()

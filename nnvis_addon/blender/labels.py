@@ -127,13 +127,13 @@ def cap_height(font: bpy.types.VectorFont | None) -> float:
 # -- where each label goes ------------------------------------------------------------------
 
 
-def _world_matrix(obj: bpy.types.Object) -> Matrix:
+def world_matrix(obj: bpy.types.Object) -> Matrix:
     """The object's world matrix from its parents' and its own transform properties (current
     even before the depsgraph has run the drivers of a move just made)."""
     own = obj.matrix_basis.copy()
     if obj.parent is None:
         return own
-    return _world_matrix(obj.parent) @ obj.matrix_parent_inverse @ own
+    return world_matrix(obj.parent) @ obj.matrix_parent_inverse @ own
 
 
 def unit_drawn(layer: bpy.types.Object) -> bool:
@@ -222,7 +222,7 @@ def _apply(label, placement: core_labels.LabelPlacement, camera: core_labels.Cam
     if not placement.shown:
         return
     layer = _candidate_layer(label)
-    parent = _world_matrix(layer) @ label.matrix_parent_inverse
+    parent = world_matrix(layer) @ label.matrix_parent_inverse
     local = parent.inverted() @ Vector(placement.origin.tolist())
     label.location.x, label.location.y = local.x, local.y
     label[names.LABEL_LIFT] = local.z - _layer_top(layer)

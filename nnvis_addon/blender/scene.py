@@ -59,6 +59,7 @@ class ImportOptions:
     normalize: str = "layer"
     stage: bool = True                # camera, light and world
     blocks: str = "auto"              # core/layout.py BLOCK_MODES: collapse deep networks' blocks
+    wrap: str = "auto"                # core/layout.py WRAP_MODES: fold a long network into rows
     use_network_camera: bool = True   # make the network's camera the scene's camera
     fold: bool = True                 # fold shape-keeping layers (and Flatten) into units
     unfold: frozenset[str] = frozenset()  # layers never folded into another (unfolded units)
@@ -121,7 +122,8 @@ def import_network(filepath: str | os.PathLike, options: ImportOptions | None = 
     plan = plan_network(export, LayoutOptions(map_layout=options.map_layout,
                                               layer_spacing=options.layer_spacing,
                                               input_as_picture=options.input_as_picture,
-                                              cell_size=options.cell_size, blocks=options.blocks))
+                                              cell_size=options.cell_size, blocks=options.blocks,
+                                              wrap=options.wrap))
     with DataTransaction():
         return _build(export, plan, options, scene, report)
 
@@ -156,7 +158,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     for layer_plan in plan.layers:
         obj = layer_objects[layer_plan.layer.name]
         _drive_layer(obj, root, column_heads.get(layer_plan.column - 1), layer_plan.spacing_factor,
-                     owners.get(layer_plan.layer.name))
+                     owners.get(layer_plan.layer.name), layer_plan.direction)
         column_heads.setdefault(layer_plan.column, obj)
 
     connection_objects = []
@@ -177,9 +179,10 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
         staging.place_network(root, plan, scene)
     if options.stage:
         report(0.93, "placing camera and light")
-        staging.stage_network(root, plan, scene, options.use_network_camera)
+        # The plan put every layer where its drivers will: no evaluation of the scene needed.
+        staging.stage_network(root, plan, scene, options.use_network_camera, evaluate=False)
     else:  # the labels face the camera staging would have made
-        staging.frame_camera_and_labels(root, scene)
+        staging.frame_camera_and_labels(root, scene, evaluate=False)
     report(1.0, "done")
     return root
 
@@ -240,7 +243,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
         _write_picture_colours(mesh, export, layer_plan)
 
     obj = bpy.data.objects.new(f"{export.name}.{layer.name}", mesh)
-    obj.location = (layer_plan.x, layer_plan.y, 0.0)
+    obj.location = (layer_plan.x, layer_plan.y, layer_plan.z)
     obj[LAYER_MARKER] = layer.name
     obj[names.LAYER_TYPE] = layer.type
     obj[names.FOLDED] = ", ".join(layer.folded)
@@ -287,10 +290,13 @@ def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
                         {"var": ("OBJECT", root, f'["{key}"]')})
 
 
-def _drive_layer(obj, root, previous, spacing_factor: float, block_owner=None) -> None:
+def _drive_layer(obj, root, previous, spacing_factor: float, block_owner=None,
+                 direction: float = 1.0) -> None:
     """Layer controls follow the root; the layer sits one spacing after the previous column
-    (represented by its first layer), less when that layer is collapsed, and none at all while
-    the layer is hidden in its collapsed block (``block_owner`` holds the block's control)."""
+    (represented by its first layer) towards its row's ``direction`` (+X, or -X in the
+    returning rows of a folded network: core/rows.py), less when that layer is collapsed, and
+    none at all while the layer is hidden in its collapsed block (``block_owner`` holds the
+    block's control) or starts a row (``spacing_factor`` 0: right under the row above's end)."""
     _drive_inputs(obj, obj.modifiers[MODIFIER_NAME], root, LAYER_DRIVERS)
     if previous is None:
         return
@@ -298,7 +304,8 @@ def _drive_layer(obj, root, previous, spacing_factor: float, block_owner=None) -
     variables = {"previous": ("OBJECT", previous, "location[0]"),
                  "spacing": ("OBJECT", root, f'["{controls.LAYER_SPACING}"]'),
                  "collapse": ("OBJECT", previous, collapse_path)}
-    expression = f"previous + spacing * {spacing_factor:g} * (1 - {COLLAPSED_GAP:g} * collapse)"
+    sign = "-" if direction < 0 else "+"
+    expression = f"previous {sign} spacing * {spacing_factor:g} * (1 - {COLLAPSED_GAP:g} * collapse)"
     if block_owner is not None:
         variables["block"] = ("OBJECT", block_owner, blocks.CONTROL_PATH)
         expression += " * (1 - block)"

@@ -74,8 +74,9 @@ def _world_box(obj) -> Box:
 def unit_boxes(root: bpy.types.Object) -> tuple[list[bpy.types.Object], np.ndarray]:
     """The layer objects of the network's drawn units and their world boxes ((n, 2, 3): lowest
     and highest corner of their cells, grown by half a cell), as laid out now. Instanced cells
-    are not in an object's bounding box, so this uses the layout maths."""
-    matrix = np.array(root.matrix_world)
+    are not in an object's bounding box, so this uses the layout maths (and the transform
+    properties, current even before the depsgraph ran: see ``labels.world_matrix``)."""
+    matrix = np.array(labels.world_matrix(root))
     layers, boxes = [], []
     for layer in network.network_layers(root):
         if not labels.unit_drawn(layer):
@@ -136,10 +137,13 @@ def _put_camera(camera, location, forward, points: np.ndarray) -> None:
 
 
 def frame_camera_and_labels(root: bpy.types.Object, scene: bpy.types.Scene,
-                            camera: bpy.types.Object | None = None) -> None:
+                            camera: bpy.types.Object | None = None, evaluate: bool = True) -> None:
     """Frame the network's camera on its units and labels together, and size, place and turn
-    the labels for it. Without a camera, the labels face the camera staging would make."""
-    bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
+    the labels for it. Without a camera, the labels face the camera staging would make.
+    ``evaluate`` False: the layers are where their drivers would put them (a new import, whose
+    plan placed them), so the scene is not evaluated (every modifier of a big network) here."""
+    if evaluate:
+        bpy.context.evaluated_depsgraph_get()  # run the drivers that place the layers
     layers, units = unit_boxes(root)
     if not len(units):
         return
@@ -171,8 +175,9 @@ def aim_labels(root: bpy.types.Object, scene: bpy.types.Scene) -> None:
 
 
 def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Scene,
-                  use_network_camera: bool = True) -> bpy.types.Object:
-    """Add the network's camera (framed on it), key light and world; return the camera."""
+                  use_network_camera: bool = True, evaluate: bool = True) -> bpy.types.Object:
+    """Add the network's camera (framed on it), key light and world; return the camera.
+    ``evaluate``: see :func:`frame_camera_and_labels`."""
     collection = network.network_collection(root)
     name = network.display_name(root)
     camera = bpy.data.objects.new(f"{name} camera", bpy.data.cameras.new(f"{name} camera"))
@@ -180,7 +185,7 @@ def stage_network(root: bpy.types.Object, plan: NetworkPlan, scene: bpy.types.Sc
     collection.objects.link(camera)
     camera[names.CAMERA_MARKER] = 1
     network.record_part(root, names.PART_CAMERA, camera)
-    frame_camera_and_labels(root, scene, camera)
+    frame_camera_and_labels(root, scene, camera, evaluate)
     if use_network_camera or scene.camera is None:
         take_scene_camera(scene, camera)
     legend.ensure_legend(root, camera, scene)

@@ -581,11 +581,36 @@ def _index_row(grid: _Grid, rows: _Rows, r: int, part: np.ndarray) -> None:
         rows.voxel[r] += grid.x_offset(r + 1)
 
 
+# A block of rows holding at most this many points is handled in one go (small pairs: numpy
+# call overhead, not memory, is their cost); bigger blocks row by row, in cache.
+_WHOLE_BLOCK_POINTS = 1 << 15
+
+
+def _whole_block(first: int, end: int, n_edges: int) -> bool:
+    return (end - first) * n_edges <= _WHOLE_BLOCK_POINTS
+
+
+def _row_offsets(first: int, end: int, size: int) -> np.ndarray:
+    """(rows, 1) int32 offsets of rows first..end-1 in a flat array of ``size`` per row."""
+    return (np.arange(end - first, dtype=np.int32) * np.int32(size))[:, None]
+
+
 def _splat_row_histograms(grid: _Grid, rows: _Rows, w64: np.ndarray, first: int, end: int,
                           scratch: _Scratch) -> None:
-    """Slice mode, interior rows first..end-1: one (ny * nz) histogram per row."""
+    """Slice mode, interior rows first..end-1: one (ny * nz) histogram per row. A small block
+    in one ``bincount`` over row-offset indices: every bin still sums its points in edge order,
+    so the histograms are the same to the bit."""
     histograms = rows.density_rows
     assert histograms is not None  # made in slice mode
+    if _whole_block(first, end, w64.size):
+        part = np.empty((end - first, w64.size), np.int32)
+        _voxel_index(grid, rows.y[first + 1:end + 1], rows.z[first + 1:end + 1],
+                     rows.voxel[first:end], part)
+        flat = (rows.voxel[first:end] + _row_offsets(first, end, grid.plane)).reshape(-1)
+        histograms[first:end] = np.bincount(
+            flat, weights=np.tile(w64, end - first),
+            minlength=(end - first) * grid.plane).reshape(end - first, grid.plane)
+        return
     for r in range(first, end):
         _index_row(grid, rows, r, scratch.index)
         histograms[r] = np.bincount(rows.voxel[r], weights=w64, minlength=grid.plane)
@@ -621,6 +646,12 @@ def _move_rows(grid: _Grid, rows: _Rows, steps: np.ndarray, first: int, end: int
     """Step 4, interior rows first..end-1: every point moves by the step of its voxel (one
     gather of the complex steps serves both axes)."""
     gathered = scratch.steps
+    if grid.slice_mode and _whole_block(first, end, gathered.size):
+        flat = rows.voxel[first:end] + _row_offsets(first, end, grid.plane)
+        moved = np.take(steps[first:end].reshape(-1), flat)
+        rows.y[first + 1:end + 1] += moved.real
+        rows.z[first + 1:end + 1] += moved.imag
+        return
     for r in range(first, end):
         np.take(steps[r] if grid.slice_mode else steps, rows.voxel[r], out=gathered)
         rows.y[r + 1] += gathered.real

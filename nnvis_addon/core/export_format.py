@@ -153,6 +153,7 @@ class NetworkExport:
     epochs: list[Epoch]
     warnings: list[str] = field(default_factory=list)
     explain: Explain | None = None
+    _index: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def num_samples(self) -> int:
@@ -163,9 +164,15 @@ class NetworkExport:
         return [e.epoch for e in self.epochs]
 
     def layer(self, name: str) -> Layer:
-        for layer in self.layers:
-            if layer.name == name:
-                return layer
+        """The layer called ``name`` (KeyError if none): a dictionary of positions, checked
+        against the list and made again when the list changed, so a lookup is not a scan."""
+        for attempt in range(2):
+            index = self._index.get(name)
+            if index is not None and index < len(self.layers) and \
+                    self.layers[index].name == name:
+                return self.layers[index]
+            if attempt == 0:
+                self._index = {layer.name: i for i, layer in enumerate(self.layers)}
         raise KeyError(name)
 
     def activations(self, layer: str, epoch_index: int = -1) -> np.ndarray:

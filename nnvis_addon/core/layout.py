@@ -21,9 +21,11 @@ from .blocks import Block, collapsed_by_default, find_blocks
 from .controls import default
 from .export_format import Layer, NetworkExport
 from .picture import display_colours, is_picture_layer
+from .rows import Rows, allowed_breaks, choose_starts, fold_columns, row_count, row_pitch
 
 MAP_LAYOUTS = ("linear", "grid")
 BLOCK_MODES = ("auto", "collapsed", "expanded", "off")
+WRAP_MODES = ("auto", "off")  # long networks fold into rows (core/rows.py), or stay one line
 # A collapsed layer's gap to the next one shrinks by this fraction (the location drivers'
 # rule, blender/scene.py): the planned factors account for it.
 COLLAPSED_GAP = 0.5
@@ -170,6 +172,8 @@ class LayoutOptions:
     compress_sizes_above: int = 64    # networks whose largest map is at least this tall draw
     size_exponent: float = 0.5        # maps this tall at (height / largest) ** size_exponent
                                       # of the largest: the pyramid reads, 7x7 is no speck
+    wrap: str = "auto"                # WRAP_MODES: "auto" folds a long network into rows
+    wrap_aspect: float = 16.0         # when its line is more than this many row heights long
 
     def __post_init__(self):
         if self.map_layout not in MAP_LAYOUTS:
@@ -180,6 +184,8 @@ class LayoutOptions:
             raise ValueError("max_layer_cells must be positive (or None)")
         if self.blocks not in BLOCK_MODES:
             raise ValueError(f"blocks must be one of {BLOCK_MODES}, got {self.blocks!r}")
+        if self.wrap not in WRAP_MODES:
+            raise ValueError(f"wrap must be one of {WRAP_MODES}, got {self.wrap!r}")
 
 
 @dataclass
@@ -206,6 +212,9 @@ class LayerPlan:
     block_output: bool = False        # the unit a collapsed block is drawn as
     summarised: bool = False          # opens collapsed into its max map (Collapse 1, max)
     grid_columns: int = 0             # maps (neurons) per grid row; 0: a near-square grid
+    z: float = 0.0                    # height of its row (0 unless the network is folded)
+    row: int = 0                      # the row it is in (core/rows.py)
+    direction: float = 1.0            # its row runs along +X (1) or -X (-1)
 
     @property
     def is_vector(self) -> bool:
@@ -269,9 +278,15 @@ class NetworkPlan:
     warnings: list[str] = field(default_factory=list)
     blocks: list[Block] = field(default_factory=list)
     collapsed_blocks: frozenset[str] = frozenset()
+    rows: Rows | None = None          # how a long network is folded (None: one line)
+    _by_name: dict[str, LayerPlan] = field(default_factory=dict, init=False, repr=False,
+                                           compare=False)
 
     def layer(self, name: str) -> LayerPlan:
-        return next(p for p in self.layers if p.layer.name == name)
+        """The plan of the unit called ``name`` (a dictionary, made on the first call)."""
+        if len(self._by_name) != len(self.layers):
+            self._by_name = {p.layer.name: p for p in self.layers}
+        return self._by_name[name]
 
 
 def downsample_maps(values: np.ndarray, stride: int) -> np.ndarray:
@@ -377,6 +392,7 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
     _shape_units(plans, options, deep=bool(collapsed))
     _place_columns(plans, options)
     _place_branches(plans, options)
+    rows = _wrap_rows(export, plans, blocks, options) if options.wrap == "auto" else None
     if len(plans) > options.compact_labels_up_to:  # deep: label the units and the blocks
         for plan in plans:
             plan.show_label = plan.layer.type not in COMPACT_LAYER_TYPES or plan.block_output
@@ -389,10 +405,10 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
     for p in plans:
         width, height = p.extent(options.cell_size)
         lo[1], hi[1] = min(lo[1], p.y - width / 2), max(hi[1], p.y + width / 2)
-        lo[2], hi[2] = min(lo[2], -height / 2), max(hi[2], height / 2)
+        lo[2], hi[2] = min(lo[2], p.z - height / 2), max(hi[2], p.z + height / 2)
     return NetworkPlan(options=options, layers=plans, global_min=global_min, global_max=global_max,
                        bounds_min=(lo[0], lo[1], lo[2]), bounds_max=(hi[0], hi[1], hi[2]),
-                       warnings=warnings, blocks=blocks, collapsed_blocks=collapsed)
+                       warnings=warnings, blocks=blocks, collapsed_blocks=collapsed, rows=rows)
 
 
 def _plan_blocks(export: NetworkExport, plans: list[LayerPlan],
@@ -507,6 +523,56 @@ def _place_branches(plans: list[LayerPlan], options: LayoutOptions) -> None:
             cursor -= width + options.branch_gap
 
 
+def _link_spans(export: NetworkExport, plans: list[LayerPlan],
+                blocks: list[Block]) -> list[tuple[int, int]]:
+    """(source column, target column) of every link the network draws: the graph's, the ones
+    drawn from a Flatten's feeder (core/links.py), and each block's entry-to-output link."""
+    column = {p.layer.name: p.column for p in plans}
+    inbound = {layer.name: layer.inbound for layer in export.layers}
+    spans = []
+    for layer in export.layers:
+        for name in layer.inbound:
+            spans.append((column[name], column[layer.name]))
+            if export.layer(name).type == "Flatten":
+                spans += [(column[feeder], column[layer.name]) for feeder in inbound[name]]
+    spans += [(column[block.entry], column[block.output]) for block in blocks
+              if block.entry is not None]
+    return spans
+
+
+def _wrap_rows(export: NetworkExport, plans: list[LayerPlan], blocks: list[Block],
+               options: LayoutOptions) -> Rows | None:
+    """Fold a network whose line is too long into rows (core/rows.py): every unit gets its row,
+    height and direction, and a row's first column follows the previous one at no spacing.
+    None when it stays one line."""
+    columns = max(p.column for p in plans) + 1
+    x = np.zeros(columns)
+    shown = np.zeros(columns, bool)
+    for plan in plans:
+        x[plan.column] = plan.x
+        shown[plan.column] |= not plan.hidden
+    drawn = [p for p in plans if not p.hidden]
+    pitch = row_pitch([p.extent(options.cell_size)[1] for p in drawn],
+                      list(_column_widths(plans, options).values()),
+                      label_height(options.cell_size), options.unit_margin)
+    count = row_count(float(x[-1] - x[0]), pitch, options.wrap_aspect)
+    if count < 2:
+        return None
+    allowed = allowed_breaks(columns, _link_spans(export, plans, blocks)) & shown
+    rows = Rows(choose_starts(x, allowed, count), pitch)
+    if rows.count < 2:
+        return None
+    folded, heights, directions = fold_columns(x, rows)
+    row = rows.row_of(columns)
+    starts = set(rows.starts[1:])
+    for plan in plans:
+        plan.x, plan.z = float(folded[plan.column]), float(heights[plan.column])
+        plan.direction, plan.row = float(directions[plan.column]), int(row[plan.column])
+        if plan.column in starts:
+            plan.spacing_factor = 0.0
+    return rows
+
+
 def layer_corners(plan: NetworkPlan, label_height: float) -> np.ndarray:
     """Corners of every layer's box (cells plus the label above), for framing a camera."""
     corners = []
@@ -517,7 +583,7 @@ def layer_corners(plan: NetworkPlan, label_height: float) -> np.ndarray:
         width, height = layer.extent(plan.options.cell_size)
         for x in (layer.x - depth, layer.x + depth):
             for y in (layer.y - width / 2, layer.y + width / 2):
-                for z in (-height / 2, height / 2 + label_height):
+                for z in (layer.z - height / 2, layer.z + height / 2 + label_height):
                     corners.append((x, y, z))
     return np.asarray(corners, dtype=np.float64)
 

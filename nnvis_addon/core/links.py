@@ -374,13 +374,15 @@ def skip_route(plan: NetworkPlan, link: LayerLink, label_height: float,
     """How a link that skips columns of layers arcs over them (None for adjacent layers)."""
     if link.skipped_columns <= 0:
         return None
-    by_name = {p.layer.name: p for p in plan.layers}
-    source, target = by_name[link.source.name], by_name[link.target.name]
+    source, target = plan.layer(link.source.name), plan.layer(link.target.name)
     skipped = [p for p in plan.layers if source.column < p.column < target.column]
-    length = max(target.x - source.x, 1e-9)
+    # Along the link's row (core/rows.py: a row never ends under a skip link), which runs
+    # towards -X in the returning rows of a folded network; the arc clears the row's height.
+    length = max(abs(target.x - source.x), 1e-9)
+    along = [(p.x - source.x) * source.direction for p in skipped]
     depth = max(p.tile_depth * p.cell_scale for p in skipped) * plan.options.cell_size
     clearance = max(p.extent(plan.options.cell_size)[1] / 2 for p in skipped) + label_height
-    return SkipRoute(rise=(min(p.x for p in skipped) - depth - source.x) / length,
-                     fall=(max(p.x for p in skipped) + depth - source.x) / length,
-                     clearance=clearance + 2 * plan.options.cell_size,
+    return SkipRoute(rise=(min(along) - depth) / length,
+                     fall=(max(along) + depth) / length,
+                     clearance=source.z + clearance + 2 * plan.options.cell_size,
                      points=max(points_per_edge, 6 * (link.skipped_columns + 2)))

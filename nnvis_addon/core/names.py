@@ -65,6 +65,7 @@ LINK_KIND = "nnvis_link_kind"
 EDGE_RANKING = "nnvis_edge_ranking"
 SKIPPED_COLUMNS = "nnvis_skipped_columns"
 SKIP_ROUTE = "nnvis_skip_route"
+TURN_BULGE = "nnvis_turn_bulge"  # a link between two rows of a folded network: its U's reach
 
 # -- the epoch counter -------------------------------------------------------------------------
 COUNTER_METRICS = "nnvis_counter_metrics"

@@ -67,6 +67,10 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
         name="Place Beside Scene Objects", default=True,
         description="Move the network clear of the objects and networks already in the scene "
                     "(theirs never move)")
+    wrap: BoolProperty(
+        name="Fold Long Networks into Rows", default=True,
+        description="Lay out a network whose line of layers would be very long (hundreds of "
+                    "layers) in rows, every other one running back, instead of one line")
     input_as_picture: BoolProperty(
         name="Input as Picture", default=True,
         description="Draw an image input as one map in the image's own colours (grey for one "
@@ -87,7 +91,7 @@ class NNVIS_OT_import_network(bpy.types.Operator, ImportHelper):
             normalize=self.normalize, stage=self.stage,
             use_network_camera=self.use_network_camera, place_beside=self.place_beside,
             fold=self.fold, input_as_picture=self.input_as_picture,
-            edge_ranking=self.edge_ranking)
+            edge_ranking=self.edge_ranking, wrap="auto" if self.wrap else "off")
         wm = context.window_manager
         wm.progress_begin(0, 100)
 
