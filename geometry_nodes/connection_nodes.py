@@ -11,7 +11,9 @@ The object's hair-curves data holds one curve per kept edge, all with the same n
   displacement from the straight line, perpendicular to the layer axis).
 
 Outputs tubes (or render-ready hair curves) whose radius follows |w| (structural links, which
-carry no weights, at ``Structural Radius`` of it: faint beside the weighted ones), with
+carry no weights, at ``Structural Radius`` of it: faint beside the weighted ones); with
+``Render Tubes`` off, tubes are drawn only in the viewport and final renders get the curves
+(the render preset, ``blender/render.py``); with
 ``weight``, ``weight_norm`` (-1..1) and ``strength_norm`` (0..1) stored for the material.
 ``Threshold`` hides edges weaker than that fraction of the pair's strongest weight without
 re-bundling. ``Epoch`` is clamped to the recorded epochs. An edge whose weight at the shown epoch is NaN/Inf
@@ -24,7 +26,7 @@ from __future__ import annotations
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Connections"
-VERSION = 3
+VERSION = 4
 WEIGHT_ATTRIBUTE_PREFIX = "nnvis_w_e"
 # 1 on an edge whose weight at the shown epoch is NaN/Inf (read by the connection material).
 INVALID_ATTRIBUTE = "weight_invalid"
@@ -51,6 +53,9 @@ INPUTS = (
      "Radius of structural links (pooling, merges: no weights of their own), relative"),
     ("As Tubes", "BOOLEAN", True, None, None, None, "Mesh tubes; off: render-ready hair curves"),
     ("Tube Resolution", "INT", 5, 3, None, None, "Sides of each tube"),
+    ("Render Tubes", "BOOLEAN", True, None, None, None,
+     "Tubes in final renders too; off: hair curves there (Cycles draws them with their radius, "
+     "which looks the same and costs less)"),
     ("Material", "MATERIAL", None, None, None, None, "Material of the connections"),
 )
 
@@ -115,12 +120,23 @@ def build_connection_group():
     weak = b.node("FunctionNodeBooleanMath", {0: weak, 1: valid}, operation="AND").outputs[0]
     kept = b.node("GeometryNodeDeleteGeometry", {"Geometry": geometry, "Selection": weak},
                   domain="CURVE")
+    shaded = _tubes(b, m, inp, kept.outputs[0], strength)
+    b.section(None)
+    out = b.node("NodeGroupOutput")
+    b.link(shaded.outputs[0], out.inputs[0])
+    b.arrange()
+    return b.tree
+
+
+def _tubes(b, m, inp, curves, strength):
+    """The kept curves sized by |w|, as tubes (the viewport; final renders too unless ``Render
+    Tubes`` is off) or as curves, with the connections' material."""
     b.section("Radius and tubes")
     structural = b.node("GeometryNodeInputNamedAttribute", {"Name": STRUCTURAL_ATTRIBUTE},
                         data_type="FLOAT").outputs[0]
     radius = m.mul(m.mul(inp["Radius"], m.lerp(inp["Min Radius"], 1.0, strength)),
                    m.lerp(1.0, inp["Structural Radius"], structural))
-    sized = b.node("GeometryNodeSetCurveRadius", {"Curve": kept.outputs[0], "Radius": radius})
+    sized = b.node("GeometryNodeSetCurveRadius", {"Curve": curves, "Radius": radius})
 
     profile = b.node("GeometryNodeCurvePrimitiveCircle", {"Resolution": inp["Tube Resolution"],
                                                           "Radius": 1.0})
@@ -128,12 +144,15 @@ def build_connection_group():
                                                "Profile Curve": profile.outputs[0]})
     if "Scale" in tubes.inputs:  # Blender 4.5+: the profile scale is an input, not the radius
         b.set_input(tubes, "Scale", b.node("GeometryNodeInputRadius").outputs[0])
-    shape = b.node("GeometryNodeSwitch", {0: inp["As Tubes"], "False": sized.outputs[0],
+    # Final renders may draw the curves themselves (the render preset's choice): Cycles gives
+    # them their radius, so only the viewport needs the tube mesh.
+    tubes_here = b.node("FunctionNodeBooleanMath", {
+        0: b.node("GeometryNodeIsViewport").outputs[0], 1: inp["Render Tubes"]},
+        operation="OR").outputs[0]
+    as_tubes = b.node("FunctionNodeBooleanMath", {0: inp["As Tubes"], 1: tubes_here},
+                      operation="AND").outputs[0]
+    shape = b.node("GeometryNodeSwitch", {0: as_tubes, "False": sized.outputs[0],
                                           "True": tubes.outputs[0]}, input_type="GEOMETRY")
     shaded = b.node("GeometryNodeSetMaterial", {"Geometry": shape.outputs[0],
                                                 "Material": inp["Material"]})
-    b.section(None)
-    out = b.node("NodeGroupOutput")
-    b.link(shaded.outputs[0], out.inputs[0])
-    b.arrange()
-    return b.tree
+    return shaded

@@ -202,6 +202,7 @@ class NNVIS_PT_network(bpy.types.Panel):
         row.operator("nnvis.frame_network", icon="CAMERA_DATA")
         if hasattr(bpy.types, "NNVIS_OT_animate_epochs"):
             row.operator("nnvis.animate_epochs", icon="PLAY")
+        layout.operator("nnvis.render_preset", icon="RENDER_STILL")
 
 
 class NNVIS_PT_layers(bpy.types.Panel):

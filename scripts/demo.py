@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=960, help="render width in pixels")
     parser.add_argument("--height", type=int, default=540, help="render height in pixels")
     parser.add_argument("--samples", type=int, default=32,
-                        help="Cycles render samples per pixel (default 32)")
+                        help="Cycles samples per pixel at most (default 32; the render preset: "
+                             "adaptive, denoised below 16)")
     parser.add_argument("--sample", type=int, default=0,
                         help="which of the export's input samples to show (0-based)")
     parser.add_argument("--layout", choices=("grid", "linear"), default="grid",
@@ -53,8 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     blend = args.out / "digits_cnn.blend"
     png = args.out / "digits_cnn.png"
-    render.configure_cycles(bpy.context.scene, width=args.width, height=args.height,
-                            samples=args.samples)
+    preset = render.configure_cycles(bpy.context.scene, width=args.width, height=args.height,
+                                     samples=args.samples)
+    print(f"render preset: {preset.summary()}")
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     bpy.context.scene.render.filepath = str(png)
     bpy.ops.render.render(write_still=True)

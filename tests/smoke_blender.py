@@ -14,7 +14,9 @@ library, so it runs in a venv that holds nothing but a bpy wheel (scripts/env_ma
    evaluated instances (counted through ``depsgraph.object_instances``; the GeometrySet Python
    API only exists from 4.3 on) are its cells, each showing its recorded activation; every
    connection object evaluates to geometry;
-4. a 32x18 Cycles frame (4 samples, CPU; ``--size``, ``--samples``) is not black;
+4. a 32x18 Cycles frame (4 samples, CPU; ``--size``, ``--samples``) is not black; the Render
+   Preset operator sets what the preset says (its Cycles properties, persistent data,
+   connections as curves in renders) and a frame rendered with it is not black;
 5. re-bundling to another point count and epoch playback work (their APIs moved in 4.3/4.4);
 6. "Remove Network" (with the playback's keyframes and epoch counter) leaves ``bpy.data`` as it
    was before the import;
@@ -33,6 +35,7 @@ Prints a JSON summary (also written to ``--out``/summary.json) and exits 1 if an
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -310,6 +313,42 @@ def main(argv=None) -> int:
                                                 f"mean {mean:.4f}")
         return {"max": round(brightest, 4), "mean": round(mean, 4), "image": str(path)}
 
+    def render_preset():
+        scene = bpy.context.scene
+        render = importlib.import_module(f"{EXTENSION_MODULE}.nnvis_addon.blender.render")
+        compat = importlib.import_module(f"{EXTENSION_MODULE}.nnvis_addon.blender.compat")
+        scene.cycles.samples = 4096
+        scene.render.use_persistent_data = False
+        result = bpy.ops.nnvis.render_preset()
+        check(result == {"FINISHED"}, f"render preset returned {result}")
+        expected = render.RENDER_PRESET.cycles_settings(render.denoiser_available())
+        def differs(actual, wanted):
+            if isinstance(wanted, str):
+                return actual != wanted
+            return not math.isclose(actual, wanted, rel_tol=1e-6)
+
+        wrong = {name: [getattr(scene.cycles, name), value] for name, value in expected.items()
+                 if differs(getattr(scene.cycles, name), value)}
+        check(not wrong, f"Cycles settings differ from the preset: {wrong}")
+        check(scene.cycles.diffuse_bounces == 1 and not scene.cycles.caustics_reflective
+              and scene.cycles.use_adaptive_sampling and scene.render.use_persistent_data,
+              "the preset's bounces, caustics, adaptive sampling or persistent data not set")
+        links = [c for c in state["root"].children if c.get("nnvis_connection")]
+        tubes = [obj.name for obj in links if compat.get_modifier_input(
+            obj.modifiers["NNVis Connections"], "Render Tubes")]
+        check(not tubes, f"connections still tubes in renders: {tubes}")
+        scene.cycles.samples = args.samples
+        path = args.out / "preset.png"
+        scene.render.filepath = str(path)
+        bpy.ops.render.render(write_still=True)
+        image = bpy.data.images.load(str(path), check_existing=False)
+        try:
+            brightest = max(value for index, value in enumerate(image.pixels) if index % 4 != 3)
+        finally:
+            bpy.data.images.remove(image)
+        check(brightest > 0.2, f"preset render is (nearly) black: max {brightest:.3f}")
+        return {"denoise": scene.cycles.use_denoising, "max": round(brightest, 4)}
+
     def features():
         """Re-bundle with another point count (``Curves.resize_curves`` is 4.3+) and keyframed
         epoch playback (legacy F-curves before 4.4, layered actions after) through the UI's
@@ -484,6 +523,7 @@ def main(argv=None) -> int:
             checks.run("activations", activations)
             if not args.no_render:
                 checks.run("render", render)
+                checks.run("render_preset", render_preset)
             checks.run("features", features)
             checks.run("remove_network", remove)
         checks.run("ownership", ownership)

@@ -105,7 +105,7 @@ def test_extension_works_in_blender(smoke_runs, name):
     assert summary["ok"] and code == 0, (code, summary)
     assert summary["blender"].startswith(MATRIX[name]), summary["blender"]
     expected = {"install", "broken_import", "hostile", "import", "activations", "render",
-                "features", "remove_network", "ownership", "labels", "reregister"}
+                "render_preset", "features", "remove_network", "ownership", "labels", "reregister"}
     assert set(summary["checks"]) == expected
     assert summary["checks"]["labels"]["min_cap_px"] >= 12.0
     layers = json.loads(EXAMPLE.read_text(encoding="utf-8"))["layers"]

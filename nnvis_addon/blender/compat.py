@@ -4,6 +4,7 @@
   (``mod["Socket_2"]``); 5.2 moves them to ``mod.properties.inputs``.
 * ``Action.fcurves`` was removed in 5.0 (layered actions): F-curves live in channelbags.
 * ``Curves.resize_curves`` exists from 4.3 on; 4.2 gets a new hair-curves data-block.
+* Output formats: 5.0 adds ``ImageFormatSettings.media_type`` (image or video) before the format.
 
 The modifier-input helpers take a ``NodesModifier``: :func:`nodes_modifier` and
 :func:`add_nodes_modifier` give one (the API stubs type ``obj.modifiers`` as the base Modifier).
@@ -161,3 +162,11 @@ def assign_action(id_data, action) -> None:
     anim.action = action
     if hasattr(anim, "action_slot") and anim.action_slot is None and len(action.slots):
         anim.action_slot = action.slots[0]
+
+
+def set_image_format(settings: bpy.types.ImageFormatSettings, file_format: str) -> None:
+    """An output's file format. Blender 5.0 splits image and video outputs: ``media_type``
+    (IMAGE or VIDEO) comes first, and a video format is refused while it is IMAGE."""
+    if "media_type" in settings.bl_rna.properties:
+        settings.media_type = "VIDEO" if file_format == "FFMPEG" else "IMAGE"
+    settings.file_format = file_format  # type: ignore[assignment]
