@@ -221,38 +221,6 @@ class FieldMath:
                                 node.inputs["Strings"])
         return node.outputs[0]
 
-    def named_float(self, parts):
-        """Float attribute whose name is the concatenation of ``parts`` (str or string sockets)."""
-        return self.b.node("GeometryNodeInputNamedAttribute", {"Name": self.join(parts)},
-                           data_type="FLOAT").outputs[0]
-
-    def finite(self, value):
-        """True where ``value`` is a finite number: comparisons are false for NaN, and
-        |+-Inf| is not below the largest float."""
-        return self.b.node("FunctionNodeCompare", {0: self.op("ABSOLUTE", value), 1: 3.0e38},
-                           data_type="FLOAT", operation="LESS_THAN").outputs[0]
-
-    def epoch_attribute(self, prefix_parts, epoch, epoch_count, step_epochs):
-        """(value, valid) of the attribute ``<prefix><epoch index>`` at a fractional ``epoch``,
-        clamped to the recorded epochs: linear between the two neighbouring recorded epochs
-        (held at the lower one with ``step_epochs``). ``valid`` is false where a recorded value
-        it needs is NaN/Inf (a diverged epoch); the value reads 0 there, so it stays NaN-free."""
-        last = self.sub(epoch_count, 1)
-        epoch = self.op("MINIMUM", self.op("MAXIMUM", epoch, 0.0), last)
-        lower = self.op("FLOOR", epoch)
-        upper = self.op("MINIMUM", self.add(lower, 1.0), last)
-        blend = self.mul(self.sub(epoch, lower), self.switch("FLOAT", step_epochs, 1.0, 0.0))
-        held = self.named_float([*prefix_parts, self.text(lower)])
-        between = self.lerp(held, self.named_float([*prefix_parts, self.text(upper)]), blend)
-        # On a recorded epoch only that epoch's value counts (a NaN in the next one must not
-        # leak in through 0 x NaN); the switch's condition is a single value, so the next
-        # epoch's attribute is not even read there.
-        moving = self.b.node("FunctionNodeCompare", {0: blend, 1: 0.0}, data_type="FLOAT",
-                             operation="GREATER_THAN").outputs[0]
-        value = self.switch("FLOAT", moving, held, between)
-        valid = self.finite(value)
-        return self.switch("FLOAT", valid, 0.0, value), valid
-
 
 # -- layout for the node editor --------------------------------------------------------------
 

@@ -5,20 +5,20 @@ The object's hair-curves data holds one curve per kept edge, all with the same n
 * curve attributes ``source_first``/``source_last`` and ``target_first``/``target_last`` (INT):
   the edge runs between the midpoints of those cells of the source and target layer objects, read
   from their evaluated instances, so connections follow any layout, spacing or collapse change;
-  ``nnvis_w_e{epoch index}`` (FLOAT) the edge's weight at each recorded epoch; ``structural``
+  ``nnvis_w_peak`` (FLOAT) the edge's largest finite |w| over the recorded epochs; ``structural``
   (FLOAT, 1 for weight-less links such as pooling);
 * point attributes ``nnvis_t`` (0..1 along the edge) and ``nnvis_offset`` (the bundling's
   displacement from the straight line, perpendicular to the layer axis).
 
-Outputs tubes (or render-ready hair curves) whose radius follows |w| (structural links, which
-carry no weights, at ``Structural Radius`` of it: faint beside the weighted ones); with
-``Render Tubes`` off, tubes are drawn only in the viewport and final renders get the curves
-(the render preset, ``blender/render.py``); with
-``weight``, ``weight_norm`` (-1..1) and ``strength_norm`` (0..1) stored for the material.
-``Threshold`` hides edges weaker than that fraction of the pair's strongest weight without
-re-bundling. ``Epoch`` is clamped to the recorded epochs. An edge whose weight at the shown epoch is NaN/Inf
-(a diverged run) gets weight 0, ``weight_invalid`` 1 (else 0), the thinnest radius, and is
-never hidden by ``Threshold``: the material draws it in its invalid colour.
+Outputs tubes (or render-ready hair curves) whose radius follows the edge's peak |w| (structural
+links, which carry no weights, at ``Structural Radius`` of it: faint beside the weighted ones);
+with ``Render Tubes`` off, tubes are drawn only in the viewport and final renders get the curves
+(the render preset, ``blender/render.py``). The weight at the shown epoch is not here: the weights of every epoch lie in the network's value
+atlas, which the connection material reads (geometry_nodes/atlas_nodes.py), so playback
+evaluates no geometry; the group stores the edge's index there (``nnvis_edge``), ``Weight Max``
+and ``Threshold`` for it. The material colours by the signed weight, fades weak edges and does
+not draw those weaker than ``Threshold`` (a fraction of Weight Max); an edge whose weight at the
+shown epoch is NaN/Inf (a diverged run) shows in the invalid colour.
 """
 
 from __future__ import annotations
@@ -27,25 +27,23 @@ from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Connections"
 VERSION = 4
-WEIGHT_ATTRIBUTE_PREFIX = "nnvis_w_e"
-# 1 on an edge whose weight at the shown epoch is NaN/Inf (read by the connection material).
-INVALID_ATTRIBUTE = "weight_invalid"
-# 1 on the curves of a structural link (channel to channel, no weights of its own), else 0.
+# The connection object's stream of edge weights (one block per epoch) in the network's atlas.
+WEIGHTS_STREAM = "nnvis_edges"
+# Curve attributes written at import: the largest finite |w| of the edge over the epochs (its
+# radius), and 1 on the curves of a structural link (channel to channel, no weights of its own).
+PEAK_ATTRIBUTE = "nnvis_w_peak"
 STRUCTURAL_ATTRIBUTE = "structural"
 STRUCTURAL_RADIUS = 0.4  # their radius, relative to a weighted edge's
-
-
-def weight_attribute_name(epoch_index: int) -> str:
-    return f"{WEIGHT_ATTRIBUTE_PREFIX}{epoch_index}"
+# Curve attributes the connection material reads (stored by the group).
+EDGE_ATTRIBUTE = "nnvis_edge"               # the edge's index in the weights stream
+WEIGHT_MAX_ATTRIBUTE = "nnvis_weight_max"   # |w| shown at full colour and opacity
+THRESHOLD_ATTRIBUTE = "nnvis_threshold"     # weaker edges (fraction of it) are not drawn
 
 
 INPUTS = (
     ("Source", "OBJECT", None, None, None, None, "Layer object the edges start from"),
     ("Target", "OBJECT", None, None, None, None, "Layer object the edges end at"),
-    ("Epoch", "FLOAT", 0.0, 0.0, None, None, "Recorded epoch index; fractions interpolate"),
-    ("Epoch Count", "INT", 1, 1, None, None, "Number of recorded epochs"),
-    ("Step Epochs", "BOOLEAN", False, None, None, None, "Hold each epoch instead of interpolating"),
-    ("Weight Max", "FLOAT", 1.0, 0.0, None, None, "|w| drawn at full radius and colour"),
+    ("Weight Max", "FLOAT", 1.0, 0.0, None, None, "|w| drawn at full radius, colour and opacity"),
     ("Threshold", "FLOAT", 0.0, 0.0, 1.0, "FACTOR", "Hide edges weaker than this fraction of Weight Max"),
     ("Radius", "FLOAT", 0.01, 0.0, None, "DISTANCE", "Radius of the strongest edge"),
     ("Min Radius", "FLOAT", 0.15, 0.0, 1.0, "FACTOR", "Radius of the weakest edge, relative"),
@@ -102,25 +100,15 @@ def build_connection_group():
     placed = b.node("GeometryNodeSetPosition", {"Geometry": poly.outputs[0],
                                                 "Position": curved.outputs[0]})
 
-    b.section("Weight at the epoch")
-    weight, valid = m.epoch_attribute([WEIGHT_ATTRIBUTE_PREFIX], inp["Epoch"],
-                                      inp["Epoch Count"], inp["Step Epochs"])
-    weight_max = m.op("MAXIMUM", inp["Weight Max"], 1e-12)
-    weight_norm = m.op("MINIMUM", m.op("MAXIMUM", m.div(weight, weight_max), -1.0), 1.0)
-    strength = m.op("ABSOLUTE", weight_norm)
+    b.section("For the material: the edge's index, scale and threshold")
     geometry = placed.outputs[0]
-    invalid = m.switch("FLOAT", valid, 1.0, 0.0)
-    for name, value in (("weight", weight), ("weight_norm", weight_norm),
-                        ("strength_norm", strength), (INVALID_ATTRIBUTE, invalid)):
+    for name, value in ((EDGE_ATTRIBUTE, b.node("GeometryNodeInputIndex").outputs[0]),
+                        (WEIGHT_MAX_ATTRIBUTE, m.op("MAXIMUM", inp["Weight Max"], 1e-12)),
+                        (THRESHOLD_ATTRIBUTE, inp["Threshold"])):
         geometry = b.node("GeometryNodeStoreNamedAttribute",
                           {"Geometry": geometry, "Name": name, "Value": value},
                           data_type="FLOAT", domain="CURVE").outputs[0]
-    weak = b.node("FunctionNodeCompare", {0: strength, 1: inp["Threshold"]}, data_type="FLOAT",
-                  operation="LESS_THAN").outputs[0]
-    weak = b.node("FunctionNodeBooleanMath", {0: weak, 1: valid}, operation="AND").outputs[0]
-    kept = b.node("GeometryNodeDeleteGeometry", {"Geometry": geometry, "Selection": weak},
-                  domain="CURVE")
-    shaded = _tubes(b, m, inp, kept.outputs[0], strength)
+    shaded = _tubes(b, m, inp, geometry)
     b.section(None)
     out = b.node("NodeGroupOutput")
     b.link(shaded.outputs[0], out.inputs[0])
@@ -128,10 +116,13 @@ def build_connection_group():
     return b.tree
 
 
-def _tubes(b, m, inp, curves, strength):
-    """The kept curves sized by |w|, as tubes (the viewport; final renders too unless ``Render
-    Tubes`` is off) or as curves, with the connections' material."""
-    b.section("Radius and tubes")
+def _tubes(b, m, inp, curves):
+    """The curves sized by their peak |w|, as tubes (the viewport; final renders too unless
+    ``Render Tubes`` is off) or as curves, with the connections' material."""
+    b.section("Radius by the edge's strongest weight over the epochs")
+    peak = b.node("GeometryNodeInputNamedAttribute", {"Name": PEAK_ATTRIBUTE},
+                  data_type="FLOAT").outputs[0]
+    strength = m.op("MINIMUM", m.div(peak, m.op("MAXIMUM", inp["Weight Max"], 1e-12)), 1.0)
     structural = b.node("GeometryNodeInputNamedAttribute", {"Name": STRUCTURAL_ATTRIBUTE},
                         data_type="FLOAT").outputs[0]
     radius = m.mul(m.mul(inp["Radius"], m.lerp(inp["Min Radius"], 1.0, strength)),

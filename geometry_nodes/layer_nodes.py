@@ -1,25 +1,22 @@
 """The "NNVis Layer" geometry-nodes group: one modifier per layer object.
 
 The layer's mesh holds one vertex per cell (H x W x C; a Dense layer is C neurons of 1 x 1)
-with integer attributes ``channel``, ``row``, ``col`` and one float attribute per recorded
-(sample, epoch): ``nnvis_act_s{sample}_e{epoch_index}``. Everything that changes the picture is
-a group input, so the panel and animation never rebuild meshes:
+with integer attributes ``channel``, ``row``, ``col``. Everything that changes the picture is a
+group input, so the panel and animation never rebuild meshes:
 
 * layout: each channel's map is a grid of cells; maps sit in a linear row or a grid of maps,
   blended by ``Grid Layout`` (0 = linear, 1 = grid) so layout changes can animate;
 * ``Collapse`` (0..1) slides every map onto the centre; with ``Collapse Summary`` 0 the maps end
   stacked tightly along the layer axis, with 1 (max) or 2 (mean) they merge into one map showing
-  the max or mean over channels (the ``nnvis_max_``/``nnvis_mean_`` attributes), the other maps
-  shrinking away;
-* ``Sample`` and ``Epoch`` pick the activation attribute, each clamped to what was recorded
-  (``Sample Count``, ``Epoch Count``): past the last sample or epoch shows the last one, below 0
-  the first; a fractional epoch interpolates linearly between the two neighbouring recorded
-  epochs unless ``Step Epochs`` is on;
-* the activation is normalised by (``Value Min``, ``Value Max``) or by the network-wide range
-  (``Normalize Globally``) and stored as ``activation`` and ``activation_norm`` on the instances,
-  which the cell material reads; a cell whose recorded value is NaN/Inf (a diverged epoch) gets
-  ``activation`` 0 and ``activation_invalid`` 1 (else 0), which the material shows in its
-  invalid colour. The check runs in the nodes, so a saved .blend needs no Python for it;
+  the max or mean over channels, the other maps shrinking away;
+* the values are not here: the recorded activations of every (sample, epoch) lie in the
+  network's value atlas, which the cell material reads at the shown sample and epoch
+  (geometry_nodes/atlas_nodes.py), so playback evaluates no geometry. This group stores on the
+  instances what the material needs for that: the cell's index in the layer's stream
+  (``nnvis_cell``), its pixel's index in the summary streams (``nnvis_map_cell``), how far it
+  shows the summary (``nnvis_summary_mix``, max or mean: ``nnvis_summary_max``) and the colour
+  range (``Value Min``/``Value Max``, or the network-wide range with ``Normalize Globally``:
+  ``nnvis_value_min``/``nnvis_value_max``);
 * ``Picture`` (the input drawn as a picture, core/picture.py): the cells also carry the shown
   sample's pixel colours (``picture_colour``, with ``picture`` = 1), see picture_nodes.py.
 
@@ -39,22 +36,21 @@ from . import picture_nodes
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 12
-ACTIVATION_ATTRIBUTE_PREFIX = "nnvis_act_"
-# Collapse Summary -> attribute prefix of the per-cell summary over channels.
-SUMMARY_PREFIXES = {1: "nnvis_max_", 2: "nnvis_mean_"}
-# 1 on a cell whose shown value is NaN/Inf in the export (read by the cell material).
-INVALID_ATTRIBUTE = "activation_invalid"
-# The activation mapped to 0..1 by the colour range: what the cell material colours by.
-NORM_ATTRIBUTE = "activation_norm"
-
-
-def summary_attribute_name(kind: int, sample: int, epoch_index: int) -> str:
-    return f"{SUMMARY_PREFIXES[kind]}s{sample}_e{epoch_index}"
-
-
-def activation_attribute_name(sample: int, epoch_index: int) -> str:
-    return f"{ACTIVATION_ATTRIBUTE_PREFIX}s{sample}_e{epoch_index}"
+VERSION = 13
+# Instance attributes the cell material reads (geometry_nodes/materials.py):
+CELL_ATTRIBUTE = "nnvis_cell"                # the cell's index in the layer's value stream
+MAP_CELL_ATTRIBUTE = "nnvis_map_cell"        # its pixel's index in the summary streams
+SUMMARY_MIX_ATTRIBUTE = "nnvis_summary_mix"  # 0: the cell's own value .. 1: its pixel's summary
+SUMMARY_MAX_ATTRIBUTE = "nnvis_summary_max"  # 1: the summary is the max over channels, 0: mean
+VALUE_MIN_ATTRIBUTE = "nnvis_value_min"      # the colour range
+VALUE_MAX_ATTRIBUTE = "nnvis_value_max"
+# Instances with a fixed normalised value instead of a recorded one (the legend's colour bar).
+FIXED_ATTRIBUTE = "nnvis_fixed"
+FIXED_NORM_ATTRIBUTE = "nnvis_fixed_norm"
+# The layer object's value streams in the network's atlas (blender/value_atlas.py prefixes):
+# its cells, and per pixel the max and the mean over channels.
+CELLS_STREAM = "nnvis_cells"
+SUMMARY_STREAMS = {1: "nnvis_max", 2: "nnvis_mean"}
 
 
 # name, kind, default, min, max, subtype, description
@@ -75,11 +71,8 @@ INPUTS = (
     ("Collapse Summary", "INT", 0, 0, 2, None, "Collapsed: 0 stack the maps, 1 show the max over channels, 2 the mean"),
     ("Has Summaries", "BOOLEAN", False, None, None, None, "The mesh holds max/mean-over-channel attributes"),
     ("Picture", "BOOLEAN", False, None, None, None, "Cells show the sample's pixel colours (the input as a picture)"),
-    ("Sample", "INT", 0, 0, None, None, "Input sample whose activations are shown"),
+    ("Sample", "INT", 0, 0, None, None, "Input sample whose picture is shown"),
     ("Sample Count", "INT", 1, 1, None, None, "Number of recorded samples"),
-    ("Epoch", "FLOAT", 0.0, 0.0, None, None, "Recorded epoch index; fractions interpolate"),
-    ("Epoch Count", "INT", 1, 1, None, None, "Number of recorded epochs"),
-    ("Step Epochs", "BOOLEAN", False, None, None, None, "Hold each epoch instead of interpolating"),
     ("Value Min", "FLOAT", 0.0, None, None, None, "Activation shown at the bottom of the colour ramp"),
     ("Value Max", "FLOAT", 1.0, None, None, None, "Activation shown at the top of the colour ramp"),
     ("Normalize Globally", "BOOLEAN", False, None, None, None, "Use the network-wide range instead"),
@@ -116,7 +109,7 @@ def build_layer_group():
                                    INPUTS)
     layout = _map_layout(b, m, inp)
     placed, channel = _cell_positions(b, m, inp, layout)
-    stored, sample_text = _activation(b, m, inp, placed.outputs[0], layout)
+    stored, sample_text = _shading(b, m, inp, placed.outputs[0], layout)
     stored = picture_nodes.store_picture(b, m, stored.outputs[0], inp["Picture"], sample_text)
     stored = _drop_recorded_attributes(b, stored)
     cells = _cells(b, m, inp, stored, layout, channel)
@@ -182,42 +175,30 @@ def _cell_positions(b, m, inp, layout: _MapLayout):
     return placed, channel
 
 
-def _activation(b, m, inp, geometry, layout: _MapLayout):
-    """The shown value at (sample, epoch), a summary while merging, normalised and checked for
-    NaN/Inf, stored on the points; (last Store node, the clamped sample as text)."""
-    b.section("Activation")
+def _shading(b, m, inp, geometry, layout: _MapLayout):
+    """What the cell material needs to find and colour a cell's value (geometry_nodes/
+    atlas_nodes.py): its place in the layer's streams, how much of the summary map it shows and
+    the colour range; all static during playback. (last Store node, the clamped sample as text)."""
+    b.section("Shading: the cell's values in the atlas, colour range")
     last_sample = m.sub(inp["Sample Count"], 1)
     sample_text = m.text(m.op("MINIMUM", m.op("MAXIMUM", inp["Sample"], 0.0), last_sample))
-    activation, valid = m.epoch_attribute([ACTIVATION_ATTRIBUTE_PREFIX + "s", sample_text, "_e"],
-                                          inp["Epoch"], inp["Epoch Count"], inp["Step Epochs"])
+
+    def int_attribute(name):
+        return b.node("GeometryNodeInputNamedAttribute", {"Name": name}, data_type="INT").outputs[0]
+
+    map_cell = m.op("MULTIPLY_ADD", int_attribute("row"), inp["Map Width"], int_attribute("col"))
     use_max = b.node("FunctionNodeCompare", {2: inp["Collapse Summary"], 3: 1},
                      data_type="INT", operation="EQUAL").outputs[0]
-    summary_prefix = b.node("GeometryNodeSwitch", {0: use_max, "False": SUMMARY_PREFIXES[2],
-                                                   "True": SUMMARY_PREFIXES[1]},
-                            input_type="STRING").outputs[0]
-    summary, summary_valid = m.epoch_attribute([summary_prefix, "s", sample_text, "_e"],
-                                               inp["Epoch"], inp["Epoch Count"],
-                                               inp["Step Epochs"])
-    summary_weight = m.mul(inp["Collapse"], layout.merge)
-    # A single-value switch evaluates only the branch it takes: no summary lookups (two more
-    # named attributes per epoch) while the layer is not merging.
-    merging_now = b.node("FunctionNodeCompare", {0: summary_weight, 1: 0.0}, data_type="FLOAT",
-                         operation="GREATER_THAN").outputs[0]
-    activation = m.switch("FLOAT", merging_now, activation,
-                          m.lerp(activation, summary, summary_weight))
-    both_valid = b.node("FunctionNodeBooleanMath", {0: valid, 1: summary_valid},
-                        operation="AND").outputs[0]
-    valid = b.node("GeometryNodeSwitch", {0: merging_now, "False": valid, "True": both_valid},
-                   input_type="BOOLEAN").outputs[0]
     use_global = inp["Normalize Globally"]
-    value_min = m.switch("FLOAT", use_global, inp["Value Min"], inp["Global Min"])
-    value_max = m.switch("FLOAT", use_global, inp["Value Max"], inp["Global Max"])
-    normalised = b.node("ShaderNodeMapRange", {"Value": activation, "From Min": value_min,
-                                               "From Max": value_max, "To Min": 0.0, "To Max": 1.0},
-                        clamp=True).outputs[0]
     stored = None
-    for name, value in (("activation", activation), (NORM_ATTRIBUTE, normalised),
-                        (INVALID_ATTRIBUTE, m.switch("FLOAT", valid, 1.0, 0.0))):
+    for name, value in ((CELL_ATTRIBUTE, b.node("GeometryNodeInputIndex").outputs[0]),
+                        (MAP_CELL_ATTRIBUTE, map_cell),
+                        (SUMMARY_MIX_ATTRIBUTE, m.mul(inp["Collapse"], layout.merge)),
+                        (SUMMARY_MAX_ATTRIBUTE, m.switch("FLOAT", use_max, 0.0, 1.0)),
+                        (VALUE_MIN_ATTRIBUTE, m.switch("FLOAT", use_global, inp["Value Min"],
+                                                       inp["Global Min"])),
+                        (VALUE_MAX_ATTRIBUTE, m.switch("FLOAT", use_global, inp["Value Max"],
+                                                       inp["Global Max"]))):
         stored = b.node("GeometryNodeStoreNamedAttribute",
                         {"Geometry": geometry if stored is None else stored.outputs[0],
                          "Name": name, "Value": value}, data_type="FLOAT", domain="POINT")
@@ -225,9 +206,8 @@ def _activation(b, m, inp, geometry, layout: _MapLayout):
 
 
 def _drop_recorded_attributes(b, stored):
-    """The per-(sample, epoch) attributes stay on the mesh; instances carry only what they draw."""
-    for prefix in (ACTIVATION_ATTRIBUTE_PREFIX, *SUMMARY_PREFIXES.values(),
-                   picture_nodes.PICTURE_COLOUR_PREFIX):
+    """The per-sample picture colours stay on the mesh; instances carry only what they draw."""
+    for prefix in (picture_nodes.PICTURE_COLOUR_PREFIX,):
         stored = b.node("GeometryNodeRemoveAttribute", {"Geometry": stored.outputs[0],
                                                         "Name": prefix + "*"})
         if "Pattern Mode" in stored.inputs:  # Blender 5.0+: a menu input

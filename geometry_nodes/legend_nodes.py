@@ -5,8 +5,8 @@ of the frame. Its group draws, in the object's XY plane facing +Z (towards the c
 aligned on x = 0 with the lowest baseline on y = 0:
 
 * a colour bar of ``Steps`` tiles from x = -``Width`` to 0: tile ``i`` is an instance carrying
-  ``activation_norm`` = i / (Steps - 1) (and ``activation_invalid``/``picture`` 0), drawn with
-  the cells' own "NNVis Activation" material, so the bar shows exactly the colours (ramp and
+  ``nnvis_fixed_norm`` = i / (Steps - 1) with ``nnvis_fixed`` 1 (and ``picture`` 0), drawn with
+  the network's cell material, so the bar shows exactly the colours (ramp and
   glow) a cell of that normalised value gets: the ramp has one home, the material;
 * under the bar, the value at each end (left-aligned at the bar's left end, right-aligned at
   its right end); above it, a title that says how the colours are normalised;
@@ -25,7 +25,7 @@ from . import layer_nodes, picture_nodes
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Colour Legend"
-VERSION = 1
+VERSION = 2
 BAR_GAP = 0.45     # from the top of the end values (one text size) to the bar, in text sizes
 TITLE_GAP = 0.45   # from the bar to the title's baseline, in text sizes
 
@@ -106,8 +106,8 @@ def _store_shown(b, m, geometry, shown_global, shown):
 
 
 def _colour_bar(b, m, inp, centre_y):
-    """``Steps`` tiles side by side from x = -Width to 0, tile i carrying ``activation_norm``
-    i / (Steps - 1), drawn with the cells' material."""
+    """``Steps`` tiles side by side from x = -Width to 0, tile i carrying a fixed normalised
+    value i / (Steps - 1) (``nnvis_fixed_norm``), drawn with the cells' material."""
     steps, width = inp["Steps"], inp["Width"]
     step = m.div(width, steps)
     line = b.node("GeometryNodeMeshLine", {"Count": steps}, mode="OFFSET")
@@ -116,8 +116,8 @@ def _colour_bar(b, m, inp, centre_y):
     b.set_input(line, "Offset", m.combine(step, 0.0, 0.0))
     value = m.div(b.node("GeometryNodeInputIndex").outputs[0], m.sub(steps, 1))
     points = line.outputs[0]
-    for name, field in ((layer_nodes.NORM_ATTRIBUTE, value),
-                        (layer_nodes.INVALID_ATTRIBUTE, 0.0),
+    for name, field in ((layer_nodes.FIXED_NORM_ATTRIBUTE, value),
+                        (layer_nodes.FIXED_ATTRIBUTE, 1.0),
                         (picture_nodes.PICTURE_ATTRIBUTE, 0.0)):
         points = b.node("GeometryNodeStoreNamedAttribute",
                         {"Geometry": points, "Name": name, "Value": field},

@@ -1,14 +1,17 @@
 """Shader materials, built from Python like the geometry-nodes groups.
 
-* "NNVis Activation": colours a cell by its ``activation_norm`` instance attribute through a
-  viridis colour ramp, with emission that grows with the activation so strong cells glow on a
-  dark background; a picture's cell (``picture`` 1, the input as a picture) shows its
+* "NNVis Activation" (one per network atlas): a cell's value at the shown sample and epoch, read
+  from the network's value atlas (geometry_nodes/atlas_nodes.py; the layer object's shown sample
+  and epoch are driven by the root), normalised by the colour range the layer group stores,
+  through a viridis colour ramp, with emission that grows with the activation so strong cells glow
+  on a dark background; a picture's cell (``picture`` 1, the input as a picture) shows its
   ``picture_colour`` instead, as plain emission (strength 1, no diffuse or specular light), so
   under the "Standard" view transform it renders as the pixel's own sRGB value.
 * "NNVis Label": flat, slightly emissive white for layer labels.
-* "NNVis Connection": blue (negative) through grey to red (positive) by the signed weight;
-  structural links (``structural`` 1: pooling, merges, no weights of their own) neutral grey,
-  dimmer and mostly transparent, so the weighted connections and the maps read through them.
+* "NNVis Connection" (one per network atlas): blue (negative) through grey to red (positive) by
+  the signed weight at the shown epoch, from the atlas; structural links (``structural`` 1:
+  pooling, merges, no weights of their own) neutral grey, dimmer and mostly transparent, so the
+  weighted connections and the maps read through them.
 
 A traced cell (Explain a prediction, blender/trace.py) shows through one framed part of the cell
 and connection materials, "Trace highlight": each cell's or edge's ``nnvis_trace`` (0..1) sets a
@@ -18,9 +21,8 @@ of how activations are stored.
 
 Values that are NaN/Inf in the export (a diverged training run) show in ``INVALID_COLOUR``,
 magenta, Blender's own "something is missing" colour: viridis never has red and blue both high
-with no green, nor does the blue-grey-red of connections. Cells and edges read the flags
-``activation_invalid`` / ``weight_invalid`` that the geometry nodes store, so the shaders need
-no Python either.
+with no green, nor does the blue-grey-red of connections. The atlas marks them with a code of
+their own, which the shaders decode, so no Python is needed to show them either.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import bpy
 
 from ..nnvis_addon.core import names
 from ..nnvis_addon.core.colour import srgb_to_linear
-from . import connection_nodes, layer_nodes, picture_nodes
-from .builder import BUILDER_VERSION_KEY, TreeBuilder
+from . import atlas_nodes, connection_nodes, layer_nodes, picture_nodes
+from .builder import BUILDER_VERSION_KEY, FieldMath, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
 LABEL_MATERIAL = "NNVis Label"
@@ -79,28 +81,64 @@ def _new_material(name: str) -> tuple[bpy.types.Material, TreeBuilder]:
     return material, TreeBuilder(tree)
 
 
-def ensure_activation_material() -> bpy.types.Material:
-    material = _find_current(ACTIVATION_MATERIAL)
-    if material is not None:
-        return material
-    material, b = _new_material(ACTIVATION_MATERIAL)
+def new_activation_material(name: str, image, height: int) -> bpy.types.Material:
+    """The cell material of one network atlas: each cell's value at the shown sample and epoch
+    from the atlas ``image`` (``height`` rows; geometry_nodes/atlas_nodes.py), normalised by the
+    colour range the layer group stores, coloured by viridis with a glow that grows with it."""
+    material, b = _new_material(name)
+    m = FieldMath(b)
+    blocks = atlas_nodes.add_epoch_blocks(b, height)
+
+    def instance(attribute_name):
+        return b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
+                      attribute_name=attribute_name).outputs["Fac"]
+
+    b.section("The cell's value at the epoch")
+    value, invalid = atlas_nodes.add_stream_value(
+        b, image, blocks, instance(layer_nodes.CELL_ATTRIBUTE),
+        atlas_nodes.object_place(b, layer_nodes.CELLS_STREAM))
+    b.section("Its pixel's max or mean over channels (collapsed maps)")
+    use_max = instance(layer_nodes.SUMMARY_MAX_ATTRIBUTE)
+    summary_place = [_pick(b, mean, high, use_max) for mean, high in zip(
+        atlas_nodes.object_place(b, layer_nodes.SUMMARY_STREAMS[2]),
+        atlas_nodes.object_place(b, layer_nodes.SUMMARY_STREAMS[1]))]
+    summary, summary_invalid = atlas_nodes.add_stream_value(
+        b, image, blocks, instance(layer_nodes.MAP_CELL_ATTRIBUTE), summary_place)
+    mix = instance(layer_nodes.SUMMARY_MIX_ATTRIBUTE)
+    value = _pick(b, value, summary, mix)
+    invalid = m.op("MAXIMUM", m.mul(invalid, m.op("LESS_THAN", mix, 1.0)),
+                   m.mul(summary_invalid, m.op("GREATER_THAN", mix, 0.0)))
+    b.section("Colour range")
+    norm = b.node("ShaderNodeMapRange", {"Value": value,
+                                         "From Min": instance(layer_nodes.VALUE_MIN_ATTRIBUTE),
+                                         "From Max": instance(layer_nodes.VALUE_MAX_ATTRIBUTE)},
+                  clamp=True).outputs[0]
+    fixed = instance(layer_nodes.FIXED_ATTRIBUTE)  # the legend's tiles
+    norm = _pick(b, norm, instance(layer_nodes.FIXED_NORM_ATTRIBUTE), fixed)
+    invalid = m.mul(invalid, m.sub(1.0, fixed))
+    _colour_cells(b, norm, invalid, instance)
+    return material
+
+
+def _pick(b: TreeBuilder, a, other, factor):
+    """``a`` where factor is 0, ``other`` where it is 1 (exactly), a blend between."""
+    return b.out(b.node("ShaderNodeMix", {"Factor": factor, "A": a, "B": other},
+                        data_type="FLOAT", clamp_factor=True), "Result")
+
+
+def _colour_cells(b: TreeBuilder, norm, invalid, instance) -> None:
+    """Viridis and glow by the normalised value; a picture's pixel colours; invalid magenta."""
     b.section("Viridis by activation")
-    attribute = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
-                       attribute_name=layer_nodes.NORM_ATTRIBUTE)
-    ramp = b.node("ShaderNodeValToRGB", {"Fac": attribute.outputs["Fac"]})
+    ramp = b.node("ShaderNodeValToRGB", {"Fac": norm})
     elements = ramp.color_ramp.elements
     while len(elements) < len(VIRIDIS_SRGB):
         elements.new(0.5)
     for index, (element, rgb) in enumerate(zip(elements, VIRIDIS_SRGB)):
         element.position = index / (len(VIRIDIS_SRGB) - 1)
         element.color = (*(srgb_to_linear(c) for c in rgb), 1.0)
-    glow = b.node("ShaderNodeMapRange", {"Value": attribute.outputs["Fac"], "To Min": 0.15,
-                                         "To Max": 2.5})
+    glow = b.node("ShaderNodeMapRange", {"Value": norm, "To Min": 0.15, "To Max": 2.5})
     b.section("Pictures and invalid cells")
-    invalid = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
-                     attribute_name=layer_nodes.INVALID_ATTRIBUTE).outputs["Fac"]
-    picture = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
-                     attribute_name=picture_nodes.PICTURE_ATTRIBUTE).outputs["Fac"]
+    picture = instance(picture_nodes.PICTURE_ATTRIBUTE)
     pixel = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
                    attribute_name=picture_nodes.PICTURE_COLOUR_ATTRIBUTE).outputs["Color"]
     colour = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": ramp.outputs["Color"],
@@ -126,7 +164,6 @@ def ensure_activation_material() -> bpy.types.Material:
     output = b.node("ShaderNodeOutputMaterial")
     b.link(shader.outputs[0], output.inputs["Surface"])
     b.arrange()
-    return material
 
 
 def _trace_factor(b: TreeBuilder, attribute_type: str, dim: float, highlight: float):
@@ -176,21 +213,32 @@ STRUCTURAL_GLOW = 0.35     # structural links' emission and opacity, relative to
 STRUCTURAL_OPACITY = 0.3
 
 
-def ensure_connection_material() -> bpy.types.Material:
-    """Diverging colour by signed weight (blue negative, red positive); weak edges transparent."""
-    material = _find_current(CONNECTION_MATERIAL)
-    if material is not None:
-        return material
-    material, b = _new_material(CONNECTION_MATERIAL)
+def new_connection_material(name: str, image, height: int) -> bpy.types.Material:
+    """Diverging colour by the signed weight at the shown epoch (blue negative, red positive),
+    read from the network's atlas ``image``; weak edges fade, those under the threshold vanish."""
+    material, b = _new_material(name)
     if hasattr(material, "surface_render_method"):
         material.surface_render_method = "BLENDED"
+    m = FieldMath(b)
+    blocks = atlas_nodes.add_epoch_blocks(b, height)  # weights: one sample, a block an epoch
 
     def attribute(name):
-        return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY", attribute_name=name)
+        return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY",
+                      attribute_name=name).outputs["Fac"]
 
+    b.section("The edge's weight at the epoch")
+    weight, invalid = atlas_nodes.add_stream_value(
+        b, image, blocks, attribute(connection_nodes.EDGE_ATTRIBUTE),
+        atlas_nodes.object_place(b, connection_nodes.WEIGHTS_STREAM))
+    weight_norm = m.op("MINIMUM", m.op("MAXIMUM", m.div(
+        weight, attribute(connection_nodes.WEIGHT_MAX_ATTRIBUTE)), -1.0), 1.0)
+    strength = m.op("ABSOLUTE", weight_norm)
+    # Under the threshold an edge is not drawn; an invalid one always is.
+    shown = m.op("MAXIMUM", m.op("GREATER_THAN", m.add(strength, 1e-6),
+                                 attribute(connection_nodes.THRESHOLD_ATTRIBUTE)), invalid)
+    structural = attribute(connection_nodes.STRUCTURAL_ATTRIBUTE)
     b.section("Colour by weight")
-    signed = b.node("ShaderNodeMapRange", {"Value": attribute("weight_norm").outputs["Fac"],
-                                           "From Min": -1.0, "From Max": 1.0})
+    signed = b.node("ShaderNodeMapRange", {"Value": weight_norm, "From Min": -1.0, "From Max": 1.0})
     ramp = b.node("ShaderNodeValToRGB", {"Fac": signed.outputs[0]})
     elements = ramp.color_ramp.elements
     elements.new(0.5)
@@ -198,40 +246,32 @@ def ensure_connection_material() -> bpy.types.Material:
                                          (NEGATIVE_COLOUR, NEUTRAL_COLOUR, POSITIVE_COLOUR)):
         element.position = position
         element.color = colour
-    structural = attribute(connection_nodes.STRUCTURAL_ATTRIBUTE).outputs["Fac"]
     colour = b.node("ShaderNodeMix", {"Factor": structural,
                                       "A": ramp.outputs["Color"], "B": NEUTRAL_COLOUR},
                     data_type="RGBA")
-    invalid = attribute(connection_nodes.INVALID_ATTRIBUTE).outputs["Fac"]
     colour = b.node("ShaderNodeMix", {"Factor": invalid, "A": b.out(colour, "Result"),
                                       "B": INVALID_COLOUR}, data_type="RGBA")
     b.section("Glow and opacity")
-    strength = attribute("strength_norm").outputs["Fac"]
     glow = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.4, "To Max": 3.0})
     # Structural links (pooling, merges) carry no weights: keep them quiet beside weighted ones.
     quiet = b.node("ShaderNodeMapRange", {"Value": structural,
                                           "To Min": 1.0, "To Max": STRUCTURAL_GLOW})
-    glow = b.node("ShaderNodeMath", {0: glow.outputs[0], 1: quiet.outputs[0]}, operation="MULTIPLY")
-    glow = b.node("ShaderNodeMix", {"Factor": invalid, "A": glow.outputs[0], "B": INVALID_GLOW},
-                  data_type="FLOAT")
+    glow = m.mul(glow.outputs[0], quiet.outputs[0])
+    glow = _pick(b, glow, INVALID_GLOW, invalid)
     opacity = b.node("ShaderNodeMapRange", {"Value": strength, "To Min": 0.12, "To Max": 0.9})
     faint = b.node("ShaderNodeMapRange", {"Value": structural,
                                           "To Min": 1.0, "To Max": STRUCTURAL_OPACITY})
-    opacity = b.node("ShaderNodeMath", {0: opacity.outputs[0], 1: faint.outputs[0]},
-                     operation="MULTIPLY")
+    opacity = m.mul(opacity.outputs[0], faint.outputs[0])
     # An invalid edge has no strength to fade by: drawn as opaque as the strongest.
-    opacity = b.node("ShaderNodeMix", {"Factor": invalid, "A": opacity.outputs[0], "B": 0.9},
-                     data_type="FLOAT")
+    opacity = m.mul(_pick(b, opacity, 0.9, invalid), shown)
     b.section("Trace highlight")
     factor = _trace_factor(b, "GEOMETRY", EDGE_TRACE_DIM, EDGE_TRACE_HIGHLIGHT)
-    opacity = b.node("ShaderNodeMath", {0: b.out(opacity, "Result"), 1: factor},
-                     operation="MULTIPLY", use_clamp=True)
-    glow = b.node("ShaderNodeMath", {0: b.out(glow, "Result"), 1: factor}, operation="MULTIPLY")
+    opacity = m.op("MULTIPLY", opacity, factor, clamp=True)
+    glow = m.mul(glow, factor)
     b.section("Shader")
-    emission = b.node("ShaderNodeEmission", {"Color": b.out(colour, "Result"),
-                                             "Strength": glow.outputs[0]})
+    emission = b.node("ShaderNodeEmission", {"Color": b.out(colour, "Result"), "Strength": glow})
     transparent = b.node("ShaderNodeBsdfTransparent")
-    mix = b.node("ShaderNodeMixShader", {"Fac": opacity.outputs[0]})
+    mix = b.node("ShaderNodeMixShader", {"Fac": opacity})
     b.link(transparent.outputs[0], mix.inputs[1])
     b.link(emission.outputs[0], mix.inputs[2])
     b.section(None)

@@ -112,8 +112,7 @@ def panel_model(context) -> PanelModel:
     layer = selected_layer(context, model.layers)
     if layer is not None:
         model.active_layer = layer
-        modifier = compat.nodes_modifier(layer, scene.MODIFIER_NAME)
-        model.layer_controls = [Control(layer, compat.modifier_input_path(modifier, name), name)
+        model.layer_controls = [Control(layer, scene.layer_control_path(layer, name), name)
                                 for name in scene.LAYER_CONTROLS]
         model.layer_controls[:0] = [Control(layer, "hide_viewport", "Hide in Viewport"),
                                     Control(layer, "hide_render", "Hide in Render")]

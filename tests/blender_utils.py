@@ -65,7 +65,22 @@ def evaluated_instances(obj) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             values = np.zeros(count, np.float32)
             attribute.data.foreach_get("value", values)
             attributes[attribute.name] = values
-    return positions, attributes
+    return positions, {**attributes, **_shown(obj, attributes, "Cell Material", "shown_cells")}
+
+
+def _shown(obj, attributes, material_input: str, function: str) -> dict:
+    """What the object's material shows (the add-on's numpy twin of its shader): a layer's
+    activations, a connection's weights at the shown sample and epoch."""
+    modifier = next((m for m in obj.modifiers if m.type == "NODES"), None)
+    if modifier is None or modifier.node_group is None:
+        return {}
+    compat = installed_module("nnvis_addon.blender.compat")
+    try:
+        material = compat.get_modifier_input(modifier, material_input)
+    except KeyError:
+        return {}
+    value_atlas = installed_module("nnvis_addon.blender.value_atlas")
+    return getattr(value_atlas, function)(obj, attributes, material)
 
 
 def configure_test_render(scene, width: int, height: int, samples: int,
@@ -149,6 +164,7 @@ def evaluated_curves(obj) -> dict:
     radius = np.zeros(total, np.float32)
     curves.attributes["radius"].data.foreach_get("value", radius)
     result["radius_per_curve"] = radius.reshape(count, -1)[:, 0]
+    result.update(_shown(obj, result, "Material", "shown_edges"))
     return result
 
 
@@ -266,3 +282,14 @@ def import_file(path, **options) -> bpy.types.Object:
              if obj.as_pointer() not in known and obj.get("nnvis_network")]
     assert len(roots) == 1
     return roots[0]
+
+
+def assert_shown(actual, expected, obj, err_msg: str = "", rtol: float = 1e-6) -> None:
+    """``actual`` (what a layer's or connection's material shows) equals ``expected`` (the
+    recorded values) to within the 16-bit quantisation of the value atlas (core/atlas.py):
+    half a step of the object's stream, NaN/Inf shown as 0."""
+    value_atlas = installed_module("nnvis_addon.blender.value_atlas")
+    prefix = "nnvis_cells" if "nnvis_cells_place" in obj else "nnvis_edges"
+    expected = np.where(np.isfinite(expected), expected, 0.0)
+    np.testing.assert_allclose(actual, expected, rtol=rtol,
+                               atol=value_atlas.tolerance(obj, prefix), err_msg=err_msg)

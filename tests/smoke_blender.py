@@ -220,9 +220,18 @@ def main(argv=None) -> int:
                 "connections": len(connections)}
 
     def activations():
-        """Every cell's evaluated ``activation`` is the recorded value it shows (NaN/Inf read 0)
-        and ``activation_norm`` lies in 0..1. Instance attributes have no Python API before
-        4.3, so a temporary Realize Instances modifier bakes them onto the cubes' vertices."""
+        """Every cell shows its recorded activation (NaN/Inf read 0) to within the value atlas's
+        quantisation, and a normalised value in 0..1: the add-on's numpy twin of the cell shader
+        (value_atlas.shown_cells) on the cells' realized attributes. Instance attributes have no
+        Python API before 4.3, so a temporary Realize Instances modifier bakes them onto the
+        cubes' vertices."""
+        import importlib
+
+        import numpy as np  # bpy's own dependency
+
+        value_atlas = importlib.import_module(EXTENSION_MODULE + ".nnvis_addon.blender.value_atlas")
+        export_format = importlib.import_module(EXTENSION_MODULE + ".nnvis_addon.core.export_format")
+        export = export_format.read_export(args.export)
         root, layers = state["root"], state["layers"]
         sample, epoch = int(root["nnvis_sample"]), int(round(root["nnvis_epoch"]))
         group = bpy.data.node_groups.new("smoke realize", "GeometryNodeTree")
@@ -238,10 +247,10 @@ def main(argv=None) -> int:
         try:
             for obj in layers:
                 cells = len(obj.data.vertices)
-                recorded = [0.0] * cells
-                obj.data.attributes[f"nnvis_act_s{sample}_e{epoch}"].data.foreach_get(
-                    "value", recorded)
-                expected = [v if math.isfinite(v) else 0.0 for v in recorded]
+                expected = [v if math.isfinite(v) else 0.0 for v in
+                            export.activations(obj["nnvis_layer"], epoch)[sample].reshape(-1)]
+                material = next((value for value in obj.modifiers["NNVis Layer"].values()
+                                 if isinstance(value, bpy.types.Material)), None)
                 modifier = obj.modifiers.new("smoke realize", "NODES")
                 modifier.node_group = group
                 try:
@@ -249,28 +258,29 @@ def main(argv=None) -> int:
                     evaluated = obj.evaluated_get(depsgraph)
                     mesh = evaluated.to_mesh()
                     try:
-                        values = {}
-                        for name in ("activation", "activation_norm"):
-                            attribute = mesh.attributes.get(name)
-                            check(attribute is not None and attribute.domain == "POINT",
-                                  f"{obj.name}: no realized {name!r} point attribute")
-                            data = [0.0] * len(mesh.vertices)
-                            attribute.data.foreach_get("value", data)
-                            values[name] = data
                         realized = len(mesh.vertices)  # 8 per cube (the cells come last)
-                        got = values["activation"][realized - cells * 8::8]
-                        norm = values["activation_norm"][realized - cells * 8::8]
+                        attributes = {}
+                        for attribute in mesh.attributes:
+                            if attribute.domain == "POINT" and attribute.data_type == "FLOAT" \
+                                    and attribute.name.startswith("nnvis_"):
+                                data = [0.0] * realized
+                                attribute.data.foreach_get("value", data)
+                                attributes[attribute.name] = np.asarray(
+                                    data[realized - cells * 8::8], np.float32)
                     finally:
                         evaluated.to_mesh_clear()
                 finally:
                     obj.modifiers.remove(modifier)
                 check(realized >= 8 * cells, f"{obj.name}: {realized} realized vertices for "
                                              f"{cells} cells")
+                shown = value_atlas.shown_cells(obj, attributes, material)
+                got, norm = shown["activation"], shown["activation_norm"]
+                tolerance = value_atlas.tolerance(obj, "nnvis_cells")
                 bad = [i for i, (a, b) in enumerate(zip(got, expected))
-                       if abs(a - b) > 1e-4 * max(1.0, abs(b))]
+                       if abs(a - b) > tolerance + 1e-6 * abs(b)]
                 first = bad[0] if bad else 0
-                check(not bad, f"{obj.name}: cell {first} shows {got[first]} instead of "
-                               f"{expected[first]} ({len(bad)} cells off)")
+                check(not bad, f"{obj.name}: cell {first} shows {got[first] if bad else 0} "
+                               f"instead of {expected[first]} ({len(bad)} cells off)")
                 check(all(0.0 <= v <= 1.0 for v in norm), f"{obj.name}: activation_norm "
                                                           "outside 0..1 (or NaN)")
                 checked += cells

@@ -6,7 +6,13 @@ from __future__ import annotations
 import bpy
 import numpy as np
 import pytest
-from blender_utils import evaluated_curves, evaluated_instances, install_extension, installed_module
+from blender_utils import (
+    assert_shown,
+    evaluated_curves,
+    evaluated_instances,
+    install_extension,
+    installed_module,
+)
 
 from nnvis_addon.core.edges import display_budget
 from nnvis_addon.core.export_format import read_export
@@ -75,15 +81,18 @@ def test_curve_count_radius_and_weights_follow_the_export(network, example_expor
     assert curves["count"] == display_budget(32, 10) == len(obj.data.curves)
     assert np.all(np.diff(index) > 0)
     weights = kernel.reshape(-1)[index]
-    np.testing.assert_allclose(curves["weight"], weights, rtol=1e-6)
+    assert_shown(curves["weight"], weights, obj)
     assert np.abs(np.delete(kernel.reshape(-1), index)).max() <= np.abs(weights).min()
     every_epoch = np.stack([export.weights("output", e)[0].reshape(-1)[index]
                             for e in range(len(export.epochs))])
     weight_max = float(np.percentile(np.abs(every_epoch), 99))
     assert get_input(obj, "Weight Max") == pytest.approx(weight_max, rel=1e-6)
-    np.testing.assert_allclose(curves["weight_norm"],
-                               np.clip(weights / weight_max, -1, 1), rtol=1e-5)
-    strength = np.minimum(np.abs(weights) / weight_max, 1.0)
+    np.testing.assert_allclose(curves["weight_norm"], np.clip(weights / weight_max, -1, 1),
+                               rtol=1e-5, atol=2 * installed_module(
+                                   "nnvis_addon.blender.value_atlas").tolerance(
+                                   obj, "nnvis_edges") / weight_max)
+    # The radius follows the edge's strongest |w| over the epochs (static during playback).
+    strength = np.minimum(np.abs(every_epoch).max(axis=0) / weight_max, 1.0)
     radius, min_radius = get_input(obj, "Radius"), get_input(obj, "Min Radius")
     expected_radius = radius * (min_radius + (1 - min_radius) * strength)
     np.testing.assert_allclose(curves["radius_per_curve"], expected_radius, rtol=1e-5)
@@ -111,7 +120,9 @@ def test_threshold_hides_weak_edges_without_rebundling(network, api, example_exp
     threshold = float(ordered[len(ordered) // 2] + ordered[len(ordered) // 2 - 1]) / 2
     scene.set_control(root, "nnvis_edge_threshold", threshold)
     kept = evaluated_curves(obj)
-    assert 0 < kept["count"] == int(np.count_nonzero(strength >= threshold)) < full["count"]
+    # The material no longer draws the weaker edges (the curves stay, nothing is re-bundled).
+    assert kept["count"] == full["count"]
+    assert 0 < int(kept["drawn"].sum()) == int(np.count_nonzero(strength >= threshold)) < full["count"]
     assert np.array_equal(positions_before, np.array([p.position[:] for p in obj.data.points[:50]]))
 
 
@@ -125,7 +136,7 @@ def test_fractional_epoch_interpolates_edge_weights(network, api, example_export
     _, _, index = kept_edges(obj, 10)
     a = export.weights("output", 2)[0].reshape(-1)[index]
     b = export.weights("output", 3)[0].reshape(-1)[index]
-    np.testing.assert_allclose(evaluated_curves(obj)["weight"], (a + b) / 2, rtol=1e-5, atol=1e-7)
+    assert_shown(evaluated_curves(obj)["weight"], (a + b) / 2, obj, rtol=1e-5)
 
 
 def test_connections_end_at_their_cells_and_follow_the_layout(network, api):

@@ -17,6 +17,7 @@ from blender_utils import (
     EXTENSION_MODULE,
     ROOT,
     all_data,
+    assert_shown,
     build_zip,
     compare_images,
     configure_test_render,
@@ -130,7 +131,7 @@ def test_evaluated_activation_equals_export(empty_scene, example_export, sample,
     for obj, layer in zip(layer_objects(root), export.layers):
         _, attributes = evaluated_instances(obj)
         expected = export.activations(layer.name, epoch_index)[sample].reshape(-1).astype(np.float32)
-        np.testing.assert_array_equal(attributes["activation"], expected, err_msg=layer.name)
+        assert_shown(attributes["activation"], expected, obj, err_msg=layer.name)
         lo, hi = get_input(obj, "Value Min"), get_input(obj, "Value Max")
         assert np.all((attributes["activation_norm"] >= 0) & (attributes["activation_norm"] <= 1))
         assert lo <= float(np.nanmin(expected)) + 1e-6 and hi >= float(np.nanmax(expected)) - 1e-6
@@ -145,10 +146,10 @@ def test_fractional_epoch_interpolates_and_step_holds(empty_scene, example_expor
     a = export.activations(name, 1)[1].reshape(-1).astype(np.float32)
     b = export.activations(name, 2)[1].reshape(-1).astype(np.float32)
     _, attributes = evaluated_instances(obj)
-    np.testing.assert_allclose(attributes["activation"], a + (b - a) * 0.25, rtol=1e-5, atol=1e-6)
+    assert_shown(attributes["activation"], a + (b - a) * 0.25, obj, rtol=1e-5)
     set_control(root, "nnvis_step_epochs", True)
     _, attributes = evaluated_instances(obj)
-    np.testing.assert_array_equal(attributes["activation"], a)
+    assert_shown(attributes["activation"], a, obj)
 
 
 def test_linear_and_grid_layouts_place_cells_as_the_layout_core_says(empty_scene, example_export):
@@ -173,7 +174,9 @@ def test_network_controls_are_farm_safe_drivers(empty_scene, example_export):
     root = import_example(example_export)
     for index, obj in enumerate(layer_objects(root)):
         drivers = obj.animation_data.drivers
-        assert len(drivers) == 5 + (index > 0)  # network controls, and the position after the first
+        # network controls (3 modifier inputs, the shown sample/epoch/step), the Collapse input
+        # from the layer's control, and the position after the first
+        assert len(drivers) == 7 + (index > 0)
         for fcurve in drivers:
             assert fcurve.driver.is_valid
             assert fcurve.driver.is_simple_expression, fcurve.driver.expression
@@ -193,7 +196,11 @@ def test_import_twice_gives_two_networks(empty_scene, example_export):
     assert first.name != second.name
     assert len(layer_objects(first)) == len(layer_objects(second))
     assert {g.name for g in bpy.data.node_groups} == groups, "node groups are shared, not rebuilt"
-    assert {m.name for m in bpy.data.materials} == materials
+    # Each network has its own cell and connection material (they read its value atlas).
+    added = {m for m in bpy.data.materials if m.name not in materials}
+    cell = get_input(layer_objects(second)[0], "Cell Material")
+    assert cell in added and len(added) == 2
+    assert cell != get_input(layer_objects(first)[0], "Cell Material")
 
 
 def test_malformed_export_reports_one_error_and_leaves_nothing(empty_scene, example_export, tmp_path):

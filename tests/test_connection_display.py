@@ -123,14 +123,13 @@ def test_the_default_draws_each_pairs_budget_and_the_operator_ranks_by_contribut
                                       edge_ranking="contribution") == {"FINISHED"}
     root = next(o for o in bpy.context.scene.objects if o.get("nnvis_network"))
     links = links_by_layers(api, root)
-    last = len(export.epochs) - 1
     for ranking, sample in (("contribution", 2), ("weight", 0)):
         expected = {(item.source.name, item.target.name): item
                     for item in plan_links(export, WiringOptions(ranking=ranking), sample=sample)}
         for pair in (("pool1", "conv2"), ("pool2", "dense1"), ("dense1", "output")):
             obj = links[pair]
             weights = np.zeros(len(obj.data.curves), np.float32)
-            obj.data.attributes[f"nnvis_w_e{last}"].data.foreach_get("value", weights)
+            obj.data.attributes["nnvis_w_bundled"].data.foreach_get("value", weights)
             same = np.array_equal(weights, expected[pair].epoch_weights[-1])
             assert same == (ranking == "contribution"), (pair, ranking)
             assert obj["nnvis_edge_ranking"] == "contribution"

@@ -10,7 +10,13 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
-from blender_utils import evaluated_curves, evaluated_instances, install_extension, installed_module
+from blender_utils import (
+    assert_shown,
+    evaluated_curves,
+    evaluated_instances,
+    install_extension,
+    installed_module,
+)
 from export_factory import make_export
 
 from nnvis_addon.core.edges import spatial_to_dense_edges
@@ -74,8 +80,8 @@ def test_layers_clamp_sample_and_epoch(api, network, built, sample, epoch, shown
                                        shown_epoch):
     show(api, network, sample, epoch)
     for name, obj in network.layers.items():
-        np.testing.assert_array_equal(shown_activations(obj),
-                                      recorded(built, name, shown_sample, shown_epoch), name)
+        assert_shown(shown_activations(obj), recorded(built, name, shown_sample, shown_epoch),
+                     obj, name)
 
 
 @pytest.mark.parametrize("epoch, shown_epoch", [(7.0, EPOCHS - 1), (-2.5, 0), (1.0, 1)])
@@ -86,7 +92,7 @@ def test_connections_clamp_the_epoch(api, network, built, epoch, shown_epoch):
     edges = spatial_to_dense_edges(built.weights[shown_epoch]["dense"][0], (2, 2, 4))
     curves = evaluated_curves(link)
     assert curves["count"] == len(edges) == 20
-    np.testing.assert_array_equal(curves["weight"], edges.weight)
+    assert_shown(curves["weight"], edges.weight, link)
 
 
 def counter_epoch(counter) -> float:

@@ -17,6 +17,7 @@ import bpy
 import numpy as np
 import pytest
 from blender_utils import (
+    assert_shown,
     configure_test_render,
     evaluated_curves,
     evaluated_instances,
@@ -218,8 +219,7 @@ def test_cells_flag_exactly_the_nonfinite_values(api, network, built, epoch):
         recorded = built.activations[epoch][name][1].reshape(-1)
         _, shown = evaluated_instances(obj)
         np.testing.assert_array_equal(shown["activation_invalid"], ~np.isfinite(recorded), name)
-        np.testing.assert_array_equal(shown["activation"],
-                                      np.where(np.isfinite(recorded), recorded, 0.0), name)
+        assert_shown(shown["activation"], recorded, obj, name)
         assert np.isfinite(shown["activation_norm"]).all(), name
 
 
@@ -232,8 +232,8 @@ def test_between_a_finite_and_a_diverged_epoch_cells_are_invalid(api, network, b
     show(api, network, DIVERGING + 0.5, step=True)  # held at the lower, finite epoch
     _, shown = evaluated_instances(network.layers["dense"])
     assert not shown["activation_invalid"].any()
-    np.testing.assert_array_equal(shown["activation"],
-                                  built.activations[DIVERGING]["dense"][1].reshape(-1))
+    assert_shown(shown["activation"], built.activations[DIVERGING]["dense"][1].reshape(-1),
+                 network.layers["dense"])
 
 
 def test_layer_ranges_are_the_finite_ones(api, network, built):
@@ -258,11 +258,11 @@ def test_edges_flag_nonfinite_weights_and_outlast_the_threshold(api, network, bu
     api.scene.set_control(network.root, "nnvis_edge_threshold", 0.9)
     try:
         show(api, network, float(DIVERGED))
-        assert evaluated_curves(link)["count"] == len(link.data.curves)  # all invalid: kept
+        assert evaluated_curves(link)["drawn"].all()  # all invalid: all drawn
         show(api, network, float(DIVERGING))
         invalid = int(np.count_nonzero(~np.isfinite(built.weights[DIVERGING]["dense"][0])))
         curves = evaluated_curves(link)
-        assert invalid < curves["count"] < len(link.data.curves)  # weak finite ones hidden
+        assert invalid < int(curves["drawn"].sum()) < len(link.data.curves)  # weak finite hidden
         assert int(curves["weight_invalid"].sum()) == invalid
     finally:
         api.scene.set_control(network.root, "nnvis_edge_threshold", 0.0)
@@ -280,17 +280,19 @@ def test_curves_are_bundled_by_finite_weights_and_rebundle(api, network):
     assert np.isfinite(positions).all()
 
 
-def test_materials_colour_the_flags_the_nodes_store(api):
-    for material_name, flag in (("NNVis Activation", "activation_invalid"),
-                                ("NNVis Connection", "weight_invalid")):
-        tree = bpy.data.materials[material_name].node_tree
-        readers = [n for n in tree.nodes if n.bl_idname == "ShaderNodeAttribute"
-                   and n.attribute_name == flag]
-        assert len(readers) == 1, material_name
-        mixes = [link.to_node for link in tree.links if link.from_node == readers[0]]
-        colours = [tuple(next(s for s in m.inputs if s.identifier == "B_Color").default_value)
-                   for m in mixes if m.bl_idname == "ShaderNodeMix" and m.data_type == "RGBA"]
-        assert colours == [api.materials.INVALID_COLOUR], material_name
+def test_materials_colour_what_the_atlas_marks_invalid(api, network):
+    """Each of the network's materials mixes in the invalid colour by the decoded flag."""
+    layer = next(iter(network.layers.values()))
+    link = next(iter(network.links.values()))
+    for material in (api.compat.get_modifier_input(layer.modifiers["NNVis Layer"], "Cell Material"),
+                     api.compat.get_modifier_input(link.modifiers["NNVis Connections"], "Material")):
+        tree = material.node_tree
+        invalid_mixes = [m for m in tree.nodes if m.bl_idname == "ShaderNodeMix"
+                         and m.data_type == "RGBA" and tuple(next(
+                             s for s in m.inputs if s.identifier == "B_Color").default_value)
+                         == api.materials.INVALID_COLOUR]
+        assert len(invalid_mixes) == 1, material.name
+        assert invalid_mixes[0].inputs["Factor"].is_linked, material.name
 
 
 def magenta_fraction(pixels: np.ndarray) -> float:

@@ -116,13 +116,14 @@ def test_legend_is_owned_and_in_the_lower_right_of_the_frame(startup, example_ex
     tiles, attributes = evaluated_instances(legend)
     order = np.argsort(in_view(startup, camera, tiles @ np.array(legend.matrix_world)[:3, :3].T
                                + np.array(legend.matrix_world)[:3, 3])[:, 0])
-    norm = attributes["activation_norm"][order]
+    norm = attributes["nnvis_fixed_norm"][order]
     assert norm[0] == 0.0 and norm[-1] == 1.0 and np.all(np.diff(norm) > 0)
-    assert np.all(attributes["activation_invalid"] == 0) and np.all(attributes["picture"] == 0)
+    assert np.all(attributes["nnvis_fixed"] == 1) and np.all(attributes["picture"] == 0)
     modifier = legend.modifiers["NNVis Colour Legend"]
     compat = installed_module("nnvis_addon.blender.compat")
-    assert compat.get_modifier_input(modifier, "Bar Material").name == "NNVis Activation", \
-        "the bar shows the cells' own colours"
+    cells = installed_module("nnvis_addon.blender.network").network_layers(root)[0]
+    assert compat.get_modifier_input(modifier, "Bar Material") == compat.get_modifier_input(
+        cells.modifiers["NNVis Layer"], "Cell Material"), "the bar shows the cells' own colours"
 
 
 def test_legend_shows_the_range_and_follows_the_normalisation_control(startup, example_export):

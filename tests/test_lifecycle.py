@@ -52,6 +52,17 @@ def network_blocks(root) -> dict[str, set[str]]:
     return {"objects": objects, "data": data, "collection": {collection.name}}
 
 
+def network_materials(root) -> set:
+    """The network's own materials: its layers' cell material, its connections' material."""
+    compat = installed_module("nnvis_addon.blender.compat")
+    network = installed_module("nnvis_addon.blender.network")
+    found = {compat.get_modifier_input(obj.modifiers["NNVis Layer"], "Cell Material")
+             for obj in network.network_layers(root)}
+    found |= {compat.get_modifier_input(obj.modifiers["NNVis Connections"], "Material")
+              for obj in network.network_connections(root)}
+    return found
+
+
 def assert_cells_evaluate(root):
     layers = scene_api().network_layers(root)
     assert layers
@@ -113,6 +124,7 @@ def test_remove_network_operator_then_function_restores_bpy_data(empty, tiny):
     first = import_file(tiny)
     second = import_file(tiny)
     first_blocks = network_blocks(first)
+    first_materials = {("materials", m.name) for m in network_materials(first)}
     second_root_name = second.name
     second_camera = next(o for o in second.users_collection[0].objects if o.get("nnvis_camera"))
     shared = {("node_groups", g.name) for g in bpy.data.node_groups} | \
@@ -133,11 +145,12 @@ def test_remove_network_operator_then_function_restores_bpy_data(empty, tiny):
                                        {c.name for c in bpy.data.cameras} |
                                        {light.name for light in bpy.data.lights})
     assert not first_blocks["collection"] & {c.name for c in bpy.data.collections}
-    # The other network still uses the shared groups, materials and world: they stay.
+    # The other network still uses the shared groups, materials and world: they stay; the
+    # first network's own materials (they read its value atlas) and atlas images go.
     still = {("node_groups", g.name) for g in bpy.data.node_groups} | \
             {("materials", m.name) for m in bpy.data.materials} | \
             {("worlds", w.name) for w in bpy.data.worlds}
-    assert still == shared
+    assert first_materials and still == shared - first_materials
     assert orphans() == orphans_before, orphans() - orphans_before
     second = bpy.data.objects[second_root_name]
     assert_cells_evaluate(second)
@@ -165,13 +178,14 @@ def test_remove_keeps_what_the_user_still_uses(empty, tiny):
     mesh = bpy.data.meshes.new("user mesh")
     user = bpy.data.objects.new("user object", mesh)
     empty.collection.objects.link(user)
-    material = bpy.data.materials["NNVis Activation"]
+    material, = (m for m in network_materials(root) if m.name.startswith("NNVis Activation"))
+    material_name = material.name
     mesh.materials.append(material)
 
     lifecycle_api().remove_network(root)
     assert action_name not in bpy.data.actions, "the network's action is an orphan"
     assert "user object" in bpy.data.objects and "user mesh" in bpy.data.meshes
-    assert bpy.data.materials.get("NNVis Activation") == material, "still used by the user"
+    assert bpy.data.materials.get(material_name) == material, "still used by the user"
     assert "NNVis Layer" not in bpy.data.node_groups
     assert "NNVis Connections" not in bpy.data.node_groups
     assert "NNVis Label" not in bpy.data.materials

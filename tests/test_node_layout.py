@@ -27,7 +27,22 @@ def find_builders() -> dict:
     return found
 
 
-BUILDERS = find_builders()
+def per_network_builders() -> dict:
+    """The materials made per network atlas, on a stand-in atlas image."""
+    package = import_extension_package().__name__
+    materials = importlib.import_module(f"{package}.geometry_nodes.materials")
+
+    def atlas_image():
+        return bpy.data.images.get("layout test atlas") or bpy.data.images.new(
+            "layout test atlas", 4, 4)
+
+    return {"materials.new_activation_material":
+            lambda: materials.new_activation_material("layout test", atlas_image(), 4),
+            "materials.new_connection_material":
+            lambda: materials.new_connection_material("layout test", atlas_image(), 4)}
+
+
+BUILDERS = {**find_builders(), **per_network_builders()}
 
 
 @pytest.fixture(scope="module")
@@ -40,15 +55,18 @@ SECTIONS = {
     "layer_nodes.ensure_layer_group": {
         "Map layout": {"FunctionNodeCompare", "FunctionNodeBooleanMath"},
         "Cell positions": {"GeometryNodeSetPosition", "ShaderNodeCombineXYZ"},
-        "Activation": {"ShaderNodeMapRange", "GeometryNodeRemoveAttribute"},
+        "Shading: the cell's values in the atlas, colour range": {
+            "GeometryNodeStoreNamedAttribute", "GeometryNodeInputIndex",
+            "GeometryNodeRemoveAttribute"},
         "Cells": {"GeometryNodeMeshCube", "GeometryNodeInstanceOnPoints",
                   "GeometryNodeMeshToPoints", "GeometryNodeIsViewport"},
     },
     "connection_nodes.ensure_connection_group": {
         "Curves between the cells": {"GeometryNodeObjectInfo", "GeometryNodeSetPosition"},
-        "Weight at the epoch": {"GeometryNodeStoreNamedAttribute",
-                                "GeometryNodeDeleteGeometry"},
-        "Radius and tubes": {"GeometryNodeCurveToMesh", "GeometryNodeSetCurveRadius"},
+        "For the material: the edge's index, scale and threshold": {
+            "GeometryNodeStoreNamedAttribute", "GeometryNodeInputIndex"},
+        "Radius by the edge's strongest weight over the epochs": {
+            "GeometryNodeSetCurveRadius", "GeometryNodeCurveToMesh"},
     },
     "counter_nodes.ensure_counter_group": {
         "Shown epoch": {"ShaderNodeMath"},
@@ -58,14 +76,30 @@ SECTIONS = {
         "What it shows, for tests and tools": {"GeometryNodeStoreNamedAttribute",
                                                "FunctionNodeStringLength"},
     },
-    "materials.ensure_activation_material": {
+    "atlas_nodes.ensure_pixel_group": {
+        "Pixel of the value": {"ShaderNodeMath"},
+        "Texture coordinates (pixel centres)": {"ShaderNodeCombineXYZ"},
+    },
+    "atlas_nodes.ensure_decode_group": {
+        "16-bit code": {"ShaderNodeSeparateColor"},
+        "Value between Low and High": {"ShaderNodeMath"},
+    },
+    "materials.new_activation_material": {
+        "Shown sample and epoch (the object's, driven by the network)": {"ShaderNodeAttribute"},
+        "Recorded epochs around it": {"ShaderNodeMath"},
+        "The cell's value at the epoch": {"ShaderNodeTexImage", "ShaderNodeGroup"},
+        "Its pixel's max or mean over channels (collapsed maps)": {"ShaderNodeTexImage"},
+        "Colour range": {"ShaderNodeMapRange"},
         "Viridis by activation": {"ShaderNodeValToRGB"},
         "Pictures and invalid cells": {"ShaderNodeMix"},
         "Trace highlight": {"ShaderNodeAttribute", "ShaderNodeMapRange", "ShaderNodeMix"},
         "Shader": {"ShaderNodeBsdfPrincipled"},
     },
     "materials.ensure_label_material": {},
-    "materials.ensure_connection_material": {
+    "materials.new_connection_material": {
+        "Shown sample and epoch (the object's, driven by the network)": {"ShaderNodeAttribute"},
+        "Recorded epochs around it": {"ShaderNodeMath"},
+        "The edge's weight at the epoch": {"ShaderNodeTexImage", "ShaderNodeGroup"},
         "Colour by weight": {"ShaderNodeValToRGB"},
         "Glow and opacity": {"ShaderNodeMapRange"},
         "Trace highlight": {"ShaderNodeAttribute", "ShaderNodeMapRange", "ShaderNodeMath"},

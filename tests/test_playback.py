@@ -9,7 +9,13 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
-from blender_utils import evaluated_curves, evaluated_instances, install_extension, installed_module
+from blender_utils import (
+    assert_shown,
+    evaluated_curves,
+    evaluated_instances,
+    install_extension,
+    installed_module,
+)
 
 from nnvis_addon.core.export_format import read_export
 
@@ -62,6 +68,10 @@ def activations(net, export, epoch, sample=1):
     return result
 
 
+def layer(net, name):
+    return next(obj for obj in net.layers if obj["nnvis_layer"] == name)
+
+
 def shown_activations(net):
     return {obj["nnvis_layer"]: evaluated_instances(obj)[1]["activation"] for obj in net.layers}
 
@@ -104,11 +114,11 @@ def test_integer_epoch_frames_show_the_exported_activations(api, network, export
         assert show_frame(network, arrive(k)) == k
         shown = shown_activations(network)
         for name, values in activations(network, export, k).items():
-            np.testing.assert_array_equal(shown[name], values, err_msg=f"{name} epoch {k}")
+            assert_shown(shown[name], values, layer(network, name), err_msg=f"{name} epoch {k}")
     # Still held at the end of the hold.
     assert show_frame(network, arrive(4) + HOLD) == 4
-    np.testing.assert_array_equal(shown_activations(network)["conv1"],
-                                  activations(network, export, 4)["conv1"])
+    assert_shown(shown_activations(network)["conv1"], activations(network, export, 4)["conv1"],
+                 layer(network, "conv1"))
 
 
 def test_halfway_frame_interpolates_linearly(api, network, export):
@@ -118,7 +128,7 @@ def test_halfway_frame_interpolates_linearly(api, network, export):
         assert epoch == pytest.approx(k + 0.5, abs=1e-6)
         shown = shown_activations(network)
         for name, values in activations(network, export, epoch).items():
-            np.testing.assert_allclose(shown[name], values, rtol=1e-5, atol=1e-6, err_msg=name)
+            assert_shown(shown[name], values, layer(network, name), err_msg=name, rtol=1e-5)
         assert not np.allclose(shown["dense1"], activations(network, export, k)["dense1"])
 
 
@@ -131,7 +141,8 @@ def test_step_keys_hold_each_epoch(api, network, export):
             assert show_frame(network, frame) == k
             shown = shown_activations(network)
             for name, values in activations(network, export, k).items():
-                np.testing.assert_array_equal(shown[name], values, err_msg=f"{name} frame {frame}")
+                assert_shown(shown[name], values, layer(network, name),
+                             err_msg=f"{name} frame {frame}")
         assert show_frame(network, arrive(k + 1)) == k + 1
 
 
@@ -152,9 +163,9 @@ def test_edge_weights_interpolate_at_a_fractional_frame(api, network, export):
         a = export.weights("output", 2)[0].reshape(-1)[index].astype(np.float32)
         b = export.weights("output", 3)[0].reshape(-1)[index].astype(np.float32)
         expected = a + (b - a) * np.float32(epoch - 2)
-        np.testing.assert_allclose(evaluated_curves(obj)["weight"], expected, rtol=1e-5, atol=1e-7)
+        assert_shown(evaluated_curves(obj)["weight"], expected, obj, rtol=1e-5)
         show_frame(network, arrive(3))
-        np.testing.assert_allclose(evaluated_curves(obj)["weight"], b, rtol=1e-6)
+        assert_shown(evaluated_curves(obj)["weight"], b, obj)
     finally:
         api.compat.set_modifier_input(modifier, "As Tubes", True)
         obj.update_tag()

@@ -13,15 +13,14 @@ from dataclasses import dataclass, field, replace
 import bpy
 import numpy as np
 
-from ...geometry_nodes import connection_nodes, materials
-from ..core import controls, names
+from ...geometry_nodes import atlas_nodes, connection_nodes, materials
+from ..core import atlas, controls, names
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
-from ..core.edges import latest_finite_weights
 from ..core.export_format import NetworkExport, errors_naming_layer
 from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_height
 from ..core.links import LayerLink, SkipRoute, WiringOptions, plan_links, skip_arc, skip_route
 from ..core.rows import turn_bulge, turn_profile
-from . import compat, network, writers
+from . import compat, network, value_atlas, writers
 from .network import network_connections  # noqa: F401  (part of this module's script API)
 
 MODIFIER_NAME = names.CONNECTION_MODIFIER
@@ -30,6 +29,9 @@ CONNECTION_MARKER = names.CONNECTION_MARKER
 # a mesh of points x sides vertices, rebuilt every frame an epoch animation changes the weights.
 TUBES_UP_TO = 2_000
 EDGE_RADIUS = 0.07  # the strongest edge's radius, in cells: thin beside the maps it joins
+# Curve attribute: the weights the edges were bundled by (each edge's latest finite weight), so
+# Re-bundle bundles by the same ones.
+BUNDLED_BY = "nnvis_w_bundled"
 
 
 # Bundling costs a few milliseconds a link whatever its size: networks with more links than
@@ -52,6 +54,18 @@ def with_ranking(options: ConnectionOptions, ranking: str) -> ConnectionOptions:
 
 
 FULL_SCALE_PERCENTILE = 99.0  # |w| at this percentile gets the full colour and radius
+
+
+def _weight_stream(number: int, link: LayerLink) -> value_atlas.StreamGroup:
+    """A link's edge weights, a block per recorded epoch (key: the link's number)."""
+    epoch_weights = link.epoch_weights  # (epochs, edges)
+    stream = atlas.Stream(str(number), len(link.edges), len(epoch_weights))
+
+    def values():
+        for epoch_index, weights in enumerate(epoch_weights):
+            yield epoch_index, {stream.key: weights}
+
+    return value_atlas.StreamGroup([stream], values)
 
 
 def full_scale_weight(epoch_weights: np.ndarray) -> float:
@@ -174,9 +188,10 @@ def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: La
     _write_shape(curves_data, curves, straight, turn)
     for name in ("source_first", "source_last", "target_first", "target_last"):
         writers.write_attribute(curves_data, name, "INT", "CURVE", getattr(link, name))
-    for epoch_index, weights in enumerate(link.epoch_weights):
-        writers.write_attribute(curves_data, connection_nodes.weight_attribute_name(epoch_index),
-                                "FLOAT", "CURVE", weights)
+    magnitudes = np.abs(link.epoch_weights)
+    peak = np.max(np.where(np.isfinite(magnitudes), magnitudes, 0.0), axis=0, initial=0.0)
+    writers.write_attribute(curves_data, connection_nodes.PEAK_ATTRIBUTE, "FLOAT", "CURVE", peak)
+    writers.write_attribute(curves_data, BUNDLED_BY, "FLOAT", "CURVE", link.edges.weight)
     writers.write_attribute(curves_data, connection_nodes.STRUCTURAL_ATTRIBUTE, "FLOAT", "CURVE",
                             np.full(count, float(link.structural), np.float32))
 
@@ -203,10 +218,15 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
     """One connection object per link of ``plan``; the edges ranked by contribution (an option)
     are those of the sample the root shows (its ``nnvis_sample`` control)."""
     group = connection_nodes.ensure_connection_group()
-    material = materials.ensure_connection_material()
     links = plan_links(export, options.wiring, plan, sample=int(root[controls.SAMPLE]))
     limit = options.bundle_up_to_links
     bundle = options.bundle and (limit is None or len(links) <= limit)
+    weights = value_atlas.build_atlases(f"{export.name} weights",
+                                        [_weight_stream(number, link)
+                                         for number, link in enumerate(links)])
+    link_materials = [materials.new_connection_material(
+        f"{materials.CONNECTION_MATERIAL} {export.name}", image, height)
+        for image, height in zip(weights.images, weights.heights)]
     clearance = label_height(plan.options.cell_size)
     positions = {}  # layer object name -> its cells' positions, computed once per layer
     objects = []
@@ -247,14 +267,16 @@ def build_connections(export: NetworkExport, plan: NetworkPlan, root: bpy.types.
             obj[names.SKIP_ROUTE] = [route.rise, route.fall, route.clearance, route.points]
         if turn is not None:
             obj[names.TURN_BULGE] = turn
+        weights.set_properties(obj, connection_nodes.WEIGHTS_STREAM, str(number))
+        obj[atlas_nodes.RECORDED_PROPERTY] = (1.0, float(len(export.epochs)), 0.0)
         modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
         weight_max = full_scale_weight(link.epoch_weights)
         inputs = {
-            "Source": source, "Target": target, "Epoch Count": len(export.epochs),
+            "Source": source, "Target": target,
             "Weight Max": weight_max if weight_max > 0 else 1.0,
             "Radius": EDGE_RADIUS * plan.options.cell_size * map_scale(plan, link),
             "As Tubes": not link.structural and len(link.edges) <= TUBES_UP_TO,
-            "Material": material,
+            "Material": link_materials[weights.places[str(number)].atlas],
         }
         for key, value in inputs.items():
             compat.set_modifier_input(modifier, key, value)
@@ -289,15 +311,9 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
 
     spans = {name: read(name) for name in ("source_first", "source_last", "target_first",
                                            "target_last")}
-    def epoch_weights(epoch_index):
-        weights = np.zeros(count, np.float32)
-        data.attributes[connection_nodes.weight_attribute_name(epoch_index)].data.foreach_get(
-            "value", weights)
-        return weights
-
-    # Bundled by the same weights as at import: each edge's latest finite one.
-    weights = latest_finite_weights(
-        epoch_weights, compat.get_modifier_input(modifier, "Epoch Count") - 1)
+    # Bundled by the same weights as at import.
+    weights = np.zeros(count, np.float32)
+    data.attributes[BUNDLED_BY].data.foreach_get("value", weights)
     start = span_midpoints(layer_cell_positions(source), spans["source_first"],
                            spans["source_last"])
     end = span_midpoints(layer_cell_positions(target), spans["target_first"], spans["target_last"])

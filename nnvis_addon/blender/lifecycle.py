@@ -6,7 +6,8 @@ Removing it removes those objects, the data only they used (meshes, hair curves,
 light data, their actions) and the collection, and gives the scene back the camera and world it
 had. Nothing else is touched: a user's object moved into the network's collection stays (and so
 does the collection, holding it), a user's collection the root was moved into stays. The shared
-pieces -- the "NNVis ..." node groups and materials and the "NNVis World" -- are removed only
+pieces -- the "NNVis ..." node groups and materials, the value atlas images and the "NNVis
+World" -- are removed only
 once no other network (or anything else) uses them, so ``bpy.data`` after removing every
 imported network is what it was before the first import.
 """
@@ -23,7 +24,8 @@ BUILTIN_FONT = "<builtin>"
 
 
 def _is_ours(block) -> bool:
-    return block.get(BUILDER_VERSION_KEY) is not None or bool(block.get(names.WORLD_MARKER))
+    return (block.get(BUILDER_VERSION_KEY) is not None or bool(block.get(names.WORLD_MARKER))
+            or bool(block.get(names.ATLAS_MARKER)))
 
 
 def _unused(block) -> bool:
@@ -63,7 +65,7 @@ def _purge_shared() -> None:
     the label's String to Curves node loaded goes with the last group that used it."""
     removed_groups = False
     while True:
-        unused = [block for name in ("node_groups", "materials", "worlds")
+        unused = [block for name in ("node_groups", "materials", "worlds", "images")
                   for block in getattr(bpy.data, name) if _is_ours(block) and _unused(block)]
         if not unused:
             break

@@ -23,13 +23,13 @@ from typing import Any
 import bpy
 import numpy as np
 
-from ...geometry_nodes import layer_nodes, materials, picture_nodes
-from ..core import controls, names
+from ...geometry_nodes import atlas_nodes, layer_nodes, materials, picture_nodes
+from ..core import atlas, controls, names
 from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
 from ..core.layout import COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes, plan_network
 from ..core.links import check_ranking
-from . import blocks, compat, connections, labels, network, staging, writers
+from . import blocks, compat, connections, labels, network, staging, value_atlas, writers
 from .connections import ConnectionOptions
 from .network import active_network, iter_networks, network_layers, network_of  # noqa: F401
 from .staging import frame_network  # noqa: F401  (part of this module's script API)
@@ -47,6 +47,7 @@ Progress = Callable[[float, str], None]
 # Which modifier input each network control drives, on layer and on connection objects.
 LAYER_DRIVERS = controls.layer_drivers()
 CONNECTION_DRIVERS = controls.connection_drivers()
+SHOWN_DRIVERS = controls.shown_drivers()
 
 
 @dataclass
@@ -131,7 +132,12 @@ def import_network(filepath: str | os.PathLike, options: ImportOptions | None = 
 def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
            scene: bpy.types.Scene, report: Progress) -> bpy.types.Object:
     group = layer_nodes.ensure_layer_group()
-    cell_material = materials.ensure_activation_material()
+    report(0.02, "packing the recorded values")
+    values = value_atlas.build_atlases(export.name, [_layer_streams(export, layer_plan)
+                                                     for layer_plan in plan.layers])
+    cell_materials = [materials.new_activation_material(
+        f"{materials.ACTIVATION_MATERIAL} {export.name}", image, height)
+        for image, height in zip(values.images, values.heights)]
 
     collection = bpy.data.collections.new(names.COLLECTION_PREFIX + export.name)
     scene.collection.children.link(collection)
@@ -146,7 +152,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     layer_objects = {}
     for layer_plan in plan.layers:
         report(0.05 + 0.45 * done / total_cells, f"building layer {layer_plan.layer.name}")
-        obj = _build_layer(export, layer_plan, plan, group, cell_material)
+        obj = _build_layer(export, layer_plan, plan, group, values, cell_materials)
         collection.objects.link(obj)
         obj.parent = root
         layer_objects[layer_plan.layer.name] = obj
@@ -159,6 +165,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
         obj = layer_objects[layer_plan.layer.name]
         _drive_layer(obj, root, column_heads.get(layer_plan.column - 1), layer_plan.spacing_factor,
                      owners.get(layer_plan.layer.name), layer_plan.direction)
+        drive_shown(obj, root)
         column_heads.setdefault(layer_plan.column, obj)
 
     connection_objects = []
@@ -169,6 +176,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
             lambda fraction, message: report(0.5 + 0.4 * fraction, message))
         for obj in connection_objects:
             _drive_inputs(obj, obj.modifiers[connections.MODIFIER_NAME], root, CONNECTION_DRIVERS)
+            drive_shown(obj, root)
     blocks.show_block_links(connection_objects, layer_objects)
     label_objects = labels.build_labels(root, plan, layer_objects, collection)
     network.record_parts(root, collection, layer_objects.values(), connection_objects,
@@ -217,28 +225,47 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
     root[names.WARNINGS] = list(plan.warnings)
 
 
+def _summaries(layer_plan) -> bool:
+    """Whether a layer has max/mean-over-channel maps to collapse into."""
+    grid = layer_plan.grid
+    return grid.channels > 1 and grid.height * grid.width > 1
+
+
+def _layer_streams(export: NetworkExport, layer_plan) -> value_atlas.StreamGroup:
+    """A layer's value streams: its drawn cells and, with more than one map, each pixel's max and
+    mean over the channels; a block per (sample, epoch)."""
+    layer, grid = layer_plan.layer, layer_plan.grid
+    blocks = export.num_samples * len(export.epochs)
+    streams = [atlas.Stream(f"{layer.name}", grid.cells, blocks)]
+    if _summaries(layer_plan):
+        streams += [atlas.Stream(f"{layer.name}/{stream}", grid.height * grid.width, blocks)
+                    for stream in layer_nodes.SUMMARY_STREAMS.values()]
+
+    def values():
+        epochs = len(export.epochs)
+        for epoch_index, epoch in enumerate(export.epochs):
+            per_sample = layer_plan.display_values(epoch.activations[layer.name]).reshape(
+                export.num_samples, -1, grid.channels)
+            for sample in range(export.num_samples):
+                cells = per_sample[sample]
+                block = {streams[0].key: cells}
+                if len(streams) > 1:  # per pixel over the channels (NaN if one is)
+                    block[streams[1].key] = np.max(cells, axis=1)
+                    block[streams[2].key] = np.mean(cells, axis=1)
+                yield sample * epochs + epoch_index, block
+
+    return value_atlas.StreamGroup(streams, values)
+
+
 def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
-                 cell_material) -> bpy.types.Object:
+                 values: value_atlas.Atlases, cell_materials) -> bpy.types.Object:
     layer = layer_plan.layer
     grid = layer_plan.grid
     mesh = bpy.data.meshes.new(f"{export.name}.{layer.name}")
     mesh.vertices.add(grid.cells)
-    for name, values in zip(("channel", "row", "col"), cell_attributes(grid)):
-        writers.write_attribute(mesh, name, "INT", "POINT", values)
-    summaries = grid.channels > 1 and grid.height * grid.width > 1
-    for epoch_index, epoch in enumerate(export.epochs):
-        per_sample = layer_plan.display_values(epoch.activations[layer.name]).reshape(
-            export.num_samples, -1, grid.channels)
-        for sample in range(export.num_samples):
-            values = np.asarray(per_sample[sample], dtype=np.float32)
-            writers.write_attribute(mesh, layer_nodes.activation_attribute_name(sample, epoch_index),
-                                     "FLOAT", "POINT", values)
-            if summaries:  # per pixel over channels, repeated for every channel of the pixel
-                for kind, reduce in ((1, np.max), (2, np.mean)):
-                    summary = reduce(values, axis=1, keepdims=True)
-                    writers.write_attribute(
-                        mesh, layer_nodes.summary_attribute_name(kind, sample, epoch_index),
-                        "FLOAT", "POINT", np.broadcast_to(summary, values.shape))
+    for name, attribute in zip(("channel", "row", "col"), cell_attributes(grid)):
+        writers.write_attribute(mesh, name, "INT", "POINT", attribute)
+    summaries = _summaries(layer_plan)
     if layer_plan.picture:
         _write_picture_colours(mesh, export, layer_plan)
 
@@ -251,16 +278,22 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
     obj[names.OUTPUT_SHAPE] = list(layer.output_shape)
     obj[names.DISPLAY_STRIDE] = layer_plan.stride
     obj[names.BLOCK] = layer_plan.block
+    values.set_properties(obj, layer_nodes.CELLS_STREAM, layer.name)
+    if summaries:
+        for prefix in layer_nodes.SUMMARY_STREAMS.values():
+            values.set_properties(obj, prefix, f"{layer.name}/{prefix}")
+    obj[atlas_nodes.RECORDED_PROPERTY] = (float(export.num_samples), float(len(export.epochs)), 0.0)
     modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
     inputs = {
         "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
         "Grid Layout": layer_plan.grid_layout, "Channel Gap": layer_plan.channel_gap,
         "Tile Depth": layer_plan.tile_depth, "Cell Scale": layer_plan.cell_scale,
         "Cell Size": plan.options.cell_size,
-        "Sample Count": export.num_samples, "Epoch Count": len(export.epochs),
+        "Sample Count": export.num_samples,
         "Value Min": layer_plan.value_min, "Value Max": layer_plan.value_max,
         "Global Min": plan.global_min, "Global Max": plan.global_max,
-        "Cell Material": cell_material, "Has Summaries": summaries,
+        "Cell Material": cell_materials[values.places[layer.name].atlas],
+        "Has Summaries": summaries,
         "Viewport Points": grid.cells > VIEWPORT_POINTS_ABOVE,
         "Grid Columns": layer_plan.grid_columns,
         # Many maps open summarised into their max map (core/layout.py _shape_units).
@@ -270,6 +303,11 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
     for name, value in inputs.items():
         compat.set_modifier_input(modifier, name, value)
     compat.set_modifier_input(modifier, "Picture", layer_plan.picture)
+    obj[names.LAYER_COLLAPSE] = inputs["Collapse"]
+    obj.id_properties_ui(names.LAYER_COLLAPSE).update(
+        min=0.0, max=1.0, description="0: every map shown; 1: maps stacked or merged")
+    writers.add_driver(obj, compat.modifier_input_path(modifier, "Collapse"), "collapse",
+                       {"collapse": ("OBJECT", obj, COLLAPSE_PATH)})
     return obj
 
 
@@ -290,6 +328,15 @@ def _drive_inputs(obj, modifier, root, drivers: dict[str, str]) -> None:
                         {"var": ("OBJECT", root, f'["{key}"]')})
 
 
+def drive_shown(obj: bpy.types.Object, root: bpy.types.Object) -> None:
+    """The (sample, epoch, step) a layer's or connection's material shows follow the root's
+    controls (simple drivers on the object's ``nnvis_shown``: no geometry is re-evaluated)."""
+    obj[atlas_nodes.SHOWN_PROPERTY] = (0.0, 0.0, 0.0)
+    for key, index in SHOWN_DRIVERS.items():
+        writers.add_driver(obj, f'["{atlas_nodes.SHOWN_PROPERTY}"]', "var",
+                           {"var": ("OBJECT", root, f'["{key}"]')}, index=index)
+
+
 def _drive_layer(obj, root, previous, spacing_factor: float, block_owner=None,
                  direction: float = 1.0) -> None:
     """Layer controls follow the root; the layer sits one spacing after the previous column
@@ -300,7 +347,7 @@ def _drive_layer(obj, root, previous, spacing_factor: float, block_owner=None,
     _drive_inputs(obj, obj.modifiers[MODIFIER_NAME], root, LAYER_DRIVERS)
     if previous is None:
         return
-    collapse_path = compat.modifier_input_path(previous.modifiers[MODIFIER_NAME], "Collapse")
+    collapse_path = COLLAPSE_PATH
     variables = {"previous": ("OBJECT", previous, "location[0]"),
                  "spacing": ("OBJECT", root, f'["{controls.LAYER_SPACING}"]'),
                  "collapse": ("OBJECT", previous, collapse_path)}
@@ -327,16 +374,34 @@ def set_control(root: bpy.types.Object, key: str, value) -> None:
         obj.update_tag()
 
 
-# Per-layer controls: modifier inputs of the layer objects (keyframable where they are).
+# Per-layer controls: modifier inputs of the layer objects (keyframable where they are), but
+# Collapse: a custom property of the layer that drives its input. The next layer's place reads
+# it, and a driver that read a modifier input would run on every frame (it depends on the whole
+# object, whose shown epoch changes every frame), moving the layers and re-evaluating every
+# connection that ends at them.
 LAYER_CONTROLS = ("Collapse", "Collapse Summary", "Grid Layout", "Grid Columns", "Channel Gap",
                   "Cell Gap")
+COLLAPSE_PATH = f'["{names.LAYER_COLLAPSE}"]'
+
+
+def layer_control_path(layer: bpy.types.Object, name: str) -> str:
+    """The data path of a layer control on the layer object (to keyframe or draw it)."""
+    if name not in LAYER_CONTROLS:
+        raise KeyError(f"no layer control {name!r} ({LAYER_CONTROLS})")
+    if name == "Collapse":
+        return COLLAPSE_PATH
+    return compat.modifier_input_path(compat.nodes_modifier(layer, MODIFIER_NAME), name)
 
 
 def set_layer_control(layer: bpy.types.Object, name: str, value) -> None:
-    """Set a layer's control (a modifier input, see LAYER_CONTROLS) and update what follows it."""
-    if name not in LAYER_CONTROLS:
-        raise KeyError(f"no layer control {name!r} ({LAYER_CONTROLS})")
-    compat.set_modifier_input(compat.nodes_modifier(layer, MODIFIER_NAME), name, value)
+    """Set a layer's control (see LAYER_CONTROLS) and update what follows it."""
+    layer_control_path(layer, name)  # a known control
+    if name == "Collapse":
+        layer[names.LAYER_COLLAPSE] = float(value)
+        modifier = compat.nodes_modifier(layer, MODIFIER_NAME)
+        compat.set_modifier_input(modifier, name, float(value))  # until its driver runs
+    else:
+        compat.set_modifier_input(compat.nodes_modifier(layer, MODIFIER_NAME), name, value)
     layer.update_tag()
     root = network_of(layer)
     for obj in (network.owned_objects(root) if root is not None else ()):

@@ -3,9 +3,10 @@
 A network control is a custom property of the network's root (so it animates, shows the
 keyframe dot and undoes). From :data:`NETWORK_CONTROLS` come the root's properties and their
 UI ranges (``blender/scene.py``), the drivers that carry each control into the layer and
-connection modifiers, the panel rows (``panels.py``) and the import options' defaults
-(``ImportOptions`` and the import operator). To add a control: add a row here, and the input it
-drives to the node group (``geometry_nodes/``).
+connection modifiers or into the (sample, epoch, step) their materials show, the panel rows
+(``panels.py``) and the import options' defaults (``ImportOptions`` and the import operator).
+To add a control: add a row here, and the input it drives to the node group
+(``geometry_nodes/``).
 """
 
 from __future__ import annotations
@@ -37,17 +38,19 @@ class NetworkControl:
     max: float | None = None          # None: no limit, or set from the export (sample, epoch)
     layer_input: str | None = None    # the "NNVis Layer" input it drives, if any
     connection_input: str | None = None  # the "NNVis Connections" input it drives, if any
+    # Its index in the (sample, epoch, step) that layers and connections show: a custom property
+    # of theirs the materials read (geometry_nodes/atlas_nodes.py SHOWN_PROPERTY), if any.
+    shown_index: int | None = None
     section: str = "network"          # panel section: "network", "edges" or "explain"
 
 
 NETWORK_CONTROLS: tuple[NetworkControl, ...] = (
     NetworkControl(SAMPLE, "Sample", 0, "Input sample shown by every layer", min=0,
-                   layer_input="Sample"),
+                   layer_input="Sample", shown_index=0),
     NetworkControl(EPOCH, "Epoch", 0.0, "Recorded epoch index; fractions interpolate",
-                   min=0.0, layer_input="Epoch", connection_input="Epoch"),
+                   min=0.0, shown_index=1),
     NetworkControl(STEP_EPOCHS, "Step Epochs", False,
-                   "Hold each recorded epoch instead of interpolating",
-                   layer_input="Step Epochs", connection_input="Step Epochs"),
+                   "Hold each recorded epoch instead of interpolating", shown_index=2),
     NetworkControl(LAYER_SPACING, "Layer Spacing", 3.0,
                    "Distance between consecutive layers", min=0.0),
     NetworkControl(CELL_SIZE, "Cell Size", 0.1, "Distance between neighbouring cells",
@@ -84,6 +87,11 @@ def layer_drivers() -> dict[str, str]:
 def connection_drivers() -> dict[str, str]:
     """Control key -> the connection modifier input it drives."""
     return {c.key: c.connection_input for c in NETWORK_CONTROLS if c.connection_input}
+
+
+def shown_drivers() -> dict[str, int]:
+    """Control key -> its index in the shown (sample, epoch, step) of layers and connections."""
+    return {c.key: c.shown_index for c in NETWORK_CONTROLS if c.shown_index is not None}
 
 
 def panel_rows(section: str) -> list[tuple[str, str]]:

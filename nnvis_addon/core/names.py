@@ -50,6 +50,8 @@ FOLDED = "nnvis_folded"              # the layers folded into a unit, comma-sepa
 BLOCK = "nnvis_block"                # an unknown layer type drawn as one block (a box)
 BLOCK_NAME = "nnvis_block_name"      # the block (core/blocks.py) a unit belongs to
 BLOCK_MEMBERS = "nnvis_block_members"  # on a block's output unit: the block's units
+ATLAS_MARKER = "nnvis_atlas"                # on a network's value atlas images
+LAYER_COLLAPSE = "nnvis_collapse"          # on a layer: its Collapse control, 0..1, animatable
 BLOCK_COLLAPSED = "nnvis_block_collapsed"  # on a block's output unit: 0..1, animatable
 
 # -- facts about a unit's label, on its object -----------------------------------------------

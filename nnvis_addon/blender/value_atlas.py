@@ -1,0 +1,222 @@
+"""A network's value atlases as Blender images (core/atlas.py has the layout and arithmetic).
+
+:func:`build_atlases` takes groups of streams with a function that yields their values block by
+block (twice: once for each stream's range, once to quantise and write), lays them out, fills
+uint8 arrays and turns each into an image packed into the .blend as a PNG (so a saved file renders
+anywhere, without nnvis): 8-bit RGBA, "Non-Color", alpha "Channel Packed", so Blender and Cycles
+hand the shader the stored bytes unchanged. The PNG is encoded here (zlib, fast level) and
+packed as it is: no temporary file, no float copy of the pixels.
+
+A streamed object (a layer, a connection) carries ``<prefix>_place`` (row, col, block rows,
+block pixels) and ``<prefix>_range`` (low, high) custom properties, which the material reads
+(geometry_nodes/atlas_nodes.py); :func:`shown_cells` and :func:`shown_edges` compute what the
+shaders show, in numpy (for tests and scripts).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ...geometry_nodes import atlas_nodes, connection_nodes, layer_nodes
+from ..core import atlas, names
+
+# name of a stream -> its values of one block
+Blocks = Callable[[], Iterator[tuple[int, dict[str, np.ndarray]]]]
+PNG_ROWS_A_CHUNK = 256
+
+
+@dataclass
+class StreamGroup:
+    """Streams read by one material (kept in one atlas) and the source of their values:
+    ``blocks()`` yields (block index, {stream key: that block's values}) for every block."""
+
+    streams: list[atlas.Stream]
+    blocks: Blocks
+
+
+@dataclass
+class Atlases:
+    images: list[bpy.types.Image]
+    heights: list[int]
+    places: dict[str, atlas.Place]
+    ranges: dict[str, tuple[float, float]]
+
+    def set_properties(self, obj: bpy.types.ID, prefix: str, key: str) -> None:
+        """Tell ``obj``'s material where stream ``key`` lies (its ``<prefix>_*`` properties)."""
+        place = self.places[key]
+        obj[f"{prefix}_place"] = place.as_vector()
+        obj[f"{prefix}_range"] = self.ranges[key]
+        obj[f"{prefix}_atlas"] = place.atlas
+
+
+def build_atlases(name: str, groups: list[StreamGroup]) -> Atlases:
+    ranges = _ranges(groups)
+    places, heights = atlas.plan([group.streams for group in groups])
+    arrays = [np.zeros((height, atlas.WIDTH, 4), np.uint8) for height in heights]
+    by_key = {}
+    for group, group_places in zip(groups, places):
+        by_key.update({s.key: p for s, p in zip(group.streams, group_places)})
+        for block, values in group.blocks():
+            for key, block_values in values.items():
+                lo, hi = ranges[key]
+                place = by_key[key]
+                atlas.write(arrays[place.atlas], place, block,
+                            atlas.encode(np.ravel(block_values), lo, hi))
+    images = []
+    for number, array in enumerate(arrays):
+        images.append(_packed_image(f"{name} values {number + 1}", array))
+        arrays[number] = None  # type: ignore[call-overload]  # free each array once packed
+    return Atlases(images, heights, by_key, ranges)
+
+
+def _ranges(groups: list[StreamGroup]) -> dict[str, tuple[float, float]]:
+    seen = {s.key: atlas.ValueRange() for group in groups for s in group.streams}
+    for group in groups:
+        for _, values in group.blocks():
+            for key, block_values in values.items():
+                seen[key].add(block_values)
+    return {key: value_range.bounds for key, value_range in seen.items()}
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    """An 8-bit RGBA PNG of ``array`` (rows, width, 4), row 0 at the bottom as in Blender."""
+    height, width, _ = array.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    compressor = zlib.compressobj(1)
+    parts = []
+    for top in range(height, 0, -PNG_ROWS_A_CHUNK):  # PNG rows run top to bottom
+        rows = array[max(0, top - PNG_ROWS_A_CHUNK):top][::-1]
+        scanlines = np.zeros((len(rows), 1 + width * 4), np.uint8)  # filter byte 0: none
+        scanlines[:, 1:] = rows.reshape(len(rows), -1)
+        parts.append(compressor.compress(scanlines.tobytes()))
+    parts.append(compressor.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8 bits, RGBA
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts))
+            + chunk(b"IEND", b""))
+
+
+def _packed_image(name: str, array: np.ndarray) -> bpy.types.Image:
+    data = png_bytes(array)
+    image = bpy.data.images.new(name, 1, 1, alpha=True)
+    image.pack(data=data, data_len=len(data))
+    image.source = "FILE"
+    image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # where Unpack would write it
+    image.alpha_mode = "CHANNEL_PACKED"
+    image.colorspace_settings.name = "Non-Color"
+    image[names.ATLAS_MARKER] = 1  # ours: Remove Network takes it once no material uses it
+    return image
+
+
+def image_array(image: bpy.types.Image) -> np.ndarray:
+    """The atlas bytes as Blender holds them (rows, width, 4), row 0 at the bottom."""
+    width, height = (int(size) for size in list(image.size))  # type: ignore[call-overload]
+    pixels = np.empty(width * height * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    return np.rint(pixels.reshape(height, width, 4) * 255.0).astype(np.uint8)
+
+
+def stream_place(obj: bpy.types.ID, prefix: str) -> tuple[atlas.Place, float, float]:
+    row, col, block_rows, block_pixels = (int(v) for v in obj[f"{prefix}_place"])
+    lo, hi = (float(v) for v in obj[f"{prefix}_range"])
+    return atlas.Place(int(obj[f"{prefix}_atlas"]), row, col, block_rows, block_pixels), lo, hi
+
+
+def _atlas_image(material: bpy.types.Material | None) -> bpy.types.Image | None:
+    if material is None or material.node_tree is None:
+        return None
+    for node in material.node_tree.nodes:
+        if isinstance(node, bpy.types.ShaderNodeTexImage) and node.image is not None:
+            return node.image
+    return None
+
+
+def _shown_control(obj: bpy.types.Object) -> tuple[int, float, bool, int]:
+    """(sample, epoch, step, epochs) the object's material shows, clamped as the shader does."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    evaluated = obj.evaluated_get(depsgraph)
+    sample, epoch, step = (float(v) for v in evaluated[atlas_nodes.SHOWN_PROPERTY])
+    samples, epochs = (int(v) for v in list(evaluated[atlas_nodes.RECORDED_PROPERTY])[:2])
+    sample_index = int(min(max(round(sample), 0), max(samples - 1, 0)))
+    return sample_index, epoch, step > 0.5, epochs
+
+
+def _stream(obj, prefix: str, image, index, shown) -> tuple[np.ndarray, np.ndarray]:
+    sample, epoch, step, epochs = shown
+    place, lo, hi = stream_place(obj, prefix)
+    return atlas.decode(image, place, lo, hi, sample, epoch, epochs,
+                        np.asarray(index).astype(np.int64), step)
+
+
+def _mix(a, b, factor):
+    """Blender's Mix node (float, clamped factor)."""
+    factor = np.clip(factor, 0.0, 1.0).astype(np.float32)
+    return ((1.0 - factor) * a + factor * b).astype(np.float32)
+
+
+def shown_cells(layer: bpy.types.Object, attributes: dict[str, np.ndarray],
+                material: bpy.types.Material | None) -> dict[str, np.ndarray]:
+    """What the cell material shows for a layer's evaluated instances (their float attributes):
+    ``activation``, ``activation_invalid`` (1/0) and ``activation_norm`` (0..1), computed as the
+    shader does from the atlas image the material reads."""
+    image = _atlas_image(material)
+    if image is None or f"{layer_nodes.CELLS_STREAM}_place" not in layer.keys():
+        return {}
+    pixels, shown = image_array(image), _shown_control(layer)
+    value, invalid = _stream(layer, layer_nodes.CELLS_STREAM, pixels,
+                             attributes[layer_nodes.CELL_ATTRIBUTE], shown)
+    mix = attributes[layer_nodes.SUMMARY_MIX_ATTRIBUTE]
+    if f"{layer_nodes.SUMMARY_STREAMS[1]}_place" in layer.keys() and np.any(mix > 0):
+        map_cells = attributes[layer_nodes.MAP_CELL_ATTRIBUTE]
+        maximum, max_invalid = _stream(layer, layer_nodes.SUMMARY_STREAMS[1], pixels, map_cells,
+                                       shown)
+        mean, mean_invalid = _stream(layer, layer_nodes.SUMMARY_STREAMS[2], pixels, map_cells,
+                                     shown)
+        use_max = attributes[layer_nodes.SUMMARY_MAX_ATTRIBUTE] > 0.5
+        summary = np.where(use_max, maximum, mean)
+        summary_invalid = np.where(use_max, max_invalid, mean_invalid)
+        value = _mix(value, summary, mix)
+        invalid = (invalid & (mix < 1.0)) | (summary_invalid & (mix > 0.0))
+    low = attributes[layer_nodes.VALUE_MIN_ATTRIBUTE]
+    high = attributes[layer_nodes.VALUE_MAX_ATTRIBUTE]
+    span = high - low
+    norm = np.where(span != 0, (value - low) / np.where(span != 0, span, 1.0), 0.0)
+    return {"activation": np.where(invalid, 0.0, value).astype(np.float32),
+            "activation_invalid": invalid.astype(np.float32),
+            "activation_norm": np.clip(norm, 0.0, 1.0).astype(np.float32)}
+
+
+def shown_edges(connection: bpy.types.Object, attributes: dict[str, np.ndarray],
+                material: bpy.types.Material | None) -> dict[str, np.ndarray]:
+    """What the connection material shows for a connection's evaluated curves (their float
+    attributes): ``weight``, ``weight_invalid``, ``weight_norm`` (-1..1), ``strength_norm`` and
+    ``drawn`` (False where the threshold hides the edge)."""
+    image = _atlas_image(material)
+    if image is None or f"{connection_nodes.WEIGHTS_STREAM}_place" not in connection.keys():
+        return {}
+    weight, invalid = _stream(connection, connection_nodes.WEIGHTS_STREAM, image_array(image),
+                              attributes[connection_nodes.EDGE_ATTRIBUTE],
+                              _shown_control(connection))
+    norm = np.clip(weight / attributes[connection_nodes.WEIGHT_MAX_ATTRIBUTE], -1.0, 1.0)
+    strength = np.abs(norm)
+    drawn = (strength + 1e-6 > attributes[connection_nodes.THRESHOLD_ATTRIBUTE]) | invalid
+    return {"weight": weight, "weight_invalid": invalid.astype(np.float32),
+            "weight_norm": norm.astype(np.float32), "strength_norm": strength.astype(np.float32),
+            "drawn": drawn}
+
+
+def tolerance(obj: bpy.types.ID, prefix: str) -> float:
+    """How far a shown value may be from the recorded one: half a quantisation step of the
+    stream, plus float32 rounding of the shader's arithmetic."""
+    _, lo, hi = stream_place(obj, prefix)
+    rounding = 8 * float(np.finfo(np.float32).eps) * max(abs(lo), abs(hi))
+    return atlas.quantisation_step(lo, hi) * 0.5 + rounding
