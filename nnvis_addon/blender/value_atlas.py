@@ -28,7 +28,7 @@ from ..core import atlas, names
 
 # name of a stream -> its values of one block
 Blocks = Callable[[], Iterator[tuple[int, dict[str, np.ndarray]]]]
-PNG_ROWS_A_CHUNK = 256
+PNG_ROWS_A_CHUNK = 32  # rows compressed at a time (a small temporary copy)
 
 
 @dataclass
@@ -68,10 +68,9 @@ def build_atlases(name: str, groups: list[StreamGroup]) -> Atlases:
                 place = by_key[key]
                 atlas.write(arrays[place.atlas], place, block,
                             atlas.encode(np.ravel(block_values), lo, hi))
-    images = []
-    for number, array in enumerate(arrays):
-        images.append(_packed_image(f"{name} values {number + 1}", array))
-        arrays[number] = None  # type: ignore[call-overload]  # free each array once packed
+    images: list[bpy.types.Image] = []
+    while arrays:  # each array freed once packed
+        images.append(_packed_image(f"{name} values {len(images) + 1}", arrays.pop(0)))
     return Atlases(images, heights, by_key, ranges)
 
 
@@ -85,7 +84,8 @@ def _ranges(groups: list[StreamGroup]) -> dict[str, tuple[float, float]]:
 
 
 def png_bytes(array: np.ndarray) -> bytes:
-    """An 8-bit RGBA PNG of ``array`` (rows, width, 4), row 0 at the bottom as in Blender."""
+    """An 8-bit RGBA PNG of ``array`` (rows, width, 4), row 0 at the bottom as in Blender.
+    The compressed pieces are joined once, into the bytes Image.pack takes."""
     height, width, _ = array.shape
 
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -93,22 +93,28 @@ def png_bytes(array: np.ndarray) -> bytes:
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
 
     compressor = zlib.compressobj(1)
-    parts = []
+    pieces: list[bytes] = []
     for top in range(height, 0, -PNG_ROWS_A_CHUNK):  # PNG rows run top to bottom
         rows = array[max(0, top - PNG_ROWS_A_CHUNK):top][::-1]
         scanlines = np.zeros((len(rows), 1 + width * 4), np.uint8)  # filter byte 0: none
         scanlines[:, 1:] = rows.reshape(len(rows), -1)
-        parts.append(compressor.compress(scanlines.tobytes()))
-    parts.append(compressor.flush())
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8 bits, RGBA
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(parts))
-            + chunk(b"IEND", b""))
+        pieces.append(compressor.compress(scanlines.data))
+    pieces.append(compressor.flush())
+    crc = zlib.crc32(b"IDAT")
+    for piece in pieces:
+        crc = zlib.crc32(piece, crc)
+    header = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6,
+                                                               0, 0, 0))  # 8 bits, RGBA
+    idat = struct.pack(">I", sum(len(piece) for piece in pieces)) + b"IDAT"
+    return b"".join([header, idat, *pieces, struct.pack(">I", crc & 0xFFFFFFFF),
+                     chunk(b"IEND", b"")])
 
 
 def _packed_image(name: str, array: np.ndarray) -> bpy.types.Image:
     data = png_bytes(array)
     image = bpy.data.images.new(name, 1, 1, alpha=True)
     image.pack(data=data, data_len=len(data))
+    del data
     image.source = "FILE"
     image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # where Unpack would write it
     image.alpha_mode = "CHANNEL_PACKED"

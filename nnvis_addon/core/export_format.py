@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import mmap
 import os
 import re
 import warnings
@@ -315,6 +316,29 @@ def _minor_version(version: str) -> int:
     return int(_VERSION_RE.fullmatch(version).group(2))
 
 
+_ADVICE = getattr(mmap, "MADV_DONTNEED", None)
+
+
+def _forget_pages(buffers, array: np.ndarray) -> None:
+    """Checking values touches their pages of a memory-mapped sidecar: let the process forget
+    them again (the kernel keeps them cached), so the check does not count in its memory."""
+    if _ADVICE is None or array.size == 0:
+        return
+    first = array.__array_interface__["data"][0]
+    last = first + array.size * array.itemsize
+    for buffer in buffers:
+        mapping = getattr(buffer, "_mmap", None)
+        base = buffer.__array_interface__["data"][0] if buffer.size else 0
+        if mapping is None or not base <= first < base + buffer.size:
+            continue
+        start = (first - base) // mmap.PAGESIZE * mmap.PAGESIZE
+        try:
+            mapping.madvise(_ADVICE, start, min(last - base, buffer.size) - start)
+        except (OSError, ValueError):  # not every platform or mapping allows it
+            pass
+        return
+
+
 class _Reader:
     def __init__(self, doc_path: Path, document: dict, check_finite: bool):
         self.doc_path = doc_path
@@ -322,6 +346,7 @@ class _Reader:
         self.document = document
         self.check_finite = check_finite
         self.messages: list[str] = []
+        self.buffers: list[np.ndarray] = []
 
     def error(self, message: str, layer: str | None = None, field: str | None = None):
         return ExportFormatError(message, file=self.doc_path, layer=layer, field=field)
@@ -342,6 +367,7 @@ class _Reader:
                              field=_pointer_to_field(exc.path)) from None
 
         buffers = self._open_buffers(doc["buffers"])
+        self.buffers = buffers
         self.arrays = self._make_arrays(doc["arrays"], buffers)
         layers = self._layers(doc["layers"])
         model = doc["model"]
@@ -573,6 +599,7 @@ class _Reader:
         for start in range(0, flat.size, _FINITE_CHECK_CHUNK):
             chunk = flat[start:start + _FINITE_CHECK_CHUNK]
             bad += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
+            _forget_pages(self.buffers, chunk)
         if bad:
             self.messages.append(f"{what} has {bad} NaN/Inf values")
 

@@ -12,11 +12,13 @@ the tests check the two agree.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import controls
+from .atlas import ValueRange
 from .blocks import Block, collapsed_by_default, find_blocks
 from .controls import default
 from .export_format import Layer, NetworkExport
@@ -103,15 +105,13 @@ def cell_centres(grid: CellGrid, *, grid_layout: float, cell_size: float, channe
     return np.stack([x, width / 2 - u, height / 2 - v], axis=1)
 
 
-def activation_range(arrays: list[np.ndarray]) -> tuple[float, float]:
-    """(min, max) over the finite values of ``arrays``; a usable range even if all are equal."""
-    lo, hi = math.inf, -math.inf
+def activation_range(arrays: Iterable[np.ndarray]) -> tuple[float, float]:
+    """(min, max) over the finite values of ``arrays`` (any iterable: one array at a time); a
+    usable range even if all are equal."""
+    seen = ValueRange()
     for array in arrays:
-        values = np.asarray(array, dtype=np.float32).reshape(-1)
-        finite = values[np.isfinite(values)]
-        if finite.size:
-            lo = min(lo, float(finite.min()))
-            hi = max(hi, float(finite.max()))
+        seen.add(array)
+    lo, hi = seen.lo, seen.hi
     if not math.isfinite(lo):
         return 0.0, 1.0
     if hi - lo < 1e-12:
@@ -386,7 +386,7 @@ def plan_network(export: NetworkExport, options: LayoutOptions | None = None) ->
                          value_max=1.0, label=layer_label(layer, grid, stride, block),
                          picture=picture)
         plan.value_min, plan.value_max = activation_range(
-            [plan.display_values(epoch.activations[layer.name]) for epoch in export.epochs])
+            plan.display_values(epoch.activations[layer.name]) for epoch in export.epochs)
         plans.append(plan)
     blocks, collapsed = _plan_blocks(export, plans, options)
     _shape_units(plans, options, deep=bool(collapsed))
