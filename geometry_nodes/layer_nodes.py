@@ -51,6 +51,9 @@ FIXED_NORM_ATTRIBUTE = "nnvis_fixed_norm"
 # its cells, and per pixel the max and the mean over channels.
 CELLS_STREAM = "nnvis_cells"
 SUMMARY_STREAMS = {1: "nnvis_max", 2: "nnvis_mean"}
+# Units showing the Grad-CAM overlay (core/evidence.py): its map per drawn pixel, for the
+# predicted class and for the true label (the predicted one's place when no labels were given).
+GRADCAM_STREAMS = {"predicted": "nnvis_cam_predicted", "label": "nnvis_cam_label"}
 
 
 # name, kind, default, min, max, subtype, description

@@ -19,6 +19,11 @@ brightness between ``TRACE_DIM`` and ``TRACE_HIGHLIGHT``, applied as strongly as
 ``nnvis_trace_strength`` property says (0: the material as without a trace). It reads nothing
 of how activations are stored.
 
+A unit showing the Grad-CAM overlay (the last convolution's unit and the input picture, see
+core/evidence.py) reads its pixel's class evidence map at the shown epoch from its own streams
+in the atlas and covers the cell with a jet heat colour, as much as the object's
+``nnvis_gradcam`` (driven by the root's control) says.
+
 Values that are NaN/Inf in the export (a diverged training run) show in ``INVALID_COLOUR``,
 magenta, Blender's own "something is missing" colour: viridis never has red and blue both high
 with no green, nor does the blue-grey-red of connections. The atlas marks them with a code of
@@ -36,7 +41,7 @@ from .builder import BUILDER_VERSION_KEY, FieldMath, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 8
+VERSION = 9
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -57,6 +62,13 @@ TRACE_DIM = 0.12
 TRACE_HIGHLIGHT = 2.0
 EDGE_TRACE_DIM = 0.1
 EDGE_TRACE_HIGHLIGHT = 3.0
+# The Grad-CAM overlay: a cell's heat colour (jet, sRGB stops) covers it by
+# nnvis_gradcam * (GRADCAM_BASE + GRADCAM_GAIN * map value), glowing GRADCAM_GLOW.
+JET_SRGB = ((0.0, (0.0, 0.0, 0.55)), (0.125, (0.0, 0.0, 1.0)), (0.375, (0.0, 1.0, 1.0)),
+            (0.625, (1.0, 1.0, 0.0)), (0.875, (1.0, 0.0, 0.0)), (1.0, (0.55, 0.0, 0.0)))
+GRADCAM_BASE = 0.35
+GRADCAM_GAIN = 0.5
+GRADCAM_GLOW = 1.2
 
 
 def _find_current(name: str):
@@ -116,8 +128,33 @@ def new_activation_material(name: str, image, height: int) -> bpy.types.Material
     fixed = instance(layer_nodes.FIXED_ATTRIBUTE)  # the legend's tiles
     norm = _pick(b, norm, instance(layer_nodes.FIXED_NORM_ATTRIBUTE), fixed)
     invalid = m.mul(invalid, m.sub(1.0, fixed))
-    _colour_cells(b, norm, invalid, instance)
+    overlay = _gradcam_overlay(b, image, blocks, instance)
+    _colour_cells(b, norm, invalid, instance, overlay)
     return material
+
+
+def _object_value(b: TreeBuilder, name: str):
+    return b.node("ShaderNodeAttribute", attribute_type="OBJECT",
+                  attribute_name=name).outputs["Fac"]
+
+
+def _gradcam_overlay(b: TreeBuilder, image, blocks, instance):
+    """A unit showing the Grad-CAM overlay (core/evidence.py): its pixel's map value (0..1) at
+    the shown epoch, for the predicted class or the true label (the object's
+    ``nnvis_gradcam_of_label``), and how much of the heat colour covers the cell: the object's
+    ``nnvis_gradcam`` times ``GRADCAM_BASE + GRADCAM_GAIN * value`` (0 on other units, whose
+    objects have neither property)."""
+    m = FieldMath(b)
+    b.section("Grad-CAM overlay: the map at the epoch")
+    of_label = _object_value(b, names.GRADCAM_OF_LABEL)
+    place = [_pick(b, predicted, label, of_label) for predicted, label in zip(
+        atlas_nodes.object_place(b, layer_nodes.GRADCAM_STREAMS["predicted"]),
+        atlas_nodes.object_place(b, layer_nodes.GRADCAM_STREAMS["label"]))]
+    value, invalid = atlas_nodes.add_stream_value(
+        b, image, blocks, instance(layer_nodes.MAP_CELL_ATTRIBUTE), place)
+    cover = m.op("MULTIPLY_ADD", value, GRADCAM_GAIN, GRADCAM_BASE)
+    mix = m.mul(m.mul(_object_value(b, names.GRADCAM_STRENGTH), cover), m.sub(1.0, invalid))
+    return value, mix
 
 
 def _pick(b: TreeBuilder, a, other, factor):
@@ -126,8 +163,9 @@ def _pick(b: TreeBuilder, a, other, factor):
                         data_type="FLOAT", clamp_factor=True), "Result")
 
 
-def _colour_cells(b: TreeBuilder, norm, invalid, instance) -> None:
-    """Viridis and glow by the normalised value; a picture's pixel colours; invalid magenta."""
+def _colour_cells(b: TreeBuilder, norm, invalid, instance, overlay) -> None:
+    """Viridis and glow by the normalised value; a picture's pixel colours; invalid magenta;
+    the Grad-CAM ``overlay`` (value, mix) over them."""
     b.section("Viridis by activation")
     ramp = b.node("ShaderNodeValToRGB", {"Fac": norm})
     elements = ramp.color_ramp.elements
@@ -149,6 +187,7 @@ def _colour_cells(b: TreeBuilder, norm, invalid, instance) -> None:
                                             "B": INVALID_COLOUR}, data_type="RGBA"), "Result")
     glow = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": glow,
                                           "B": INVALID_GLOW}, data_type="FLOAT"), "Result")
+    colour, glow = _heat(b, colour, glow, *overlay)
     colour, glow = _trace_highlight(b, colour, glow)
     b.section("Shader")
     # A picture shows its pixels as they are: emission only, no sunlight on top.
@@ -164,6 +203,24 @@ def _colour_cells(b: TreeBuilder, norm, invalid, instance) -> None:
     output = b.node("ShaderNodeOutputMaterial")
     b.link(shader.outputs[0], output.inputs["Surface"])
     b.arrange()
+
+
+def _heat(b: TreeBuilder, colour, glow, value, mix):
+    """The Grad-CAM heat colour (jet) of ``value`` mixed over the cell's colour by ``mix``."""
+    b.section("Grad-CAM heat colour")
+    ramp = b.node("ShaderNodeValToRGB", {"Fac": value})
+    elements = ramp.color_ramp.elements
+    while len(elements) < len(JET_SRGB):
+        elements.new(0.5)
+    for element, (position, rgb) in zip(elements, JET_SRGB):
+        element.position = position
+        element.color = (*(srgb_to_linear(c) for c in rgb), 1.0)
+    colour = b.out(b.node("ShaderNodeMix", {"Factor": mix, "A": colour,
+                                            "B": ramp.outputs["Color"]}, data_type="RGBA"),
+                   "Result")
+    glow = b.out(b.node("ShaderNodeMix", {"Factor": mix, "A": glow, "B": GRADCAM_GLOW},
+                        data_type="FLOAT"), "Result")
+    return colour, glow
 
 
 def _trace_factor(b: TreeBuilder, attribute_type: str, dim: float, highlight: float):

@@ -65,7 +65,8 @@ def evaluated_instances(obj) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             values = np.zeros(count, np.float32)
             attribute.data.foreach_get("value", values)
             attributes[attribute.name] = values
-    return positions, {**attributes, **_shown(obj, attributes, "Cell Material", "shown_cells")}
+    return positions, {**attributes, **_shown(obj, attributes, "Cell Material", "shown_cells"),
+                       **_shown(obj, attributes, "Cell Material", "shown_gradcam")}
 
 
 def _shown(obj, attributes, material_input: str, function: str) -> dict:

@@ -40,3 +40,16 @@ def tiny(tmp_path_factory) -> Path:
     """The small default export of tests/export_factory.py (input, conv, pool, flatten, dense)."""
     from export_factory import make_export
     return make_export(tmp_path_factory.mktemp("tiny"), name="tiny").path
+
+
+@pytest.fixture(scope="session")
+def explained_example(tmp_path_factory) -> Path:
+    """The bundled example's model trained again by scripts/make_example.py into a temporary
+    folder: the same network, format 1.1 with Grad-CAM and saliency maps of every epoch (the
+    bundled example is format 1.0 without them). About 10 s of TensorFlow, in its own process."""
+    import subprocess
+    out = tmp_path_factory.mktemp("explained_example")
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_example.py"),
+                             "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return out / "digits_cnn.nnvis.json"

@@ -92,6 +92,8 @@ SECTIONS = {
         "Colour range": {"ShaderNodeMapRange"},
         "Viridis by activation": {"ShaderNodeValToRGB"},
         "Pictures and invalid cells": {"ShaderNodeMix"},
+        "Grad-CAM overlay: the map at the epoch": {"ShaderNodeTexImage", "ShaderNodeAttribute"},
+        "Grad-CAM heat colour": {"ShaderNodeValToRGB", "ShaderNodeMix"},
         "Trace highlight": {"ShaderNodeAttribute", "ShaderNodeMapRange", "ShaderNodeMix"},
         "Shader": {"ShaderNodeBsdfPrincipled"},
     },

@@ -24,7 +24,7 @@ import bpy
 import numpy as np
 
 from ...geometry_nodes import atlas_nodes, layer_nodes, materials, picture_nodes
-from ..core import atlas, controls, names
+from ..core import atlas, controls, evidence, names
 from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
 from ..core.layout import COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes, plan_network
@@ -133,8 +133,10 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
            scene: bpy.types.Scene, report: Progress) -> bpy.types.Object:
     group = layer_nodes.ensure_layer_group()
     report(0.02, "packing the recorded values")
-    values = value_atlas.build_atlases(export.name, [_layer_streams(export, layer_plan)
-                                                     for layer_plan in plan.layers])
+    overlays = {target.unit: target for target in evidence.overlay_targets(export, plan)}
+    values = value_atlas.build_atlases(export.name, [
+        _layer_streams(export, layer_plan, overlays.get(layer_plan.layer.name))
+        for layer_plan in plan.layers])
     cell_materials = [materials.new_activation_material(
         f"{materials.ACTIVATION_MATERIAL} {export.name}", image, height)
         for image, height in zip(values.images, values.heights)]
@@ -166,6 +168,8 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
         _drive_layer(obj, root, column_heads.get(layer_plan.column - 1), layer_plan.spacing_factor,
                      owners.get(layer_plan.layer.name), layer_plan.direction)
         drive_shown(obj, root)
+        if layer_plan.layer.name in overlays:
+            _set_overlay(obj, root, layer_plan.layer.name, values)
         column_heads.setdefault(layer_plan.column, obj)
 
     connection_objects = []
@@ -231,30 +235,52 @@ def _summaries(layer_plan) -> bool:
     return grid.channels > 1 and grid.height * grid.width > 1
 
 
-def _layer_streams(export: NetworkExport, layer_plan) -> value_atlas.StreamGroup:
+def _layer_streams(export: NetworkExport, layer_plan,
+                   overlay: evidence.OverlayTarget | None = None) -> value_atlas.StreamGroup:
     """A layer's value streams: its drawn cells and, with more than one map, each pixel's max and
-    mean over the channels; a block per (sample, epoch)."""
+    mean over the channels; on a unit showing the Grad-CAM overlay its map per drawn pixel (for
+    the predicted class, and the true label when recorded); a block per (sample, epoch)."""
     layer, grid = layer_plan.layer, layer_plan.grid
     blocks = export.num_samples * len(export.epochs)
-    streams = [atlas.Stream(f"{layer.name}", grid.cells, blocks)]
-    if _summaries(layer_plan):
-        streams += [atlas.Stream(f"{layer.name}/{stream}", grid.height * grid.width, blocks)
-                    for stream in layer_nodes.SUMMARY_STREAMS.values()]
+    pixels = grid.height * grid.width
+    cells = atlas.Stream(f"{layer.name}", grid.cells, blocks)
+    summaries = [atlas.Stream(f"{layer.name}/{stream}", pixels, blocks)
+                 for stream in layer_nodes.SUMMARY_STREAMS.values()] if _summaries(layer_plan) else []
+    kinds = evidence.overlay_kinds(export) if overlay is not None else []
+    cams = {kind: atlas.Stream(_cam_key(layer.name, kind), pixels, blocks) for kind in kinds}
 
     def values():
         epochs = len(export.epochs)
         for epoch_index, epoch in enumerate(export.epochs):
             per_sample = layer_plan.display_values(epoch.activations[layer.name]).reshape(
                 export.num_samples, -1, grid.channels)
+            maps = {kind: evidence.overlay_maps(export, layer_plan, overlay, epoch_index, kind)
+                    for kind in cams} if overlay is not None else {}
             for sample in range(export.num_samples):
-                cells = per_sample[sample]
-                block = {streams[0].key: cells}
-                if len(streams) > 1:  # per pixel over the channels (NaN if one is)
-                    block[streams[1].key] = np.max(cells, axis=1)
-                    block[streams[2].key] = np.mean(cells, axis=1)
+                block = {cells.key: per_sample[sample]}
+                if summaries:  # per pixel over the channels (NaN if one is)
+                    block[summaries[0].key] = np.max(per_sample[sample], axis=1)
+                    block[summaries[1].key] = np.mean(per_sample[sample], axis=1)
+                block.update({stream.key: maps[kind][sample] for kind, stream in cams.items()})
                 yield sample * epochs + epoch_index, block
 
-    return value_atlas.StreamGroup(streams, values)
+    return value_atlas.StreamGroup([cells, *summaries, *cams.values()], values)
+
+
+def _cam_key(unit: str, kind: str) -> str:
+    return f"{unit}/{layer_nodes.GRADCAM_STREAMS[kind]}"
+
+
+def _set_overlay(obj: bpy.types.Object, root: bpy.types.Object, unit: str,
+                 values: value_atlas.Atlases) -> None:
+    """Tell a unit's material where its Grad-CAM maps lie (the true label's falls back to the
+    predicted class's when none was recorded) and drive its mix and choice from the root."""
+    kinds = [kind for kind in evidence.KINDS if _cam_key(unit, kind) in values.places]
+    for kind, prefix in layer_nodes.GRADCAM_STREAMS.items():
+        values.set_properties(obj, prefix, _cam_key(unit, kind if kind in kinds else kinds[0]))
+    for key in (names.GRADCAM_STRENGTH, names.GRADCAM_OF_LABEL):
+        obj[key] = 0.0
+        writers.add_driver(obj, f'["{key}"]', "var", {"var": ("OBJECT", root, f'["{key}"]')})
 
 
 def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,

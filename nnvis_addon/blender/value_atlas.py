@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from ...geometry_nodes import atlas_nodes, connection_nodes, layer_nodes
+from ...geometry_nodes import atlas_nodes, connection_nodes, layer_nodes, materials
 from ..core import atlas, names
 
 # name of a stream -> its values of one block
@@ -199,6 +199,26 @@ def shown_cells(layer: bpy.types.Object, attributes: dict[str, np.ndarray],
     return {"activation": np.where(invalid, 0.0, value).astype(np.float32),
             "activation_invalid": invalid.astype(np.float32),
             "activation_norm": np.clip(norm, 0.0, 1.0).astype(np.float32)}
+
+
+def shown_gradcam(layer: bpy.types.Object, attributes: dict[str, np.ndarray],
+                  material: bpy.types.Material | None) -> dict[str, np.ndarray]:
+    """What the cell material shows of the Grad-CAM overlay on a layer's evaluated instances:
+    ``gradcam`` (the map value, 0..1, of the predicted class or the true label as the object's
+    ``nnvis_gradcam_of_label`` says) and ``gradcam_mix`` (how much of the heat colour covers the
+    cell), computed as the shader does; empty for a unit without the overlay."""
+    image = _atlas_image(material)
+    predicted, label = (layer_nodes.GRADCAM_STREAMS[kind] for kind in ("predicted", "label"))
+    if image is None or f"{predicted}_place" not in layer.keys():
+        return {}
+    evaluated = layer.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    prefix = label if float(evaluated[names.GRADCAM_OF_LABEL]) > 0.5 else predicted
+    value, invalid = _stream(layer, prefix, image_array(image),
+                             attributes[layer_nodes.MAP_CELL_ATTRIBUTE], _shown_control(layer))
+    cover = value * np.float32(materials.GRADCAM_GAIN) + np.float32(materials.GRADCAM_BASE)
+    mix = np.float32(evaluated[names.GRADCAM_STRENGTH]) * cover * (1.0 - invalid)
+    return {"gradcam": value, "gradcam_invalid": invalid.astype(np.float32),
+            "gradcam_mix": mix.astype(np.float32)}
 
 
 def shown_edges(connection: bpy.types.Object, attributes: dict[str, np.ndarray],

@@ -26,6 +26,8 @@ NORMALIZE_GLOBALLY = "nnvis_normalize_globally"
 EDGE_THRESHOLD = "nnvis_edge_threshold"
 BUNDLE_STRENGTH = "nnvis_bundle_strength"
 TRACE_STRENGTH = names.TRACE_STRENGTH  # also the property the materials read on each object
+GRADCAM = names.GRADCAM_STRENGTH       # also the property the overlaid units' material reads
+GRADCAM_OF_LABEL = names.GRADCAM_OF_LABEL
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,13 @@ NETWORK_CONTROLS: tuple[NetworkControl, ...] = (
                    "How strongly a traced cell's field and contributing paths are highlighted and "
                    "the rest dimmed (0: not at all); keyframe it to fade the trace in and out",
                    min=0.0, max=1.0, section="explain"),
+    NetworkControl(GRADCAM, "Grad-CAM", 0.0,
+                   "Mix of the Grad-CAM class evidence map over the input picture and the last "
+                   "convolution (0: none); it plays with the epochs; keyframe it to fade it in",
+                   min=0.0, max=1.0, section="explain"),
+    NetworkControl(GRADCAM_OF_LABEL, "Grad-CAM of True Label", False,
+                   "Show the evidence for each sample's true label instead of the predicted "
+                   "class (when the export recorded labels)", section="explain"),
 )
 
 CONTROLS_BY_KEY = {control.key: control for control in NETWORK_CONTROLS}

@@ -94,3 +94,8 @@ TRACE_ATTRIBUTE = "nnvis_trace"      # per cell (layer meshes, point) and per ed
 TRACE_STRENGTH = "nnvis_trace_strength"  # on every layer and connection object: how strongly
                                      # the materials show the trace, driven by the root's control
 TRACE_RECORD = "nnvis_traced"        # on the root: what is traced (unit, selection, sample...)
+
+# -- Explain a prediction: class evidence (Grad-CAM overlay, core/evidence.py) -----------------
+GRADCAM_STRENGTH = "nnvis_gradcam"   # root control and, on the units showing the overlay, the
+                                     # property the cell material mixes it by (driven by it)
+GRADCAM_OF_LABEL = "nnvis_gradcam_of_label"  # the same: 1 shows the true label's map

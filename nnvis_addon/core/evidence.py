@@ -1,0 +1,154 @@
+"""Class evidence and the answer, as the scene shows them (bpy-free).
+
+* **Grad-CAM overlay** (format 1.1 ``epochs[].explanations``): the exporter's raw maps of the
+  last convolution are scaled to each map's own maximum (0..1; an all-zero map stays 0), and
+  shown on the unit holding that convolution (at its drawn resolution) and on the input picture
+  (bilinearly resized to the input's size, the usual Grad-CAM overlay, then drawn like the
+  picture). :func:`overlay_targets` says which units show it, :func:`overlay_maps` gives the
+  values of one unit for one epoch, for the predicted class or the true label.
+* **The answer**: the output's class probabilities (:func:`class_probabilities`: the output
+  vector itself when it already is a distribution, else its softmax, or for one sigmoid unit
+  ``(1 - p, p)``) and which classes the answer panel lists (:func:`answer_classes`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .export_format import NetworkExport
+from .layout import LayerPlan, NetworkPlan, downsample_maps
+
+KINDS = ("predicted", "label")       # Grad-CAM for the predicted class, for the true label
+MAX_ANSWER_CLASSES = 12              # classes listed beside the output (the likeliest ones)
+DISTRIBUTION_TOLERANCE = 1e-2        # |sum - 1| of an output that is taken as probabilities
+
+
+def normalised(maps: np.ndarray) -> np.ndarray:
+    """(S, ...) maps, each divided by its own finite maximum (0 where that is not positive);
+    NaN/Inf stay invalid."""
+    maps = np.asarray(maps, dtype=np.float32)
+    flat = maps.reshape(len(maps), -1)
+    finite = np.where(np.isfinite(flat), flat, -np.inf)
+    peak = finite.max(axis=1, initial=-np.inf) if flat.size else np.zeros(len(maps))
+    scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0).astype(np.float32)
+    return (flat * scale[:, None]).reshape(maps.shape)
+
+
+def resize_bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(S, h, w) maps resized to (S, height, width) by bilinear interpolation between pixel
+    centres (half-pixel offsets, edges clamped: OpenCV's and TensorFlow's default resize)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    _, h, w = maps.shape
+
+    def axis(out: int, size: int):
+        position = np.clip((np.arange(out) + 0.5) * (size / out) - 0.5, 0.0, size - 1)
+        low = np.floor(position).astype(np.int64)
+        high = np.minimum(low + 1, size - 1)
+        return low, high, (position - low).astype(np.float32)
+
+    r0, r1, fr = axis(height, h)
+    c0, c1, fc = axis(width, w)
+    top = maps[:, r0][:, :, c0] * (1 - fc) + maps[:, r0][:, :, c1] * fc
+    bottom = maps[:, r1][:, :, c0] * (1 - fc) + maps[:, r1][:, :, c1] * fc
+    return (top * (1 - fr)[:, None] + bottom * fr[:, None]).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class OverlayTarget:
+    """A unit that shows the Grad-CAM overlay: the convolution's own unit, or the input."""
+
+    unit: str
+    picture: bool                    # the input: the map resized to the input's size
+
+
+def gradcam_unit(export: NetworkExport, plan: NetworkPlan) -> str | None:
+    """The drawn unit that holds the export's Grad-CAM layer (itself or folded into one)."""
+    layer = export.explain.gradcam_layer if export.explain is not None else None
+    if layer is None or not any(f"gradcam_{kind}" in e.explanations
+                                for e in export.epochs for kind in KINDS):
+        return None
+    for layer_plan in plan.layers:
+        if layer_plan.layer.name == layer or layer in layer_plan.layer.folded:
+            return None if layer_plan.block else layer_plan.layer.name
+    return None
+
+
+def overlay_targets(export: NetworkExport, plan: NetworkPlan) -> list[OverlayTarget]:
+    """The units that show the overlay: the Grad-CAM layer's unit and an input drawn as a
+    picture (or as maps of the input's size)."""
+    unit = gradcam_unit(export, plan)
+    if unit is None:
+        return []
+    targets = [OverlayTarget(unit, picture=False)]
+    first = plan.layers[0]
+    if first.layer.type == "InputLayer" and len(first.layer.output_shape) == 3 \
+            and not first.block and first.layer.name != unit:
+        targets.append(OverlayTarget(first.layer.name, picture=True))
+    return targets
+
+
+def overlay_kinds(export: NetworkExport) -> list[str]:
+    """The Grad-CAM kinds every epoch has (``predicted``, ``label``)."""
+    return [kind for kind in KINDS
+            if export.epochs and all(f"gradcam_{kind}" in e.explanations for e in export.epochs)]
+
+
+def overlay_maps(export: NetworkExport, layer_plan: LayerPlan, target: OverlayTarget,
+                 epoch_index: int, kind: str) -> np.ndarray:
+    """(S, drawn pixels) overlay values of one unit for one epoch: the normalised Grad-CAM map
+    (resized to the input for a picture), downsampled as the unit's cells are."""
+    maps = normalised(export.epochs[epoch_index].explanations[f"gradcam_{kind}"])
+    if target.picture:
+        height, width = layer_plan.layer.output_shape[:2]
+        maps = resize_bilinear(maps, height, width)
+    maps = maps[..., np.newaxis]
+    if layer_plan.stride > 1:
+        maps = downsample_maps(maps, layer_plan.stride)
+    return maps.reshape(len(maps), -1)
+
+
+# -- the answer ---------------------------------------------------------------------------------
+
+
+def class_probabilities(outputs: np.ndarray) -> np.ndarray:
+    """(S, classes) probabilities of (S, units) outputs: as they are when each row is already a
+    distribution; ``(1 - p, p)`` for a single unit in 0..1 (sigmoid); else a softmax."""
+    outputs = np.asarray(outputs, dtype=np.float64).reshape(len(outputs), -1)
+    finite = np.isfinite(outputs).all()
+    if outputs.shape[1] == 1:
+        p = outputs[:, 0] if finite and ((outputs >= 0) & (outputs <= 1)).all() \
+            else 1.0 / (1.0 + np.exp(-outputs[:, 0]))
+        return np.stack([1.0 - p, p], axis=1).astype(np.float32)
+    if finite and (outputs >= 0).all() and \
+            np.all(np.abs(outputs.sum(axis=1) - 1.0) <= DISTRIBUTION_TOLERANCE):
+        return outputs.astype(np.float32)
+    shifted = np.exp(outputs - np.nanmax(outputs, axis=1, keepdims=True))
+    return (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def answer_probabilities(export: NetworkExport) -> list[np.ndarray]:
+    """Per recorded epoch, (S, classes) probabilities of the model's output layer."""
+    output = export.layers[-1].name
+    return [class_probabilities(epoch.activations[output]) for epoch in export.epochs]
+
+
+def answer_classes(probabilities: list[np.ndarray], labels: list[int | None],
+                   limit: int = MAX_ANSWER_CLASSES) -> list[int]:
+    """The classes the answer lists, in class order: all of them when there are at most
+    ``limit``; else the true labels and the classes most likely at some sample and epoch."""
+    classes = probabilities[0].shape[1]
+    if classes <= limit:
+        return list(range(classes))
+    chosen = {label for label in labels if label is not None and 0 <= label < classes}
+    peak = np.max(np.stack([np.nan_to_num(p, nan=0.0) for p in probabilities]), axis=(0, 1))
+    for index in np.argsort(-peak, kind="stable"):
+        if len(chosen) >= limit:
+            break
+        chosen.add(int(index))
+    return sorted(chosen)
+
+
+def class_name(names: list[str] | None, index: int) -> str:
+    return names[index] if names is not None and 0 <= index < len(names) else str(index)
