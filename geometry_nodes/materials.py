@@ -8,6 +8,9 @@
   ``picture_colour`` instead, as plain emission (strength 1, no diffuse or specular light), so
   under the "Standard" view transform it renders as the pixel's own sRGB value.
 * "NNVis Label": flat, slightly emissive white for layer labels.
+* "NNVis Answer" (one per network atlas): the output's class probabilities as bars beside the
+  output unit (blender/answer.py), each filled up to its probability at the shown epoch, the
+  predicted class orange, the true class marked green.
 * "NNVis Connection" (one per network atlas): blue (negative) through grey to red (positive) by
   the signed weight at the shown epoch, from the atlas; structural links (``structural`` 1:
   pooling, merges, no weights of their own) neutral grey, dimmer and mostly transparent, so the
@@ -336,3 +339,58 @@ def new_connection_material(name: str, image, height: int) -> bpy.types.Material
     b.link(mix.outputs[0], output.inputs["Surface"])
     b.arrange()
     return material
+
+
+ANSWER_MATERIAL = "NNVis Answer"
+# The answer object's mesh attributes (core/evidence.py AnswerPanel) and its stream's prefix.
+SLOT_ATTRIBUTE = "nnvis_slot"        # the class's place in the answer stream
+BAR_U_ATTRIBUTE = "nnvis_bar_u"      # 0 at a bar's start .. 1 at its end
+BAR_PART_ATTRIBUTE = "nnvis_bar_part"  # 0: the bar, 1: the true-class marker before it
+ANSWER_STREAM = "nnvis_answer"       # per (sample, epoch): probabilities, true, predicted
+ANSWER_SLOTS = "nnvis_answer_slots"  # on the answer object: how many classes it lists
+TRACK_COLOUR, TRACK_GLOW = (0.05, 0.055, 0.07, 1.0), 0.3
+BAR_COLOUR, PREDICTED_COLOUR, BAR_GLOW = (0.25, 0.45, 1.0, 1.0), (1.0, 0.55, 0.08, 1.0), 2.0
+TRUE_COLOUR, TRUE_GLOW = (0.1, 1.0, 0.25, 1.0), 2.5
+
+
+def new_answer_material(name: str, image, height: int) -> bpy.types.Material:
+    """The answer's bars: each filled up to its class's probability at the shown sample and
+    epoch (read from the network's atlas ``image``), orange for the predicted class, blue for the
+    others; the marker before the true class's bar green. Emission only."""
+    material, b = _new_material(name)
+    m = FieldMath(b)
+    blocks = atlas_nodes.add_epoch_blocks(b, height)
+
+    def attribute(attribute_name):
+        return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY",
+                      attribute_name=attribute_name).outputs["Fac"]
+
+    b.section("The class's probability, true label and prediction at the epoch")
+    place = atlas_nodes.object_place(b, ANSWER_STREAM)
+    slot, slots = attribute(SLOT_ATTRIBUTE), _object_value(b, ANSWER_SLOTS)
+    probability, invalid = atlas_nodes.add_stream_value(b, image, blocks, slot, place)
+    true = atlas_nodes.add_stream_value(b, image, blocks, m.add(slot, slots), place)[0]
+    predicted = atlas_nodes.add_stream_value(
+        b, image, blocks, m.op("MULTIPLY_ADD", slots, 2.0, slot), place)[0]
+    b.section("Bar filled up to the probability; the true class's marker")
+    filled = m.sub(1.0, m.op("GREATER_THAN", attribute(BAR_U_ATTRIBUTE), probability))
+    bar = _pick_colour(b, BAR_COLOUR, PREDICTED_COLOUR, predicted)
+    colour = _pick_colour(b, TRACK_COLOUR, bar, filled)
+    glow = _pick(b, TRACK_GLOW, BAR_GLOW, filled)
+    marker = _pick_colour(b, TRACK_COLOUR, TRUE_COLOUR, true)
+    part = attribute(BAR_PART_ATTRIBUTE)
+    colour = _pick_colour(b, colour, marker, part)
+    glow = _pick(b, glow, _pick(b, TRACK_GLOW, TRUE_GLOW, true), part)
+    colour = _pick_colour(b, colour, INVALID_COLOUR, invalid)
+    b.section("Shader")
+    emission = b.node("ShaderNodeEmission", {"Color": colour, "Strength": glow})
+    b.section(None)
+    output = b.node("ShaderNodeOutputMaterial")
+    b.link(emission.outputs[0], output.inputs["Surface"])
+    b.arrange()
+    return material
+
+
+def _pick_colour(b: TreeBuilder, a, other, factor):
+    return b.out(b.node("ShaderNodeMix", {"Factor": factor, "A": a, "B": other},
+                        data_type="RGBA", clamp_factor=True), "Result")

@@ -196,10 +196,10 @@ def test_import_twice_gives_two_networks(empty_scene, example_export):
     assert first.name != second.name
     assert len(layer_objects(first)) == len(layer_objects(second))
     assert {g.name for g in bpy.data.node_groups} == groups, "node groups are shared, not rebuilt"
-    # Each network has its own cell and connection material (they read its value atlas).
+    # Each network has its own cell, connection and answer material (they read its value atlas).
     added = {m for m in bpy.data.materials if m.name not in materials}
     cell = get_input(layer_objects(second)[0], "Cell Material")
-    assert cell in added and len(added) == 2
+    assert cell in added and len(added) == 3
     assert cell != get_input(layer_objects(first)[0], "Cell Material")
 
 

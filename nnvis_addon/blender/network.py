@@ -52,6 +52,20 @@ def record_part(root: bpy.types.Object, key: str, obj: bpy.types.Object) -> None
     obj[names.ROOT_LINK] = root
 
 
+def record_list(root: bpy.types.Object, key: str, objects: Iterable[bpy.types.Object]) -> None:
+    """Record (or replace) a list of objects the network owns under ``key`` (names.EXTRA_PARTS:
+    the answer, an operation close-up)."""
+    objects = list(objects)
+    root[names.PARTS][key] = objects
+    for obj in objects:
+        obj[names.ROOT_LINK] = root
+
+
+def listed_parts(root: bpy.types.Object, key: str) -> list[bpy.types.Object]:
+    """The objects recorded under ``key`` (see :func:`record_list`) that still belong to it."""
+    return [obj for obj in _listed(root, key) if _claims(root, obj)]
+
+
 def _claims(root: bpy.types.Object, obj) -> bool:
     return isinstance(obj, bpy.types.Object) and obj.get(names.ROOT_LINK) == root
 
@@ -106,6 +120,7 @@ def network_collection(root: bpy.types.Object) -> bpy.types.Collection | None:
 def owned_objects(root: bpy.types.Object) -> list[bpy.types.Object]:
     """Every object the import of ``root`` made that still exists and still belongs to it."""
     objects = [root, *network_layers(root), *network_connections(root), *network_labels(root)]
+    objects += [obj for key in names.EXTRA_PARTS for obj in listed_parts(root, key)]
     objects += [obj for key in (names.PART_CAMERA, names.PART_LIGHT, names.PART_COUNTER,
                                 names.PART_LEGEND)
                 if (obj := part(root, key)) is not None]

@@ -29,7 +29,7 @@ from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
 from ..core.layout import COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes, plan_network
 from ..core.links import check_ranking
-from . import blocks, compat, connections, labels, network, staging, value_atlas, writers
+from . import answer, blocks, compat, connections, labels, network, staging, value_atlas, writers
 from .connections import ConnectionOptions
 from .network import active_network, iter_networks, network_layers, network_of  # noqa: F401
 from .staging import frame_network  # noqa: F401  (part of this module's script API)
@@ -134,9 +134,10 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     group = layer_nodes.ensure_layer_group()
     report(0.02, "packing the recorded values")
     overlays = {target.unit: target for target in evidence.overlay_targets(export, plan)}
-    values = value_atlas.build_atlases(export.name, [
-        _layer_streams(export, layer_plan, overlays.get(layer_plan.layer.name))
-        for layer_plan in plan.layers])
+    groups = [_layer_streams(export, layer_plan, overlays.get(layer_plan.layer.name))
+              for layer_plan in plan.layers]
+    answered = answer.answer_stream(export)
+    values = value_atlas.build_atlases(export.name, groups + ([answered[0]] if answered else []))
     cell_materials = [materials.new_activation_material(
         f"{materials.ACTIVATION_MATERIAL} {export.name}", image, height)
         for image, height in zip(values.images, values.heights)]
@@ -185,6 +186,11 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
     label_objects = labels.build_labels(root, plan, layer_objects, collection)
     network.record_parts(root, collection, layer_objects.values(), connection_objects,
                          label_objects)
+    if answered is not None:
+        made = answer.build_answer(export, plan, layer_objects[plan.layers[-1].layer.name],
+                                   collection, values, answered[1])
+        drive_shown(made[0], root)
+        network.record_list(root, names.PART_ANSWER, made)
 
     if options.place_beside:
         report(0.91, "finding a free place in the scene")

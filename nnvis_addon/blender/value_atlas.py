@@ -221,6 +221,18 @@ def shown_gradcam(layer: bpy.types.Object, attributes: dict[str, np.ndarray],
             "gradcam_mix": mix.astype(np.float32)}
 
 
+def shown_answer(bars: bpy.types.Object) -> dict[str, np.ndarray]:
+    """What the answer material shows per listed class at the object's shown sample and epoch
+    (blender/answer.py): ``probability``, ``true`` and ``predicted`` (0..1), and ``invalid``."""
+    image = _atlas_image(bars.data.materials[0])
+    assert image is not None  # the answer material reads the atlas
+    slots = int(bars[materials.ANSWER_SLOTS])
+    decoded, invalid = _stream(bars, materials.ANSWER_STREAM, image_array(image),
+                               np.arange(3 * slots), _shown_control(bars))
+    return {"probability": decoded[:slots], "invalid": invalid[:slots],
+            "true": decoded[slots:2 * slots], "predicted": decoded[2 * slots:]}
+
+
 def shown_edges(connection: bpy.types.Object, attributes: dict[str, np.ndarray],
                 material: bpy.types.Material | None) -> dict[str, np.ndarray]:
     """What the connection material shows for a connection's evaluated curves (their float

@@ -152,3 +152,69 @@ def answer_classes(probabilities: list[np.ndarray], labels: list[int | None],
 
 def class_name(names: list[str] | None, index: int) -> str:
     return names[index] if names is not None and 0 <= index < len(names) else str(index)
+
+
+@dataclass(frozen=True)
+class AnswerPanel:
+    """The answer's geometry in the output unit's space (right is -Y, down is -Z, like its maps):
+    per listed class a bar (``part`` 0; ``u`` 0 at its start .. 1 at its end, filled up to the
+    class's probability by the material) and a marker before it (``part`` 1, lit for the true
+    class), and where its name ends (right-aligned text, ``text_size`` high)."""
+
+    vertices: np.ndarray                 # (4 * 2 * slots, 3)
+    faces: np.ndarray                    # (2 * slots, 4) vertex indices
+    slot: np.ndarray                     # per vertex: the class's place in the answer stream
+    u: np.ndarray
+    part: np.ndarray
+    text_ends: np.ndarray                # (slots, 3): right end, vertical centre of each name
+    text_size: float
+
+
+ANSWER_PITCH = 1.5       # rows of the answer, in cells
+ANSWER_BAR = 10.0        # a full bar (probability 1), in cells
+ANSWER_GAP = 2.0         # between the output unit's cells and the first row, in cells
+
+
+def answer_panel(slots: int, cell_size: float, unit_height: float) -> AnswerPanel:
+    """The answer's quads under an output unit ``unit_height`` high (centred on its origin)."""
+    pitch, bar_height, marker = ANSWER_PITCH * cell_size, cell_size, 0.8 * cell_size
+    centres = -unit_height / 2 - ANSWER_GAP * cell_size - (np.arange(slots) + 0.5) * pitch
+    start = -0.3 * ANSWER_BAR * cell_size               # screen x of a bar's start
+    marker_left = start - 0.4 * cell_size - marker
+    # (screen x of its left and right edge, half its height, part) of a row's two quads
+    quads = ((start, start + ANSWER_BAR * cell_size, bar_height / 2, 0),
+             (marker_left, marker_left + marker, marker / 2, 1))
+    vertices: list[tuple[float, float, float]] = []
+    slot: list[int] = []
+    u: list[float] = []
+    part: list[int] = []
+    for index, centre in enumerate(centres):
+        for left, right, half, kind in quads:
+            for screen_x, z, along in ((left, centre - half, 0.0), (right, centre - half, 1.0),
+                                       (right, centre + half, 1.0), (left, centre + half, 0.0)):
+                vertices.append((0.0, -screen_x, float(z)))
+                slot.append(index)
+                u.append(along)
+                part.append(kind)
+    faces = np.arange(len(vertices), dtype=np.int32).reshape(-1, 4)
+    ends = np.stack([np.zeros(slots), np.full(slots, -(marker_left - 0.5 * cell_size)),
+                     centres], axis=1)
+    return AnswerPanel(np.asarray(vertices, np.float32), faces, np.asarray(slot, np.float32),
+                       np.asarray(u, np.float32), np.asarray(part, np.float32),
+                       text_ends=ends.astype(np.float32), text_size=cell_size)
+
+
+def answer_blocks(export: NetworkExport, classes: list[int]):
+    """Per (sample, epoch) block of the answer stream: the listed classes' probabilities, then
+    1 for the true label's, then 1 for the predicted class's (0 elsewhere)."""
+    probabilities = answer_probabilities(export)
+    labels = np.array([-1 if s.label is None else s.label for s in export.samples])
+    chosen = np.asarray(classes)
+    epochs = len(export.epochs)
+    for epoch_index, (epoch, shown) in enumerate(zip(export.epochs, probabilities)):
+        predicted = np.asarray(epoch.predictions) if epoch.predictions is not None \
+            else np.argmax(np.nan_to_num(shown, nan=-1.0), axis=1)
+        for sample in range(export.num_samples):
+            block = np.concatenate([shown[sample, chosen], chosen == labels[sample],
+                                    chosen == predicted[sample]]).astype(np.float32)
+            yield sample * epochs + epoch_index, block

@@ -27,6 +27,9 @@ PART_LEGEND = "legend"               # its colour legend
 PART_LAYERS = "layers"               # its layer objects (in layer order)
 PART_CONNECTIONS = "connections"     # its connection objects (in build order)
 PART_LABELS = "labels"               # and its label objects (in layer order)
+PART_ANSWER = "answer"               # the answer's bars and class names (blender/answer.py)
+PART_OPERATION = "operation"         # a close-up of one operation (blender/operation.py)
+EXTRA_PARTS = (PART_ANSWER, PART_OPERATION)  # lists of objects added to a network after import
 
 # -- what a scene had before nnvis changed it (restored by Remove Network) ---------------------
 SCENE_CAMERA_HISTORY = "nnvis_camera_history"  # scene: cameras replaced by a network's, in order
@@ -68,6 +71,9 @@ EDGE_RANKING = "nnvis_edge_ranking"
 SKIPPED_COLUMNS = "nnvis_skipped_columns"
 SKIP_ROUTE = "nnvis_skip_route"
 TURN_BULGE = "nnvis_turn_bulge"  # a link between two rows of a folded network: its U's reach
+
+# -- the answer beside the output unit (blender/answer.py) -------------------------------------
+ANSWER_MARKER = "nnvis_answer"       # on the answer's bars object and its class-name texts
 
 # -- the epoch counter -------------------------------------------------------------------------
 COUNTER_METRICS = "nnvis_counter_metrics"
