@@ -69,8 +69,8 @@ EDGE_TRACE_HIGHLIGHT = 3.0
 # nnvis_gradcam * (GRADCAM_BASE + GRADCAM_GAIN * map value), glowing GRADCAM_GLOW.
 JET_SRGB = ((0.0, (0.0, 0.0, 0.55)), (0.125, (0.0, 0.0, 1.0)), (0.375, (0.0, 1.0, 1.0)),
             (0.625, (1.0, 1.0, 0.0)), (0.875, (1.0, 0.0, 0.0)), (1.0, (0.55, 0.0, 0.0)))
-GRADCAM_BASE = 0.35
-GRADCAM_GAIN = 0.5
+GRADCAM_BASE = 0.2
+GRADCAM_GAIN = 0.45
 GRADCAM_GLOW = 1.2
 
 
@@ -367,7 +367,8 @@ def new_answer_material(name: str, image, height: int) -> bpy.types.Material:
 
     b.section("The class's probability, true label and prediction at the epoch")
     place = atlas_nodes.object_place(b, ANSWER_STREAM)
-    slot, slots = attribute(SLOT_ATTRIBUTE), _object_value(b, ANSWER_SLOTS)
+    # Interpolated over its face, the slot is not exactly whole everywhere: rounded.
+    slot, slots = m.op("ROUND", attribute(SLOT_ATTRIBUTE)), _object_value(b, ANSWER_SLOTS)
     probability, invalid = atlas_nodes.add_stream_value(b, image, blocks, slot, place)
     true = atlas_nodes.add_stream_value(b, image, blocks, m.add(slot, slots), place)[0]
     predicted = atlas_nodes.add_stream_value(

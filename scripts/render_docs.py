@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1]))
 from working_tree import EXAMPLE, ROOT, import_extension_package  # noqa: E402
@@ -37,6 +39,90 @@ def traced_cell(scene_api, connections_api, root):
     from nnvis.nnvis_addon.blender.api import Network
 
     Network(root).trace("conv2", channel=3, row=2, col=5)
+
+
+EXPLAINED = ROOT / "out" / "explained" / "digits_cnn.nnvis.json"
+
+
+def explained_example() -> Path:
+    """The bundled example's model trained again by make_example.py with class evidence maps
+    (format 1.1; the bundled example is 1.0 without them), made on first use."""
+    if not EXPLAINED.exists():
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "make_example.py"), "--out",
+                        str(EXPLAINED.parent)], check=True)
+    return EXPLAINED
+
+
+def close_up(corners, direction, distance: float = 2.0, lens: float = 50.0):
+    """A camera ``distance`` times the size of the box of ``corners`` (world space) from its
+    middle, in ``direction``, looking at it."""
+    import bpy
+    from mathutils import Vector
+
+    centre = Vector(np.mean(corners, axis=0).tolist())
+    size = float(np.linalg.norm(np.ptp(corners, axis=0)))
+    camera = bpy.data.objects.new("close-up", bpy.data.cameras.new("close-up"))
+    camera.data.lens = lens
+    bpy.context.scene.collection.objects.link(camera)
+    camera.location = centre + Vector(direction).normalized() * size * distance
+    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
+    bpy.context.scene.camera = camera
+    return camera
+
+
+def unit_corners(root, unit: str):
+    from nnvis.nnvis_addon.blender import staging
+
+    layers, boxes = staging.unit_boxes(root)
+    return boxes[[layer["nnvis_layer"] for layer in layers].index(unit)]
+
+
+def mesh_corners(obj):
+    import bpy
+
+    bpy.context.view_layer.update()
+    return np.array([tuple(obj.matrix_world @ v.co) for v in obj.data.vertices])
+
+
+def gradcam(scene_api, connections_api, root):
+    """The Grad-CAM overlay of the predicted class on the input picture and conv2 (digit 3, the
+    last epoch), and the answer under the output."""
+    root["nnvis_sample"] = 1
+    root["nnvis_gradcam"] = 1.0
+
+
+def answer(scene_api, connections_api, root):
+    """A close-up of the answer: digit 5 at epoch 1, still answered '6'."""
+    from nnvis.nnvis_addon.blender import answer as answer_api
+
+    root["nnvis_sample"], root["nnvis_epoch"] = 2, 1.0
+    close_up(mesh_corners(answer_api.answer_objects(root)[0]), (-1.0, -0.35, 0.1), 1.7)
+
+
+def gradcam_forming(args) -> None:
+    """docs/images/digits_gradcam.gif: the Grad-CAM of the predicted class forming over the 13
+    recorded epochs on the input picture of digit 5 (close-up)."""
+    import bpy
+    from nnvis.nnvis_addon.blender import render, scene
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from render_video import write_gif
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    render.configure_cycles(bpy.context.scene, width=320, height=320, samples=args.samples)
+    root = scene.import_network(explained_example(), scene.ImportOptions(sample=2))
+    root["nnvis_gradcam"] = 1.0
+    close_up(unit_corners(root, "input"), (-1.0, -0.15, 0.05), 1.25)
+    frames = []
+    out = ROOT / "out" / "gradcam_frames"
+    out.mkdir(parents=True, exist_ok=True)
+    for index, epoch in enumerate(np.arange(0.0, 12.01, 0.5)):
+        root["nnvis_epoch"] = float(epoch)
+        for obj in scene.network.owned_objects(root):
+            obj.update_tag()
+        bpy.context.scene.render.filepath = str(out / f"{index:03d}.png")
+        bpy.ops.render.render(write_still=True)
+        frames.append(out / f"{index:03d}.png")
+    write_gif(frames, 6, IMAGES / "digits_gradcam.gif")
 
 
 def tiny_resnet_export(folder: Path) -> Path:
@@ -98,6 +184,8 @@ PICTURES = {
     "digits_cnn": (lambda: EXAMPLE, {}, None, False),
     "digits_cnn_collapsed": (lambda: EXAMPLE, {"map_layout": "linear"}, collapsed_and_grid, False),
     "digits_traced": (lambda: EXAMPLE, {}, traced_cell, False),
+    "digits_gradcam": (explained_example, {"sample": 1}, gradcam, False),
+    "digits_answer": (explained_example, {}, answer, False),
     "tiny_resnet": (lambda: tiny_resnet_export(ROOT / "out" / "tiny_resnet"), {}, None, False),
     # The default import of real architectures, as File > Import gives it in the startup scene.
     "resnet50": (zoo_export("resnet50"), {}, None, True),
@@ -106,19 +194,24 @@ PICTURES = {
 }
 
 
+GIF = "digits_gradcam_gif"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--width", type=int, default=960)
     parser.add_argument("--height", type=int, default=540)
-    parser.add_argument("--only", nargs="*", choices=sorted(PICTURES))
+    parser.add_argument("--only", nargs="*", choices=sorted([*PICTURES, GIF]))
     args = parser.parse_args(argv)
     import bpy
     import_extension_package()
     from nnvis.nnvis_addon.blender import connections, render, scene
 
     IMAGES.mkdir(parents=True, exist_ok=True)
-    for name in args.only or PICTURES:
+    if args.only is None or GIF in args.only:
+        gradcam_forming(args)
+    for name in [name for name in args.only or PICTURES if name != GIF]:
         export, options, adjust, startup = PICTURES[name]
         path = export()
         bpy.ops.wm.read_homefile(use_empty=not startup)

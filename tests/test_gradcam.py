@@ -99,7 +99,7 @@ def test_overlay_values_equal_the_exported_maps(network, explained_example):
             np.testing.assert_allclose(shown["gradcam"], expected, rtol=0,
                                        atol=atlas.tolerance(obj, prefix) + 1e-6,
                                        err_msg=f"{unit} {kind} epoch {epoch}")
-            np.testing.assert_allclose(shown["gradcam_mix"], 0.75 * (0.35 + 0.5 * expected),
+            np.testing.assert_allclose(shown["gradcam_mix"], 0.75 * (0.2 + 0.45 * expected),
                                        atol=1e-4)
     first, last = (_expected(export, "predicted", epoch, 1)[0] for epoch in (0.0, 12.0))
     assert np.abs(first - last).max() > 0.2  # the evidence forms with training
