@@ -12,6 +12,7 @@ holds) and bpy's own footprint measured in the same subprocess before the import
 the saved .blend.
 
     .venv/bin/python scripts/bench_scrub.py [--vgg EXPORT.nnvis.json] [--frames 24]
+        [--models ResNet50 MobileNetV2] [--keep DIR]
 
 Runs: the bundled example (baseline), a synthetic CNN at 48x48x3 (conv 46x46x32) with 6 and with
 60 recorded epochs (2 samples; tests/export_factory.py, no TensorFlow), and a VGG16 export if
@@ -86,6 +87,33 @@ def measure(export: Path, frames: int) -> dict:
             "epochs": len(root[playback.names.EPOCH_NUMBERS]), "cells": cells}
 
 
+def two_epochs(model_name: str, folder: Path) -> Path:
+    """A keras.applications model (weights=None), one random 224x224 sample, two recorded
+    epochs: the random weights, then the same plus 1 % noise (as bench_playback's VGG16)."""
+    import keras
+    import numpy as np
+
+    from nnvis_export.session import ExportSession
+
+    path = folder / model_name / f"{model_name}.nnvis.json"
+    if path.exists():
+        return path
+    keras.utils.set_random_seed(0)
+    model = getattr(keras.applications, model_name)(weights=None, input_shape=(224, 224, 3))
+    sample = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32) * 255.0
+    session = ExportSession(model, sample, folder / model_name, name=model_name, verbose=False)
+    try:
+        session.record(0, None)
+        rng = np.random.default_rng(1)
+        model.set_weights([w + 0.01 * np.std(w) * rng.standard_normal(w.shape).astype(w.dtype)
+                           for w in model.get_weights()])
+        session.record(1, None)
+    except BaseException:
+        session.abort()
+        raise
+    return session.finish()
+
+
 def synthetic(folder: Path, epochs: int) -> Path:
     from export_factory import cnn_layers, make_export
 
@@ -117,8 +145,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vgg", type=Path, help="a VGG16 export (.nnvis.json)")
     parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--models", nargs="*", default=[], metavar="NAME",
+                        help="keras.applications models to export with two epochs (e.g. ResNet50)")
+    parser.add_argument("--keep", type=Path, help="folder for (and reuse of) those exports")
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--export-model", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.export_model:
+        two_epochs(args.export_model[0], Path(args.export_model[1]))
+        return
     if args.measure:
         print(json.dumps(measure(args.measure, args.frames)))
         return
@@ -130,6 +165,12 @@ def main() -> None:
             run(f"CNN 48x48, {epochs} epochs", synthetic(Path(folder), epochs), args.frames)
     if args.vgg:
         run("VGG16", args.vgg, args.frames)
+    if args.models:
+        keep = args.keep or Path(tempfile.mkdtemp(prefix="nnvis-bench-scrub-"))
+        for name in args.models:  # exported in a subprocess: its memory is not the import's
+            subprocess.run([sys.executable, __file__, "--export-model", name, str(keep)],
+                           check=True)
+            run(name, keep / name / f"{name}.nnvis.json", args.frames)
     print("load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg()))
 
 

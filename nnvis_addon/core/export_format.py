@@ -319,24 +319,26 @@ def _minor_version(version: str) -> int:
 _ADVICE = getattr(mmap, "MADV_DONTNEED", None)
 
 
-def _forget_pages(buffers, array: np.ndarray) -> None:
-    """Checking values touches their pages of a memory-mapped sidecar: let the process forget
-    them again (the kernel keeps them cached), so the check does not count in its memory."""
-    if _ADVICE is None or array.size == 0:
+def forget_pages(array: np.ndarray) -> None:
+    """Let the process forget the pages of a memory-mapped sidecar that reading ``array`` (a
+    view into it) touched; the kernel keeps them cached, and reading again brings them back.
+    So the check of every value at reading, and the weights read for a link's edges, do not
+    count in the memory of an import. Does nothing for other arrays or platforms."""
+    mapped: object = array  # the array whose base is the mapping (a whole sidecar, from its start)
+    while isinstance(mapped, np.ndarray) and not isinstance(mapped.base, mmap.mmap):
+        mapped = mapped.base
+    if _ADVICE is None or not isinstance(mapped, np.ndarray) or array.size == 0:
         return
+    base = mapped.__array_interface__["data"][0]
     first = array.__array_interface__["data"][0]
-    last = first + array.size * array.itemsize
-    for buffer in buffers:
-        mapping = getattr(buffer, "_mmap", None)
-        base = buffer.__array_interface__["data"][0] if buffer.size else 0
-        if mapping is None or not base <= first < base + buffer.size:
-            continue
-        start = (first - base) // mmap.PAGESIZE * mmap.PAGESIZE
-        try:
-            mapping.madvise(_ADVICE, start, min(last - base, buffer.size) - start)
-        except (OSError, ValueError):  # not every platform or mapping allows it
-            pass
+    last = min(first + array.size * array.itemsize, base + mapped.nbytes)
+    if not base <= first < base + mapped.nbytes:
         return
+    start = (first - base) // mmap.PAGESIZE * mmap.PAGESIZE
+    try:
+        mapped.base.madvise(_ADVICE, start, last - base - start)
+    except (OSError, ValueError):  # not every platform or mapping allows it
+        pass
 
 
 class _Reader:
@@ -346,7 +348,6 @@ class _Reader:
         self.document = document
         self.check_finite = check_finite
         self.messages: list[str] = []
-        self.buffers: list[np.ndarray] = []
 
     def error(self, message: str, layer: str | None = None, field: str | None = None):
         return ExportFormatError(message, file=self.doc_path, layer=layer, field=field)
@@ -367,7 +368,6 @@ class _Reader:
                              field=_pointer_to_field(exc.path)) from None
 
         buffers = self._open_buffers(doc["buffers"])
-        self.buffers = buffers
         self.arrays = self._make_arrays(doc["arrays"], buffers)
         layers = self._layers(doc["layers"])
         model = doc["model"]
@@ -599,7 +599,7 @@ class _Reader:
         for start in range(0, flat.size, _FINITE_CHECK_CHUNK):
             chunk = flat[start:start + _FINITE_CHECK_CHUNK]
             bad += int(chunk.size - np.count_nonzero(np.isfinite(chunk)))
-            _forget_pages(self.buffers, chunk)
+            forget_pages(chunk)
         if bad:
             self.messages.append(f"{what} has {bad} NaN/Inf values")
 

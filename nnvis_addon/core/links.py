@@ -49,7 +49,7 @@ from .edges import (
     reduce_edges,
     spatial_to_dense_edges,
 )
-from .export_format import Layer, NetworkExport, errors_naming_layer
+from .export_format import Layer, NetworkExport, errors_naming_layer, forget_pages
 from .layout import CellGrid, NetworkPlan, cell_grid, layer_columns
 from .picture import merge_picture_channels
 
@@ -278,6 +278,9 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
                                      f"the connections {drawn_from.name} -> {layer.name}"):
                 links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
                                    column[layer.name] - column[drawn_from.name] - 1, activity))
+            for epoch in export.epochs:  # read for the edges: no longer needed in memory
+                for array in epoch.weights.get(layer.name, ()):
+                    forget_pages(array)
     if plan is not None:
         links += block_links(export, plan, grids, options)
     return links
