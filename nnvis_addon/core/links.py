@@ -276,14 +276,24 @@ def plan_links(export: NetworkExport, options: WiringOptions | None = None,
                     return unit_activity(export, drawn_from, unit, count, sample)
             with errors_naming_layer(export.path, layer.name,
                                      f"the connections {drawn_from.name} -> {layer.name}"):
-                links.append(_link(drawn_from, layer, kind, edges_at, last, grids, options,
+                links.append(_link(drawn_from, layer, kind, _forgetting(export, layer, edges_at),
+                                   last, grids, options,
                                    column[layer.name] - column[drawn_from.name] - 1, activity))
-            for epoch in export.epochs:  # read for the edges: no longer needed in memory
-                for array in epoch.weights.get(layer.name, ()):
-                    forget_pages(array)
     if plan is not None:
         links += block_links(export, plan, grids, options)
     return links
+
+
+def _forgetting(export: NetworkExport, layer: Layer, edges_at):
+    """``edges_at`` that lets the process forget the weights of ``layer`` it read once their
+    edges are made (a big Dense kernel's pages are hundreds of MB an epoch; export_format.
+    forget_pages), so an import holds the edges, not every epoch's kernels."""
+    def edges(epoch_index: int) -> Edges:
+        found = edges_at(epoch_index)
+        for array in export.epochs[epoch_index].weights.get(layer.name, ()):
+            forget_pages(array)
+        return found
+    return edges
 
 
 def _whole_layer(epoch_index: int) -> Edges:
