@@ -75,13 +75,21 @@ def _shown(obj, attributes, material_input: str, function: str) -> dict:
     modifier = next((m for m in obj.modifiers if m.type == "NODES"), None)
     if modifier is None or modifier.node_group is None:
         return {}
-    compat = installed_module("nnvis_addon.blender.compat")
+    compat, value_atlas = (_addon_module(f"nnvis_addon.blender.{name}")
+                           for name in ("compat", "value_atlas"))
     try:
         material = compat.get_modifier_input(modifier, material_input)
     except KeyError:
         return {}
-    value_atlas = installed_module("nnvis_addon.blender.value_atlas")
     return getattr(value_atlas, function)(obj, attributes, material)
+
+
+def _addon_module(name: str):
+    """A module of the add-on that built the scene: the installed extension, else the working
+    tree imported as the package ``nnvis`` (tests that call the working tree's script API)."""
+    if EXTENSION_MODULE in sys.modules or "nnvis" not in sys.modules:
+        return installed_module(name)
+    return importlib.import_module(f"nnvis.{name}")
 
 
 def configure_test_render(scene, width: int, height: int, samples: int,

@@ -117,7 +117,7 @@ def test_demo_help_runs_without_blender():
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert "--layout" in result.stdout and "Cycles render samples" in result.stdout
+    assert "--layout" in result.stdout and "Cycles samples per pixel" in result.stdout
 
 
 # -- metrics logs ----------------------------------------------------------------------------

@@ -66,12 +66,15 @@ class OverlayTarget:
 def gradcam_unit(export: NetworkExport, plan: NetworkPlan) -> str | None:
     """The drawn unit that holds the export's Grad-CAM layer (itself or folded into one)."""
     layer = export.explain.gradcam_layer if export.explain is not None else None
-    if layer is None or not any(f"gradcam_{kind}" in e.explanations
-                                for e in export.epochs for kind in KINDS):
+    maps = [e.explanations[f"gradcam_{kind}"] for e in export.epochs for kind in KINDS
+            if f"gradcam_{kind}" in e.explanations]
+    # Maps of a 2D convolution (samples, H, W) only: a Conv1D's maps are not overlaid.
+    if layer is None or not maps or any(m.ndim != 3 for m in maps):
         return None
     for layer_plan in plan.layers:
         if layer_plan.layer.name == layer or layer in layer_plan.layer.folded:
-            return None if layer_plan.block else layer_plan.layer.name
+            drawn_2d = len(layer_plan.layer.output_shape) == 3
+            return layer_plan.layer.name if drawn_2d and not layer_plan.block else None
     return None
 
 
