@@ -395,3 +395,69 @@ def new_answer_material(name: str, image, height: int) -> bpy.types.Material:
 def _pick_colour(b: TreeBuilder, a, other, factor):
     return b.out(b.node("ShaderNodeMix", {"Factor": factor, "A": a, "B": other},
                         data_type="RGBA", clamp_factor=True), "Result")
+
+
+OPERATION_MATERIAL = "NNVis Operation"
+WINDOW_MATERIAL = "NNVis Operation Window"
+# The close-up's mesh attributes (core/operation.py CloseUp) and its stream's prefix.
+OPERATION_STREAM = "nnvis_operation"   # per step: patch, kernel, products, part, total, output
+VALUE_SCALE_ATTRIBUTE = "nnvis_value_scale"
+# A close-up cell's colour: its value / scale from -1 (blue) through dark to 1 (orange).
+OPERATION_COLOURS = ((0.1, 0.35, 1.0, 1.0), (0.03, 0.03, 0.04, 1.0), (1.0, 0.42, 0.04, 1.0))
+OPERATION_GLOW = (0.3, 2.5)            # emission strength at |value / scale| 0 and 1
+WINDOW_COLOUR, WINDOW_GLOW = (1.0, 0.85, 0.1, 1.0), 3.0
+
+
+def new_operation_material(name: str, image, height: int) -> bpy.types.Material:
+    """The close-up of one operation (blender/operation.py): each quad shows its slot of the
+    step the object's ``nnvis_shown`` epoch slot says (keyframed, one atlas block a step),
+    coloured by value / scale (the quad's ``nnvis_value_scale``) from blue through dark to
+    orange, glowing with |value / scale|. Emission only."""
+    material, b = _new_material(name)
+    m = FieldMath(b)
+    blocks = atlas_nodes.add_epoch_blocks(b, height)
+
+    def attribute(attribute_name):
+        return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY",
+                      attribute_name=attribute_name).outputs["Fac"]
+
+    b.section("The quad's value at the shown step")
+    slot = m.op("ROUND", attribute(SLOT_ATTRIBUTE))  # interpolated over the face: rounded
+    value, invalid = atlas_nodes.add_stream_value(
+        b, image, blocks, slot, atlas_nodes.object_place(b, OPERATION_STREAM))
+    norm = m.op("MINIMUM", m.op("MAXIMUM", m.div(value, attribute(VALUE_SCALE_ATTRIBUTE)),
+                                -1.0), 1.0)
+    b.section("Colour and glow by value / scale")
+    signed = b.node("ShaderNodeMapRange", {"Value": norm, "From Min": -1.0, "From Max": 1.0})
+    ramp = b.node("ShaderNodeValToRGB", {"Fac": signed.outputs[0]})
+    elements = ramp.color_ramp.elements
+    elements.new(0.5)
+    for element, position, colour in zip(elements, (0.0, 0.5, 1.0), OPERATION_COLOURS):
+        element.position = position
+        element.color = colour
+    glow = b.node("ShaderNodeMapRange", {"Value": m.op("ABSOLUTE", norm),
+                                         "To Min": OPERATION_GLOW[0], "To Max": OPERATION_GLOW[1]})
+    colour = _pick_colour(b, ramp.outputs["Color"], INVALID_COLOUR, invalid)
+    glow = _pick(b, glow.outputs[0], INVALID_GLOW, invalid)
+    b.section("Shader")
+    emission = b.node("ShaderNodeEmission", {"Color": colour, "Strength": glow})
+    b.section(None)
+    output = b.node("ShaderNodeOutputMaterial")
+    b.link(emission.outputs[0], output.inputs["Surface"])
+    b.arrange()
+    return material
+
+
+def ensure_window_material() -> bpy.types.Material:
+    """The frame around the cells an operation reads and the cell it writes: flat glowing
+    yellow."""
+    material = _find_current(WINDOW_MATERIAL)
+    if material is not None:
+        return material
+    material, b = _new_material(WINDOW_MATERIAL)
+    emission = b.node("ShaderNodeEmission", {"Color": WINDOW_COLOUR, "Strength": WINDOW_GLOW})
+    b.section(None)
+    output = b.node("ShaderNodeOutputMaterial")
+    b.link(emission.outputs[0], output.inputs["Surface"])
+    b.arrange()
+    return material

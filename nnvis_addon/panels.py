@@ -197,6 +197,9 @@ class NNVIS_PT_network(bpy.types.Panel):
         row = box.row(align=True)
         row.operator("nnvis.trace", icon="RESTRICT_SELECT_OFF")
         row.operator("nnvis.clear_trace", icon="X")
+        row = box.row(align=True)
+        row.operator("nnvis.show_operation", icon="MOD_LATTICE")
+        row.operator("nnvis.clear_operation", icon="X")
         row = layout.row(align=True)
         row.operator("nnvis.frame_network", icon="CAMERA_DATA")
         if hasattr(bpy.types, "NNVIS_OT_animate_epochs"):

@@ -41,7 +41,9 @@ def per_network_builders() -> dict:
             "materials.new_connection_material":
             lambda: materials.new_connection_material("layout test", atlas_image(), 4),
             "materials.new_answer_material":
-            lambda: materials.new_answer_material("layout test", atlas_image(), 4)}
+            lambda: materials.new_answer_material("layout test", atlas_image(), 4),
+            "materials.new_operation_material":
+            lambda: materials.new_operation_material("layout test", atlas_image(), 4)}
 
 
 BUILDERS = {**find_builders(), **per_network_builders()}

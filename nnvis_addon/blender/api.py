@@ -10,6 +10,7 @@
     network.trace("conv2", channel=3, row=2, col=5)  # its receptive field and contributing paths
     network.trace(class_index=7, fade_frames=24)      # why the output says 7, faded in
     network.clear_trace()
+    network.show_operation("conv1", channel=3, row=4)  # the kernel sliding along row 4
     network.frame()
     network.remove()
 
@@ -26,7 +27,9 @@ import bpy
 
 from ..core import controls, names
 from ..core.bundling import BundlingParams
+from ..core.operation import Operation
 from . import blocks, compat, connections, lifecycle, network, playback, scene, staging
+from . import operation as operating
 from . import trace as tracing
 
 SUMMARIES = {"stack": 0, "max": 1, "mean": 2}
@@ -252,6 +255,27 @@ class Network:
     def clear_trace(self) -> None:
         """Remove the trace (strength 0, no trace attributes); keyframes on the strength stay."""
         tracing.clear_trace(self.root)
+
+    def show_operation(self, layer, channel: int, row: int = 0, col: int = 0, *,
+                       sample: int | None = None, epoch: int | None = None,
+                       input_channel: int | None = None, frame_start: int | None = None,
+                       frames_per_step: int = 6) -> Operation:
+        """A close-up of output cell (``row``, ``col``, ``channel``) of ``layer`` (a Conv2D,
+        pooling or Dense unit; for Dense, ``channel`` is the neuron): the input patch, the
+        kernel, the products and the result, stepping along the row (one step every
+        ``frames_per_step`` frames from ``frame_start``, default the current frame), for the
+        shown sample and epoch (or the given ones). A conv step shows ``input_channel``
+        (default: the one contributing most). See ``blender/operation.py``."""
+        name = layer if isinstance(layer, str) else layer.get(names.LAYER_MARKER)
+        self.layer(name)  # a clear error for a layer the network does not have
+        return operating.show_operation(self.root, name, channel=channel, row=row, col=col,
+                                        sample=sample, epoch_index=epoch,
+                                        input_channel=input_channel, frame_start=frame_start,
+                                        frames_per_step=frames_per_step)
+
+    def clear_operation(self) -> None:
+        """Remove the operation close-up."""
+        operating.clear_operation(self.root)
 
     def frame(self, scene_: bpy.types.Scene | None = None) -> bpy.types.Object:
         """Re-aim the network's camera at its current layout and render through it."""

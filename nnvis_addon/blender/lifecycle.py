@@ -88,6 +88,15 @@ def _removable_collection(root: bpy.types.Object, objects) -> list[bpy.types.Col
     return [collection]
 
 
+def remove_objects(objects) -> None:
+    """Remove ``objects`` (parts a network added after its import, such as an operation
+    close-up) and what only they used, then nnvis's own blocks nothing uses any more."""
+    data = _used_by(objects)
+    _remove_blocks(objects)
+    _remove_blocks([block for block in data if _unused(block) and not _is_ours(block)])
+    _purge_shared()
+
+
 def remove_network(root: bpy.types.Object) -> None:
     """Remove the network whose root is ``root`` and every data-block only it used.
 

@@ -233,6 +233,23 @@ def shown_answer(bars: bpy.types.Object) -> dict[str, np.ndarray]:
             "true": decoded[slots:2 * slots], "predicted": decoded[2 * slots:]}
 
 
+def shown_operation(close_up: bpy.types.Object) -> dict[str, np.ndarray]:
+    """What the operation material shows on each quad of a close-up (blender/operation.py) at
+    the object's shown step: ``value`` per slot (patch, kernel, products, part, total, output),
+    ``invalid``, and ``norm`` (value / scale, -1..1) per quad."""
+    image = _atlas_image(close_up.data.materials[0])
+    assert image is not None  # the operation material reads its atlas
+    mesh = close_up.data
+    slots, scales = (np.empty(len(mesh.vertices), np.float32) for _ in range(2))
+    mesh.attributes[materials.SLOT_ATTRIBUTE].data.foreach_get("value", slots)
+    mesh.attributes[materials.VALUE_SCALE_ATTRIBUTE].data.foreach_get("value", scales)
+    quad_slots, quad_scales = np.rint(slots[::4]).astype(np.int64), scales[::4]
+    value, invalid = _stream(close_up, materials.OPERATION_STREAM, image_array(image),
+                             np.arange(int(quad_slots.max()) + 1), _shown_control(close_up))
+    norm = np.clip(value[quad_slots] / quad_scales, -1.0, 1.0)
+    return {"value": value, "invalid": invalid, "norm": norm.astype(np.float32)}
+
+
 def shown_edges(connection: bpy.types.Object, attributes: dict[str, np.ndarray],
                 material: bpy.types.Material | None) -> dict[str, np.ndarray]:
     """What the connection material shows for a connection's evaluated curves (their float

@@ -29,6 +29,8 @@ PART_CONNECTIONS = "connections"     # its connection objects (in build order)
 PART_LABELS = "labels"               # and its label objects (in layer order)
 PART_ANSWER = "answer"               # the answer's bars and class names (blender/answer.py)
 PART_OPERATION = "operation"         # a close-up of one operation (blender/operation.py)
+OPERATION_MARKER = "nnvis_operation"  # on a close-up's objects: their role; on the close-up:
+#                                      what it shows (layer, channel, row, col, sample, ...)
 EXTRA_PARTS = (PART_ANSWER, PART_OPERATION)  # lists of objects added to a network after import
 
 # -- what a scene had before nnvis changed it (restored by Remove Network) ---------------------

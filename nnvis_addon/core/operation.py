@@ -32,7 +32,9 @@ here: the export records it before the folded layers. Taps on padding read 0 and
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +75,8 @@ class Operation:
     output: np.ndarray          # (steps,) the exported value of the step's cell
     activation: str
     chosen_step: int            # the step of the chosen cell
+    reads: np.ndarray | None = None  # (steps, 2) centre (row, col) of the input window
+    span: tuple[int, int] = (0, 0)   # the window's rows and columns of input cells
 
     @property
     def steps(self) -> int:
@@ -92,7 +96,7 @@ def activate(name: str, values: np.ndarray, axis_values: np.ndarray | None = Non
     """Keras's activation ``name`` of ``values``; softmax normalises over ``axis_values`` (all
     the neuron's pre-activations at that position, ``values`` among them)."""
     x = np.asarray(values, np.float64)
-    functions = {
+    functions: dict[str, Callable[[np.ndarray], np.ndarray]] = {
         "linear": lambda v: v, "relu": lambda v: np.maximum(v, 0.0),
         "relu6": lambda v: np.clip(v, 0.0, 6.0), "sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)),
         "tanh": np.tanh, "softplus": lambda v: np.logaddexp(0.0, v),
@@ -147,7 +151,7 @@ def operation(export: NetworkExport, layer: str, *, channel: int, row: int = 0, 
     item, x, weights = _layer_input(export, layer, sample, epoch_index)
     output = np.asarray(export.epochs[epoch_index].activations[layer][sample], np.float64)
     channel = _check(channel, item.output_shape[-1], "channel")
-    common = dict(layer=layer, source=item.inbound[0], sample=sample, epoch_index=epoch_index,
+    common: dict[str, Any] = dict(layer=layer, source=item.inbound[0], sample=sample, epoch_index=epoch_index,
                   channel=channel, activation=str(item.config.get("activation") or "linear"))
     if item.type == "Dense":
         return _dense(item, x, weights, output, row, col, chunk, common)
@@ -170,7 +174,11 @@ def operation(export: NetworkExport, layer: str, *, channel: int, row: int = 0, 
     total = _conv_totals(item, weights, x, window, row, output.shape[1], channel) \
         if not kind.endswith("pool") else products.sum(axis=1)
     cells = np.stack([np.full(output.shape[1], row), np.arange(output.shape[1])], axis=1)
-    return Operation(kind=kind, input_channel=source_channel, grid=(window[0].size,
+    spans = [(w.size - 1) * w.dilation for w in window]
+    reads = np.stack([np.full(len(cells), row * window[0].stride - window[0].pad + spans[0] / 2),
+                      cells[:, 1] * window[1].stride - window[1].pad + spans[1] / 2], axis=1)
+    return Operation(reads=reads.astype(np.float64), span=(spans[0] + 1, spans[1] + 1),
+                     kind=kind, input_channel=source_channel, grid=(window[0].size,
                      window[1].size), cells=cells, taps=taps, padding=padding, patch=patch,
                      kernel=kernel, products=products, part=products.sum(axis=1), total=total,
                      output=output[row, :, channel].copy(), chosen_step=col, **common)
@@ -278,7 +286,7 @@ def _dense(item: Layer, x: np.ndarray, weights: dict, output: np.ndarray, row: i
     kernel, bias = weights.get("kernel"), weights.get("bias")
     if kernel is None:
         raise OperationError(f"Dense layer {item.name!r} has no kernel")
-    position = ()
+    position: tuple[int, ...] = ()
     if x.ndim == 3:
         position = (_check(row, x.shape[0], "row"), _check(col, x.shape[1], "column"))
     elif x.ndim != 1:
@@ -303,3 +311,77 @@ def _dense(item: Layer, x: np.ndarray, weights: dict, output: np.ndarray, row: i
                      padding=padding, patch=patch, kernel=weights_of, products=products,
                      part=part, total=total, output=np.full(steps, shown),
                      chosen_step=steps - 1, **common)
+
+
+# -- the close-up's geometry --------------------------------------------------------------------
+
+CLOSE_UP_PITCH = 1.15   # cells of the close-up apart, in cell sizes (a thin gap between them)
+CLOSE_UP_GAP = 2.0      # cell sizes between the patch, kernel, products and results
+PART_NAMES = ("patch", "kernel", "products", "result")
+
+
+@dataclass(frozen=True)
+class CloseUp:
+    """The close-up's quads in a unit's plane (x = 0, right is -Y, up is +Z, as the maps are
+    drawn): four vertices a quad, each with the slot of the step's values it shows
+    (:meth:`Operation.step_values` order) and the scale its colour is normalised by; the
+    centre above each part, for its caption."""
+
+    vertices: np.ndarray        # (4 * quads, 3) float32
+    faces: np.ndarray           # (quads, 4) int32
+    slot: np.ndarray            # (4 * quads,) float32
+    scale: np.ndarray           # (4 * quads,) float32, > 0
+    captions: np.ndarray        # (4, 3): above the patch, kernel, products and results
+    width: float
+
+
+def value_scales(op: Operation) -> np.ndarray:
+    """Per slot of a step: the largest |value| its part takes over all steps (1 where all are
+    0): the patch, the kernel, the products and the three results share one scale each."""
+    taps = op.taps_per_step
+    values = np.abs(np.nan_to_num(op.step_values(), nan=0.0, posinf=0.0, neginf=0.0))
+    parts = [values[:, :taps], values[:, taps:2 * taps], values[:, 2 * taps:3 * taps],
+             values[:, 3 * taps:]]
+    scales = [float(part.max(initial=0.0)) or 1.0 for part in parts]
+    return np.repeat(scales, [taps, taps, taps, 3]).astype(np.float32)
+
+
+def close_up(op: Operation, cell_size: float, bottom: float) -> CloseUp:
+    """The quads of ``op``'s close-up, their lowest edge at height ``bottom``, centred on x = 0:
+    the patch, kernel and products as grids, then the part, total and output in a column."""
+    rows, cols = op.grid
+    taps, pitch, size = op.taps_per_step, CLOSE_UP_PITCH * cell_size, cell_size
+    grid_width, gap = cols * pitch, CLOSE_UP_GAP * cell_size
+    height = max(rows, 3) * pitch
+    lefts = [i * (grid_width + gap) for i in range(3)] + [3 * (grid_width + gap)]
+    width = lefts[3] + pitch
+    tap_row, tap_col = np.divmod(np.arange(taps), cols)
+    centres = []   # (screen x, screen y) of each slot's quad
+    for part in range(3):
+        centres.append(np.stack([lefts[part] + (tap_col + 0.5) * pitch,
+                                 height - (tap_row + 0.5) * pitch], axis=1))
+    result_rows = np.arange(3)
+    centres.append(np.stack([np.full(3, lefts[3] + 0.5 * pitch),
+                             height - (result_rows + 0.5) * height / 3], axis=1))
+    xy = np.concatenate(centres) - [width / 2, -bottom]
+    corners = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], np.float64) * size / 2
+    quad_xy = (xy[:, None, :] + corners[None]).reshape(-1, 2)
+    vertices = np.stack([np.zeros(len(quad_xy)), -quad_xy[:, 0], quad_xy[:, 1]], axis=1)
+    slots = np.repeat(np.arange(3 * taps + 3), 4).astype(np.float32)
+    captions = np.array([(0.0, -(left + (grid_width if i < 3 else pitch) / 2 - width / 2),
+                          bottom + height + 0.6 * cell_size) for i, left in enumerate(lefts)])
+    return CloseUp(vertices.astype(np.float32),
+                   np.arange(len(vertices), dtype=np.int32).reshape(-1, 4), slots,
+                   np.repeat(value_scales(op), 4), captions.astype(np.float32), float(width))
+
+
+def captions(op: Operation) -> tuple[str, str, str, str]:
+    """What the four parts of the close-up are called (shown above them)."""
+    if op.kind == "dense":
+        return ("inputs", f"weights to {op.channel}", "products", "sum, so far + bias, output")
+    if op.kind.endswith("pool"):
+        kernel = "max picks" if op.kind == "max_pool" else "average of"
+        return (f"patch of ch {op.input_channel}", kernel, "products", "pooled")
+    rows, cols = op.grid
+    return (f"patch of ch {op.input_channel}", f"{rows}x{cols} kernel", "products",
+            "this ch, all + bias, output")

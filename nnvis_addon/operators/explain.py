@@ -87,4 +87,77 @@ class NNVIS_OT_clear_trace(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (NNVIS_OT_trace, NNVIS_OT_clear_trace)
+class NNVIS_OT_show_operation(bpy.types.Operator):
+    """Show one output cell of a Conv2D, pooling or Dense layer computed step by step: the
+    input patch, the kernel, their products and the result, the kernel sliding along the row
+    (keyframes from the current frame)"""
+
+    bl_idname = "nnvis.show_operation"
+    bl_label = "Show Operation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    layer: StringProperty(name="Layer", default="", options={"SKIP_SAVE"},
+                          description="Conv2D, pooling or Dense layer (unit) by its name in the "
+                                      "export; empty: the active layer")
+    channel: IntProperty(name="Channel", default=0, min=0,
+                         description="Output channel of the cell (the neuron of a Dense layer)")
+    row: IntProperty(name="Row", default=0, min=0, description="Row the kernel slides along")
+    col: IntProperty(name="Column", default=0, min=0,
+                     description="Column of the chosen cell (the step shown now)")
+    input_channel: IntProperty(name="Input Channel", default=-1, min=-1,
+                               description="Input channel a convolution's step shows; -1: the "
+                                           "one contributing most")
+    frames_per_step: IntProperty(name="Frames per Step", default=6, min=1, soft_max=48)
+
+    @classmethod
+    def poll(cls, context):
+        return network.active_network(context) is not None
+
+    def invoke(self, context, event):
+        obj = context.active_object
+        if not self.layer and obj is not None and obj.get(names.LAYER_MARKER):
+            self.layer = str(obj[names.LAYER_MARKER])
+        return context.window_manager.invoke_props_dialog(self)
+
+    def execute(self, context):
+        target = Network.active(context)
+        layer = self.layer or None
+        if layer is None and context.active_object is not None:
+            layer = context.active_object.get(names.LAYER_MARKER)
+        if not layer:
+            self.report({"ERROR"}, "No operation shown: choose a layer")
+            return {"CANCELLED"}
+        try:
+            shown = target.show_operation(layer, self.channel, self.row, self.col,
+                                          input_channel=_optional(self.input_channel),
+                                          frames_per_step=self.frames_per_step)
+        except (NnvisError, ValueError, KeyError, OSError) as exc:
+            self.report({"ERROR"}, f"No operation shown: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Showing {shown.kind} of {shown.layer!r}: {shown.steps} steps")
+        return {"FINISHED"}
+
+
+class NNVIS_OT_clear_operation(bpy.types.Operator):
+    """Remove the active network's operation close-up"""
+
+    bl_idname = "nnvis.clear_operation"
+    bl_label = "Clear Operation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        root = network.active_network(context)
+        return root is not None and bool(network.listed_parts(root, names.PART_OPERATION))
+
+    def execute(self, context):
+        try:
+            Network.active(context).clear_operation()
+        except network.NetworkError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+CLASSES = (NNVIS_OT_trace, NNVIS_OT_clear_trace, NNVIS_OT_show_operation,
+           NNVIS_OT_clear_operation)
