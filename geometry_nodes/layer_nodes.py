@@ -44,9 +44,6 @@ SUMMARY_MIX_ATTRIBUTE = "nnvis_summary_mix"  # 0: the cell's own value .. 1: its
 SUMMARY_MAX_ATTRIBUTE = "nnvis_summary_max"  # 1: the summary is the max over channels, 0: mean
 VALUE_MIN_ATTRIBUTE = "nnvis_value_min"      # the colour range
 VALUE_MAX_ATTRIBUTE = "nnvis_value_max"
-# Instances with a fixed normalised value instead of a recorded one (the legend's colour bar).
-FIXED_ATTRIBUTE = "nnvis_fixed"
-FIXED_NORM_ATTRIBUTE = "nnvis_fixed_norm"
 # The layer object's value streams in the network's atlas (blender/value_atlas.py prefixes):
 # its cells, and per pixel the max and the mean over channels.
 CELLS_STREAM = "nnvis_cells"

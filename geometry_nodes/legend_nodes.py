@@ -5,8 +5,8 @@ of the frame. Its group draws, in the object's XY plane facing +Z (towards the c
 aligned on x = 0 with the lowest baseline on y = 0:
 
 * a colour bar of ``Steps`` tiles from x = -``Width`` to 0: tile ``i`` is an instance carrying
-  ``nnvis_fixed_norm`` = i / (Steps - 1) with ``nnvis_fixed`` 1 (and ``picture`` 0), drawn with
-  the network's cell material, so the bar shows exactly the colours (ramp and
+  ``nnvis_legend_norm`` = i / (Steps - 1), drawn with the "NNVis Legend" material, which colours
+  it by the cells' own mapping (materials.py ``_viridis``), so the bar shows exactly the colours (ramp and
   glow) a cell of that normalised value gets: the ramp has one home, the material;
 * under the bar, the value at each end (left-aligned at the bar's left end, right-aligned at
   its right end); above it, a title that says how the colours are normalised;
@@ -21,11 +21,12 @@ For tests and tools the text mesh carries what it shows as point attributes:
 
 from __future__ import annotations
 
-from . import layer_nodes, picture_nodes
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Colour Legend"
-VERSION = 2
+VERSION = 3
+# The normalised value a tile of the colour bar shows (read by the legend material).
+NORM_ATTRIBUTE = "nnvis_legend_norm"
 BAR_GAP = 0.45     # from the top of the end values (one text size) to the bar, in text sizes
 TITLE_GAP = 0.45   # from the bar to the title's baseline, in text sizes
 
@@ -42,7 +43,7 @@ INPUTS = (
     ("Bar Height", "FLOAT", 0.05, 0.0, None, "DISTANCE", "Height of the colour bar"),
     ("Text Size", "FLOAT", 0.05, 0.0, None, "DISTANCE", "Height of the letters"),
     ("Steps", "INT", 64, 2, 1024, None, "Tiles of the colour bar"),
-    ("Bar Material", "MATERIAL", None, None, None, None, "The cells' material (NNVis Activation)"),
+    ("Bar Material", "MATERIAL", None, None, None, None, "The colour bar's material (NNVis Legend)"),
     ("Text Material", "MATERIAL", None, None, None, None, "Material of the text"),
 )
 
@@ -106,8 +107,8 @@ def _store_shown(b, m, geometry, shown_global, shown):
 
 
 def _colour_bar(b, m, inp, centre_y):
-    """``Steps`` tiles side by side from x = -Width to 0, tile i carrying a fixed normalised
-    value i / (Steps - 1) (``nnvis_fixed_norm``), drawn with the cells' material."""
+    """``Steps`` tiles side by side from x = -Width to 0, tile i carrying the normalised value
+    i / (Steps - 1) (``nnvis_legend_norm``), drawn with the legend material."""
     steps, width = inp["Steps"], inp["Width"]
     step = m.div(width, steps)
     line = b.node("GeometryNodeMeshLine", {"Count": steps}, mode="OFFSET")
@@ -116,9 +117,7 @@ def _colour_bar(b, m, inp, centre_y):
     b.set_input(line, "Offset", m.combine(step, 0.0, 0.0))
     value = m.div(b.node("GeometryNodeInputIndex").outputs[0], m.sub(steps, 1))
     points = line.outputs[0]
-    for name, field in ((layer_nodes.FIXED_NORM_ATTRIBUTE, value),
-                        (layer_nodes.FIXED_ATTRIBUTE, 1.0),
-                        (picture_nodes.PICTURE_ATTRIBUTE, 0.0)):
+    for name, field in ((NORM_ATTRIBUTE, value),):
         points = b.node("GeometryNodeStoreNamedAttribute",
                         {"Geometry": points, "Name": name, "Value": field},
                         data_type="FLOAT", domain="POINT").outputs[0]

@@ -39,12 +39,13 @@ import bpy
 
 from ..nnvis_addon.core import names
 from ..nnvis_addon.core.colour import srgb_to_linear
-from . import atlas_nodes, connection_nodes, layer_nodes, picture_nodes
+from . import atlas_nodes, connection_nodes, layer_nodes, legend_nodes, picture_nodes
 from .builder import BUILDER_VERSION_KEY, FieldMath, TreeBuilder
 
 ACTIVATION_MATERIAL = "NNVis Activation"
+LEGEND_MATERIAL = "NNVis Legend"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 9
+VERSION = 10
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -128,9 +129,6 @@ def new_activation_material(name: str, image, height: int) -> bpy.types.Material
                                          "From Min": instance(layer_nodes.VALUE_MIN_ATTRIBUTE),
                                          "From Max": instance(layer_nodes.VALUE_MAX_ATTRIBUTE)},
                   clamp=True).outputs[0]
-    fixed = instance(layer_nodes.FIXED_ATTRIBUTE)  # the legend's tiles
-    norm = _pick(b, norm, instance(layer_nodes.FIXED_NORM_ATTRIBUTE), fixed)
-    invalid = m.mul(invalid, m.sub(1.0, fixed))
     overlay = _gradcam_overlay(b, image, blocks, instance)
     _colour_cells(b, norm, invalid, instance, overlay)
     return material
@@ -166,9 +164,25 @@ def _pick(b: TreeBuilder, a, other, factor):
                         data_type="FLOAT", clamp_factor=True), "Result")
 
 
-def _colour_cells(b: TreeBuilder, norm, invalid, instance, overlay) -> None:
-    """Viridis and glow by the normalised value; a picture's pixel colours; invalid magenta;
-    the Grad-CAM ``overlay`` (value, mix) over them."""
+def ensure_legend_material() -> bpy.types.Material:
+    """The colour legend's bar: each tile's normalised value (``nnvis_legend_norm``) through the
+    cells' own viridis and glow (:func:`_viridis`, one home). A material of its own, so the
+    cell material reads no legend attribute: every attribute a shader reads costs Blender a
+    lookup per instance when it hands the cells to Cycles."""
+    material = _find_current(LEGEND_MATERIAL)
+    if material is not None:
+        return material
+    material, b = _new_material(LEGEND_MATERIAL)
+    b.section("The tile's value")
+    norm = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
+                  attribute_name=legend_nodes.NORM_ATTRIBUTE).outputs["Fac"]
+    colour, glow = _viridis(b, norm)
+    _shade(b, colour, glow, picture=0.0)
+    return material
+
+
+def _viridis(b: TreeBuilder, norm):
+    """(colour, glow) of a normalised value: viridis, and a glow that grows with it."""
     b.section("Viridis by activation")
     ramp = b.node("ShaderNodeValToRGB", {"Fac": norm})
     elements = ramp.color_ramp.elements
@@ -178,13 +192,20 @@ def _colour_cells(b: TreeBuilder, norm, invalid, instance, overlay) -> None:
         element.position = index / (len(VIRIDIS_SRGB) - 1)
         element.color = (*(srgb_to_linear(c) for c in rgb), 1.0)
     glow = b.node("ShaderNodeMapRange", {"Value": norm, "To Min": 0.15, "To Max": 2.5})
+    return ramp.outputs["Color"], glow.outputs[0]
+
+
+def _colour_cells(b: TreeBuilder, norm, invalid, instance, overlay) -> None:
+    """Viridis and glow by the normalised value; a picture's pixel colours; invalid magenta;
+    the Grad-CAM ``overlay`` (value, mix) over them."""
+    colour, glow = _viridis(b, norm)
     b.section("Pictures and invalid cells")
     picture = instance(picture_nodes.PICTURE_ATTRIBUTE)
     pixel = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
                    attribute_name=picture_nodes.PICTURE_COLOUR_ATTRIBUTE).outputs["Color"]
-    colour = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": ramp.outputs["Color"],
+    colour = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": colour,
                                             "B": pixel}, data_type="RGBA"), "Result")
-    glow = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": glow.outputs[0],
+    glow = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": glow,
                                           "B": PICTURE_GLOW}, data_type="FLOAT"), "Result")
     colour = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": colour,
                                             "B": INVALID_COLOUR}, data_type="RGBA"), "Result")
@@ -192,8 +213,13 @@ def _colour_cells(b: TreeBuilder, norm, invalid, instance, overlay) -> None:
                                           "B": INVALID_GLOW}, data_type="FLOAT"), "Result")
     colour, glow = _heat(b, colour, glow, *overlay)
     colour, glow = _trace_highlight(b, colour, glow)
+    _shade(b, colour, glow, picture)
+
+
+def _shade(b: TreeBuilder, colour, glow, picture) -> None:
+    """Emission of ``colour`` at ``glow`` over a dark, lit base; a picture's cell (``picture``
+    1) shows its pixels as they are: emission only, no sunlight on top."""
     b.section("Shader")
-    # A picture shows its pixels as they are: emission only, no sunlight on top.
     lit = b.out(b.node("ShaderNodeMath", {0: 1.0, 1: picture}, operation="SUBTRACT"), 0)
     base = b.out(b.node("ShaderNodeMix", {"Factor": lit, "A": (0.0, 0.0, 0.0, 1.0), "B": colour},
                         data_type="RGBA"), "Result")

@@ -116,14 +116,19 @@ def test_legend_is_owned_and_in_the_lower_right_of_the_frame(startup, example_ex
     tiles, attributes = evaluated_instances(legend)
     order = np.argsort(in_view(startup, camera, tiles @ np.array(legend.matrix_world)[:3, :3].T
                                + np.array(legend.matrix_world)[:3, 3])[:, 0])
-    norm = attributes["nnvis_fixed_norm"][order]
+    norm = attributes["nnvis_legend_norm"][order]
     assert norm[0] == 0.0 and norm[-1] == 1.0 and np.all(np.diff(norm) > 0)
-    assert np.all(attributes["nnvis_fixed"] == 1) and np.all(attributes["picture"] == 0)
     modifier = legend.modifiers["NNVis Colour Legend"]
     compat = installed_module("nnvis_addon.blender.compat")
-    cells = installed_module("nnvis_addon.blender.network").network_layers(root)[0]
-    assert compat.get_modifier_input(modifier, "Bar Material") == compat.get_modifier_input(
-        cells.modifiers["NNVis Layer"], "Cell Material"), "the bar shows the cells' own colours"
+    bar = compat.get_modifier_input(modifier, "Bar Material")
+    cells = compat.get_modifier_input(
+        installed_module("nnvis_addon.blender.network").network_layers(root)[1].modifiers[
+            "NNVis Layer"], "Cell Material")
+    # The bar shows the cells' own colours: the same viridis ramp and glow, node for node.
+    ramps = [[(e.position, tuple(e.color)) for n in m.node_tree.nodes
+              if n.bl_idname == "ShaderNodeValToRGB" and len(n.color_ramp.elements) == 9
+              for e in n.color_ramp.elements] for m in (bar, cells)]
+    assert bar.name == "NNVis Legend" and ramps[0] == ramps[1] and len(ramps[0]) == 9
 
 
 def test_legend_shows_the_range_and_follows_the_normalisation_control(startup, example_export):

@@ -101,6 +101,11 @@ SECTIONS = {
         "Trace highlight": {"ShaderNodeAttribute", "ShaderNodeMapRange", "ShaderNodeMix"},
         "Shader": {"ShaderNodeBsdfPrincipled"},
     },
+    "materials.ensure_legend_material": {
+        "The tile's value": {"ShaderNodeAttribute"},
+        "Viridis by activation": {"ShaderNodeValToRGB"},
+        "Shader": {"ShaderNodeBsdfPrincipled"},
+    },
     "materials.ensure_label_material": {},
     "materials.new_connection_material": {
         "Shown sample and epoch (the object's, driven by the network)": {"ShaderNodeAttribute"},

@@ -35,15 +35,6 @@ def find_legend(root: bpy.types.Object) -> bpy.types.Object | None:
     return network.part(root, names.PART_LEGEND)
 
 
-def cell_material(root: bpy.types.Object) -> bpy.types.Material | None:
-    """The network's cell material (the legend's bar shows its colours)."""
-    for layer in network.network_layers(root):
-        modifier = layer.modifiers.get(names.LAYER_MODIFIER)
-        if modifier is not None:
-            return compat.get_modifier_input(modifier, "Cell Material")
-    return None
-
-
 def ensure_legend(root: bpy.types.Object, camera: bpy.types.Object | None = None,
                   scene: bpy.types.Scene | None = None) -> bpy.types.Object:
     """Add (or refresh) the network's colour legend on ``camera`` (default: the network's own);
@@ -67,7 +58,7 @@ def ensure_legend(root: bpy.types.Object, camera: bpy.types.Object | None = None
         "Per Layer High": texts["layer"].high, "Global Title": texts["global"].title,
         "Global Low": texts["global"].low, "Global High": texts["global"].high,
         "Width": BAR_WIDTH, "Bar Height": BAR_HEIGHT, "Text Size": TEXT_SIZE,
-        "Steps": BAR_STEPS, "Bar Material": cell_material(root),
+        "Steps": BAR_STEPS, "Bar Material": materials.ensure_legend_material(),
         "Text Material": materials.ensure_label_material(),
     }
     for key, value in inputs.items():
