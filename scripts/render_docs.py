@@ -178,6 +178,21 @@ def zoo_export(name: str):
         return document
     return export
 
+def operation(scene_api, connections_api, root):
+    """A close-up of one operation: conv1's map 3 at row 6, column 7 for the digit shown,
+    the 3x3 window on the input picture and the cell it writes."""
+    import bpy
+
+    from nnvis.nnvis_addon.blender import operation as operation_api
+    from nnvis.nnvis_addon.blender.api import Network
+
+    bpy.context.scene.frame_set(1)
+    Network(root).show_operation("conv1", channel=3, row=6, col=7, frame_start=1 - 7 * 6)
+    made = operation_api.operation_objects(root)
+    corners = np.concatenate([mesh_corners(made[0]), unit_corners(root, "input"),
+                              unit_corners(root, "conv1")])
+    close_up(corners, (-1.0, -0.45, 0.25), 1.9)
+
 
 PICTURES = {
     # name: (export, import options, adjust function, into Blender's startup scene)
@@ -186,6 +201,7 @@ PICTURES = {
     "digits_traced": (lambda: EXAMPLE, {}, traced_cell, False),
     "digits_gradcam": (explained_example, {"sample": 1}, gradcam, False),
     "digits_answer": (explained_example, {}, answer, False),
+    "digits_operation": (lambda: EXAMPLE, {}, operation, False),
     "tiny_resnet": (lambda: tiny_resnet_export(ROOT / "out" / "tiny_resnet"), {}, None, False),
     # The default import of real architectures, as File > Import gives it in the startup scene.
     "resnet50": (zoo_export("resnet50"), {}, None, True),

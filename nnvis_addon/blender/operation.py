@@ -31,7 +31,7 @@ from . import compat, lifecycle, network, value_atlas, writers
 # The close-up lies in its unit's plane (right is -Y, up +Z) and faces -X, as the maps do.
 FACING = Matrix(((0.0, 0.0, -1.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0))).to_euler()
 CLOSE_UP_CELLS = 3.0    # a close-up cell is this many of its unit's cells
-CLOSE_UP_LIFT = 4.0     # unit cells between the unit's top and the close-up
+CLOSE_UP_LIFT = 9.0     # unit cells between the unit's top and the close-up (above its label)
 WINDOW_LINE = 0.12      # the window frame's thickness, in cells
 WINDOW_OFFSET = 0.05    # how far the window floats in front of the cells, in cells
 
