@@ -182,7 +182,6 @@ def operation(scene_api, connections_api, root):
     """A close-up of one operation: conv1's map 3 at row 6, column 7 for the digit shown,
     the 3x3 window on the input picture and the cell it writes."""
     import bpy
-
     from nnvis.nnvis_addon.blender import operation as operation_api
     from nnvis.nnvis_addon.blender.api import Network
 
