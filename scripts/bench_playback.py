@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_scrub import two_epochs
 from working_tree import EXAMPLE, ROOT, import_extension_package
 
 sys.path.insert(0, str(ROOT))
@@ -142,28 +143,6 @@ def bench_example(args, bpy, scene_api, connections, playback, compat) -> None:
     what_if(scene, sample, root, scene_api, connections, compat)
 
 
-def export_vgg(folder: Path) -> Path:
-    import keras
-    import numpy as np
-
-    from nnvis_export.session import ExportSession
-
-    keras.utils.set_random_seed(0)
-    model = keras.applications.VGG16(weights=None, input_shape=(224, 224, 3))
-    sample = np.random.default_rng(0).random((1, 224, 224, 3), dtype=np.float32) * 255.0
-    session = ExportSession(model, sample, folder, name="vgg16", verbose=False)
-    try:
-        session.record(0, None)
-        rng = np.random.default_rng(1)
-        model.set_weights([w + 0.01 * np.std(w) * rng.standard_normal(w.shape).astype(w.dtype)
-                           for w in model.get_weights()])
-        session.record(1, None)
-    except BaseException:
-        session.abort()
-        raise
-    return session.finish()
-
-
 def bench_vgg(args, bpy, scene_api, connections, playback) -> None:
     import resource
 
@@ -171,7 +150,7 @@ def bench_vgg(args, bpy, scene_api, connections, playback) -> None:
     work.mkdir(parents=True, exist_ok=True)
     try:
         start = time.perf_counter()
-        path = export_vgg(work / "vgg16")
+        path = two_epochs("VGG16", work)
         size = sum(p.stat().st_size for p in path.parent.iterdir())
         print(f"\nVGG16 export (1 random sample, 2 epochs): {time.perf_counter() - start:.1f} s, "
               f"{size / 1e6:.0f} MB")

@@ -16,7 +16,7 @@ the saved .blend.
 
 Runs: the bundled example (baseline), a synthetic CNN at 48x48x3 (conv 46x46x32) with 6 and with
 60 recorded epochs (2 samples; tests/export_factory.py, no TensorFlow), and a VGG16 export if
-given (``scripts/bench_playback.py --keep DIR`` writes one with two epochs).
+given, and ``--models``: keras.applications models exported here with two epochs.
 """
 
 from __future__ import annotations
