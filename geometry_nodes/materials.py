@@ -97,10 +97,15 @@ def _new_material(name: str) -> tuple[bpy.types.Material, TreeBuilder]:
     return material, TreeBuilder(tree)
 
 
-def new_activation_material(name: str, image, height: int) -> bpy.types.Material:
+def new_activation_material(name: str, image, height: int, *, picture: bool = False,
+                            overlay: bool = False) -> bpy.types.Material:
     """The cell material of one network atlas: each cell's value at the shown sample and epoch
     from the atlas ``image`` (``height`` rows; geometry_nodes/atlas_nodes.py), normalised by the
-    colour range the layer group stores, coloured by viridis with a glow that grows with it."""
+    colour range the layer group stores, coloured by viridis with a glow that grows with it.
+    ``picture``: the cells may show their pixel colours (the input as a picture); ``overlay``:
+    the Grad-CAM overlay. Only the units that need them get these parts, because every
+    attribute a shader reads costs Blender a lookup per cell (instance) when it hands a render
+    to Cycles."""
     material, b = _new_material(name)
     m = FieldMath(b)
     blocks = atlas_nodes.add_epoch_blocks(b, height)
@@ -129,8 +134,8 @@ def new_activation_material(name: str, image, height: int) -> bpy.types.Material
                                          "From Min": instance(layer_nodes.VALUE_MIN_ATTRIBUTE),
                                          "From Max": instance(layer_nodes.VALUE_MAX_ATTRIBUTE)},
                   clamp=True).outputs[0]
-    overlay = _gradcam_overlay(b, image, blocks, instance)
-    _colour_cells(b, norm, invalid, instance, overlay)
+    heat = _gradcam_overlay(b, image, blocks, instance) if overlay else None
+    _colour_cells(b, norm, invalid, instance, heat, picture)
     return material
 
 
@@ -195,25 +200,27 @@ def _viridis(b: TreeBuilder, norm):
     return ramp.outputs["Color"], glow.outputs[0]
 
 
-def _colour_cells(b: TreeBuilder, norm, invalid, instance, overlay) -> None:
-    """Viridis and glow by the normalised value; a picture's pixel colours; invalid magenta;
-    the Grad-CAM ``overlay`` (value, mix) over them."""
+def _colour_cells(b: TreeBuilder, norm, invalid, instance, overlay, picture: bool) -> None:
+    """Viridis and glow by the normalised value; a picture's pixel colours (``picture``);
+    invalid magenta; the Grad-CAM ``overlay`` (value, mix; None: none) over them."""
     colour, glow = _viridis(b, norm)
     b.section("Pictures and invalid cells")
-    picture = instance(picture_nodes.PICTURE_ATTRIBUTE)
-    pixel = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
-                   attribute_name=picture_nodes.PICTURE_COLOUR_ATTRIBUTE).outputs["Color"]
-    colour = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": colour,
-                                            "B": pixel}, data_type="RGBA"), "Result")
-    glow = b.out(b.node("ShaderNodeMix", {"Factor": picture, "A": glow,
-                                          "B": PICTURE_GLOW}, data_type="FLOAT"), "Result")
+    shows_picture = instance(picture_nodes.PICTURE_ATTRIBUTE) if picture else 0.0
+    if picture:
+        pixel = b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
+                       attribute_name=picture_nodes.PICTURE_COLOUR_ATTRIBUTE).outputs["Color"]
+        colour = b.out(b.node("ShaderNodeMix", {"Factor": shows_picture, "A": colour,
+                                                "B": pixel}, data_type="RGBA"), "Result")
+        glow = b.out(b.node("ShaderNodeMix", {"Factor": shows_picture, "A": glow,
+                                              "B": PICTURE_GLOW}, data_type="FLOAT"), "Result")
     colour = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": colour,
                                             "B": INVALID_COLOUR}, data_type="RGBA"), "Result")
     glow = b.out(b.node("ShaderNodeMix", {"Factor": invalid, "A": glow,
                                           "B": INVALID_GLOW}, data_type="FLOAT"), "Result")
-    colour, glow = _heat(b, colour, glow, *overlay)
+    if overlay is not None:
+        colour, glow = _heat(b, colour, glow, *overlay)
     colour, glow = _trace_highlight(b, colour, glow)
-    _shade(b, colour, glow, picture)
+    _shade(b, colour, glow, shows_picture)
 
 
 def _shade(b: TreeBuilder, colour, glow, picture) -> None:

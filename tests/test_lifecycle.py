@@ -181,7 +181,7 @@ def test_remove_keeps_what_the_user_still_uses(empty, tiny):
     mesh = bpy.data.meshes.new("user mesh")
     user = bpy.data.objects.new("user object", mesh)
     empty.collection.objects.link(user)
-    material, = (m for m in network_materials(root) if m.name.startswith("NNVis Activation"))
+    material = next(m for m in network_materials(root) if m.name.startswith("NNVis Activation"))
     material_name = material.name
     mesh.materials.append(material)
 

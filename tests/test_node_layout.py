@@ -37,7 +37,8 @@ def per_network_builders() -> dict:
             "layout test atlas", 4, 4)
 
     return {"materials.new_activation_material":
-            lambda: materials.new_activation_material("layout test", atlas_image(), 4),
+            lambda: materials.new_activation_material("layout test", atlas_image(), 4,
+                                                      picture=True, overlay=True),
             "materials.new_connection_material":
             lambda: materials.new_connection_material("layout test", atlas_image(), 4),
             "materials.new_answer_material":

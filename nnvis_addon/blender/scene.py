@@ -138,9 +138,7 @@ def _build(export: NetworkExport, plan: NetworkPlan, options: ImportOptions,
               for layer_plan in plan.layers]
     answered = answer.answer_stream(export)
     values = value_atlas.build_atlases(export.name, groups + ([answered[0]] if answered else []))
-    cell_materials = [materials.new_activation_material(
-        f"{materials.ACTIVATION_MATERIAL} {export.name}", image, height)
-        for image, height in zip(values.images, values.heights)]
+    cell_materials = _cell_materials(export.name, values)
 
     collection = bpy.data.collections.new(names.COLLECTION_PREFIX + export.name)
     scene.collection.children.link(collection)
@@ -235,6 +233,21 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
     root[names.WARNINGS] = list(plan.warnings)
 
 
+def _cell_materials(name: str, values: value_atlas.Atlases):
+    """The network's cell materials, made on first use: one per (atlas, the input as a
+    picture, the Grad-CAM overlay), so a unit's shader reads only what it shows."""
+    made: dict[tuple[int, bool, bool], bpy.types.Material] = {}
+
+    def material(atlas_index: int, picture: bool, overlay: bool) -> bpy.types.Material:
+        key = (atlas_index, bool(picture), bool(overlay))
+        if key not in made:
+            made[key] = materials.new_activation_material(
+                f"{materials.ACTIVATION_MATERIAL} {name}", values.images[atlas_index],
+                values.heights[atlas_index], picture=key[1], overlay=key[2])
+        return made[key]
+    return material
+
+
 def _summaries(layer_plan) -> bool:
     """Whether a layer has max/mean-over-channel maps to collapse into."""
     grid = layer_plan.grid
@@ -324,7 +337,9 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
         "Sample Count": export.num_samples,
         "Value Min": layer_plan.value_min, "Value Max": layer_plan.value_max,
         "Global Min": plan.global_min, "Global Max": plan.global_max,
-        "Cell Material": cell_materials[values.places[layer.name].atlas],
+        "Cell Material": cell_materials(values.places[layer.name].atlas, layer_plan.picture,
+                                        any(_cam_key(layer.name, kind) in values.places
+                                            for kind in evidence.KINDS)),
         "Has Summaries": summaries,
         "Viewport Points": grid.cells > VIEWPORT_POINTS_ABOVE,
         "Grid Columns": layer_plan.grid_columns,
