@@ -36,7 +36,7 @@ from . import picture_nodes
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 13
+VERSION = 14
 # Instance attributes the cell material reads (geometry_nodes/materials.py):
 CELL_ATTRIBUTE = "nnvis_cell"                # the cell's index in the layer's value stream
 MAP_CELL_ATTRIBUTE = "nnvis_map_cell"        # its pixel's index in the summary streams
@@ -79,6 +79,8 @@ INPUTS = (
     ("Global Min", "FLOAT", 0.0, None, None, None, "Network-wide minimum activation"),
     ("Global Max", "FLOAT", 1.0, None, None, None, "Network-wide maximum activation"),
     ("Cell Material", "MATERIAL", None, None, None, None, "Material of the cells"),
+    ("Summary Material", "MATERIAL", None, None, None, None,
+     "Material of the cells while the maps merge into their max or mean map (reads the summaries)"),
     ("Viewport Points", "BOOLEAN", False, None, None, None, "Draw cells as points in the viewport (big layers); tiles in renders"),
 )
 
@@ -220,11 +222,18 @@ def _drop_recorded_attributes(b, stored):
 def _cells(b, m, inp, stored, layout: _MapLayout, channel):
     """Cells as instanced tiles (points in the viewport for big layers): the group's output."""
     b.section("Cells")
+    # The summaries' attributes are read only while merging (a material that does not read
+    # them costs Blender fewer lookups per cell when it hands a render to Cycles).
+    merging = b.node("FunctionNodeCompare", {0: m.mul(inp["Collapse"], layout.merge), 1: 0.0},
+                     data_type="FLOAT", operation="GREATER_THAN").outputs[0]
+    material = b.node("GeometryNodeSwitch", {0: merging, "False": inp["Cell Material"],
+                                             "True": inp["Summary Material"]},
+                      input_type="MATERIAL").outputs[0]
     tile = m.mul(layout.pitch, m.sub(1.0, inp["Cell Gap"]))
     tile_size = m.combine(m.mul(layout.pitch, inp["Tile Depth"]), tile, tile)
     cube = b.node("GeometryNodeMeshCube", {"Size": tile_size})
     cube = b.node("GeometryNodeSetMaterial", {"Geometry": cube.outputs[0],
-                                              "Material": inp["Cell Material"]})
+                                              "Material": material})
     # Merging into one summary map, every map but the first shrinks away.
     other_map = b.node("FunctionNodeCompare", {2: channel, 3: 0}, data_type="INT",
                        operation="GREATER_THAN").outputs[0]
@@ -237,7 +246,7 @@ def _cells(b, m, inp, stored, layout: _MapLayout, channel):
     points = b.node("GeometryNodeMeshToPoints", {"Mesh": stored.outputs[0],
                                                   "Radius": m.mul(m.mul(tile, 0.5), shown)})
     points = b.node("GeometryNodeSetMaterial", {"Geometry": points.outputs[0],
-                                                "Material": inp["Cell Material"]})
+                                                "Material": material})
     as_points = b.node("FunctionNodeBooleanMath", {
         0: b.node("GeometryNodeIsViewport").outputs[0], 1: inp["Viewport Points"]},
         operation="AND").outputs[0]

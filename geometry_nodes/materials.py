@@ -98,16 +98,16 @@ def _new_material(name: str) -> tuple[bpy.types.Material, TreeBuilder]:
 
 
 def new_activation_material(name: str, image, height: int, *, picture: bool = False,
-                            overlay: bool = False) -> bpy.types.Material:
+                            overlay: bool = False, summary: bool = False) -> bpy.types.Material:
     """The cell material of one network atlas: each cell's value at the shown sample and epoch
     from the atlas ``image`` (``height`` rows; geometry_nodes/atlas_nodes.py), normalised by the
     colour range the layer group stores, coloured by viridis with a glow that grows with it.
     ``picture``: the cells may show their pixel colours (the input as a picture); ``overlay``:
-    the Grad-CAM overlay. Only the units that need them get these parts, because every
-    attribute a shader reads costs Blender a lookup per cell (instance) when it hands a render
-    to Cycles."""
+    the Grad-CAM overlay; ``summary``: the max or mean over channels of merging maps (the
+    layer group switches to this variant while its maps merge). Only the units that need them
+    get these parts, because every attribute a shader reads costs Blender a lookup per cell
+    (instance) when it hands a render to Cycles."""
     material, b = _new_material(name)
-    m = FieldMath(b)
     blocks = atlas_nodes.add_epoch_blocks(b, height)
 
     def instance(attribute_name):
@@ -118,6 +118,21 @@ def new_activation_material(name: str, image, height: int, *, picture: bool = Fa
     value, invalid = atlas_nodes.add_stream_value(
         b, image, blocks, instance(layer_nodes.CELL_ATTRIBUTE),
         atlas_nodes.object_place(b, layer_nodes.CELLS_STREAM))
+    if summary:
+        value, invalid = _summary(b, image, blocks, instance, value, invalid)
+    b.section("Colour range")
+    norm = b.node("ShaderNodeMapRange", {"Value": value,
+                                         "From Min": instance(layer_nodes.VALUE_MIN_ATTRIBUTE),
+                                         "From Max": instance(layer_nodes.VALUE_MAX_ATTRIBUTE)},
+                  clamp=True).outputs[0]
+    heat = _gradcam_overlay(b, image, blocks, instance) if overlay else None
+    _colour_cells(b, norm, invalid, instance, heat, picture)
+    return material
+
+
+def _summary(b: TreeBuilder, image, blocks, instance, value, invalid):
+    """Its pixel's max or mean over the channels mixed in as the maps merge (collapsed maps)."""
+    m = FieldMath(b)
     b.section("Its pixel's max or mean over channels (collapsed maps)")
     use_max = instance(layer_nodes.SUMMARY_MAX_ATTRIBUTE)
     summary_place = [_pick(b, mean, high, use_max) for mean, high in zip(
@@ -129,14 +144,7 @@ def new_activation_material(name: str, image, height: int, *, picture: bool = Fa
     value = _pick(b, value, summary, mix)
     invalid = m.op("MAXIMUM", m.mul(invalid, m.op("LESS_THAN", mix, 1.0)),
                    m.mul(summary_invalid, m.op("GREATER_THAN", mix, 0.0)))
-    b.section("Colour range")
-    norm = b.node("ShaderNodeMapRange", {"Value": value,
-                                         "From Min": instance(layer_nodes.VALUE_MIN_ATTRIBUTE),
-                                         "From Max": instance(layer_nodes.VALUE_MAX_ATTRIBUTE)},
-                  clamp=True).outputs[0]
-    heat = _gradcam_overlay(b, image, blocks, instance) if overlay else None
-    _colour_cells(b, norm, invalid, instance, heat, picture)
-    return material
+    return value, invalid
 
 
 def _object_value(b: TreeBuilder, name: str):

@@ -199,9 +199,9 @@ def test_import_twice_gives_two_networks(empty_scene, example_export):
     # Each network has its own cell, connection and answer material (they read its value atlas).
     added = {m for m in bpy.data.materials if m.name not in materials}
     cell = get_input(layer_objects(second)[0], "Cell Material")
-    # the cells' (one for the input drawn as a picture, one for the other units), the
-    # connections', the answer's
-    assert cell in added and len(added) == 4
+    # the cells' (one for the input drawn as a picture, one for the other units and one for
+    # them while their maps merge into a summary map), the connections', the answer's
+    assert cell in added and len(added) == 5
     assert cell != get_input(layer_objects(first)[0], "Cell Material")
 
 

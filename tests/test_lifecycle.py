@@ -53,12 +53,13 @@ def network_blocks(root) -> dict[str, set[str]]:
 
 
 def network_materials(root) -> set:
-    """The network's own materials: its layers' cell material, its connections' material, its
-    answer's."""
+    """The network's own materials: its layers' cell materials (and those while maps merge),
+    its connections' material, its answer's."""
     compat = installed_module("nnvis_addon.blender.compat")
     network = installed_module("nnvis_addon.blender.network")
-    found = {compat.get_modifier_input(obj.modifiers["NNVis Layer"], "Cell Material")
-             for obj in network.network_layers(root)}
+    found = {compat.get_modifier_input(obj.modifiers["NNVis Layer"], material)
+             for obj in network.network_layers(root)
+             for material in ("Cell Material", "Summary Material")} - {None}
     found |= {compat.get_modifier_input(obj.modifiers["NNVis Connections"], "Material")
               for obj in network.network_connections(root)}
     found |= {slot.material for obj in network.listed_parts(root, "answer")

@@ -38,7 +38,7 @@ def per_network_builders() -> dict:
 
     return {"materials.new_activation_material":
             lambda: materials.new_activation_material("layout test", atlas_image(), 4,
-                                                      picture=True, overlay=True),
+                                                      picture=True, overlay=True, summary=True),
             "materials.new_connection_material":
             lambda: materials.new_connection_material("layout test", atlas_image(), 4),
             "materials.new_answer_material":

@@ -72,6 +72,15 @@ def test_collapse_into_max_map_shows_the_max_over_channels(api, network, example
     np.testing.assert_allclose(attributes["activation"][channel0], values.max(axis=1),
                                atol=value_atlas.tolerance(conv, "nnvis_max"))
     np.testing.assert_allclose(positions, expected_centres(scene, conv, merge=True), atol=1e-5)
+    # While merging, the cells wear the variant of the material that reads the summaries.
+    compat = installed_module("nnvis_addon.blender.compat")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    geometry = bpy.types.GeometrySet.from_evaluated_object(conv.evaluated_get(depsgraph))
+    worn = {material.name for reference in geometry.instance_references()
+            for material in reference.mesh.materials if material is not None}
+    summary = compat.get_modifier_input(conv.modifiers["NNVis Layer"], "Summary Material")
+    cell = compat.get_modifier_input(conv.modifiers["NNVis Layer"], "Cell Material")
+    assert summary.name in worn and cell.name not in worn, worn
     scene.set_layer_control(conv, "Collapse Summary", 2)
     _, attributes = evaluated_instances(conv)
     np.testing.assert_allclose(attributes["activation"][channel0], values.mean(axis=1),

@@ -236,14 +236,15 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
 def _cell_materials(name: str, values: value_atlas.Atlases):
     """The network's cell materials, made on first use: one per (atlas, the input as a
     picture, the Grad-CAM overlay), so a unit's shader reads only what it shows."""
-    made: dict[tuple[int, bool, bool], bpy.types.Material] = {}
+    made: dict[tuple[int, bool, bool, bool], bpy.types.Material] = {}
 
-    def material(atlas_index: int, picture: bool, overlay: bool) -> bpy.types.Material:
-        key = (atlas_index, bool(picture), bool(overlay))
+    def material(atlas_index: int, picture: bool, overlay: bool,
+                 summary: bool = False) -> bpy.types.Material:
+        key = (atlas_index, bool(picture), bool(overlay), bool(summary))
         if key not in made:
             made[key] = materials.new_activation_material(
                 f"{materials.ACTIVATION_MATERIAL} {name}", values.images[atlas_index],
-                values.heights[atlas_index], picture=key[1], overlay=key[2])
+                values.heights[atlas_index], picture=key[1], overlay=key[2], summary=key[3])
         return made[key]
     return material
 
@@ -329,6 +330,8 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
             values.set_properties(obj, prefix, f"{layer.name}/{prefix}")
     obj[atlas_nodes.RECORDED_PROPERTY] = (float(export.num_samples), float(len(export.epochs)), 0.0)
     modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
+    shading = (values.places[layer.name].atlas, layer_plan.picture,
+               any(_cam_key(layer.name, kind) in values.places for kind in evidence.KINDS))
     inputs = {
         "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
         "Grid Layout": layer_plan.grid_layout, "Channel Gap": layer_plan.channel_gap,
@@ -337,9 +340,9 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
         "Sample Count": export.num_samples,
         "Value Min": layer_plan.value_min, "Value Max": layer_plan.value_max,
         "Global Min": plan.global_min, "Global Max": plan.global_max,
-        "Cell Material": cell_materials(values.places[layer.name].atlas, layer_plan.picture,
-                                        any(_cam_key(layer.name, kind) in values.places
-                                            for kind in evidence.KINDS)),
+        "Cell Material": cell_materials(*shading),
+        # while its maps merge into their max or mean map (none without summaries)
+        "Summary Material": cell_materials(*shading, summary=True) if summaries else None,
         "Has Summaries": summaries,
         "Viewport Points": grid.cells > VIEWPORT_POINTS_ABOVE,
         "Grid Columns": layer_plan.grid_columns,
@@ -348,7 +351,8 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
         "Collapse Summary": 1 if layer_plan.summarised else 0,
     }
     for name, value in inputs.items():
-        compat.set_modifier_input(modifier, name, value)
+        if value is not None:
+            compat.set_modifier_input(modifier, name, value)
     compat.set_modifier_input(modifier, "Picture", layer_plan.picture)
     obj[names.LAYER_COLLAPSE] = inputs["Collapse"]
     obj.id_properties_ui(names.LAYER_COLLAPSE).update(
