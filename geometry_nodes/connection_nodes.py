@@ -4,7 +4,8 @@ The object's hair-curves data holds one curve per kept edge, all with the same n
 
 * curve attributes ``source_first``/``source_last`` and ``target_first``/``target_last`` (INT):
   the edge runs between the midpoints of those cells of the source and target layer objects, read
-  from their evaluated instances, so connections follow any layout, spacing or collapse change;
+  from their evaluated cell centres (the bare vertices the layer group outputs beside its
+  tiles), so connections follow any layout, spacing or collapse change;
   ``nnvis_w_peak`` (FLOAT) the edge's largest finite |w| over the recorded epochs; ``structural``
   (FLOAT, 1 for weight-less links such as pooling);
 * point attributes ``nnvis_t`` (0..1 along the edge) and ``nnvis_offset`` (the bundling's
@@ -26,7 +27,7 @@ from __future__ import annotations
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Connections"
-VERSION = 4
+VERSION = 5
 # The connection object's stream of edge weights (one block per epoch) in the network's atlas.
 WEIGHTS_STREAM = "nnvis_edges"
 # Curve attributes written at import: the largest finite |w| of the edge over the epochs (its
@@ -78,7 +79,7 @@ def build_connection_group():
         for attribute in (first, last):
             sample = b.node("GeometryNodeSampleIndex", {"Geometry": info.outputs["Geometry"],
                                                         "Index": int_attribute(attribute)},
-                            data_type="FLOAT_VECTOR", domain="INSTANCE")
+                            data_type="FLOAT_VECTOR", domain="POINT")
             b.set_input(sample, "Value", position)
             samples.append(sample.outputs[0])
         mid = b.node("ShaderNodeVectorMath", {0: samples[0], 1: samples[1]}, operation="ADD")

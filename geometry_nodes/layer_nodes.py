@@ -17,6 +17,10 @@ group input, so the panel and animation never rebuild meshes:
   shows the summary (``nnvis_summary_mix``, max or mean: ``nnvis_summary_max``) and the colour
   range (``Value Min``/``Value Max``, or the network-wide range with ``Normalize Globally``:
   ``nnvis_value_min``/``nnvis_value_max``);
+* output: the cells as tile instances (points in the viewport for big layers), none for cells
+  shrunk to nothing (the other maps of a merged layer, a unit hidden in its collapsed block:
+  fewer instances for a renderer to take over), and every cell's centre as a bare vertex, which
+  renders as nothing: where the connections end (connection_nodes.py);
 * ``Picture`` (the input drawn as a picture, core/picture.py): the cells also carry the shown
   sample's pixel colours (``picture_colour``, with ``picture`` = 1), see picture_nodes.py.
 
@@ -36,7 +40,7 @@ from . import picture_nodes
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Layer"
-VERSION = 14
+VERSION = 15
 # Instance attributes the cell material reads (geometry_nodes/materials.py):
 CELL_ATTRIBUTE = "nnvis_cell"                # the cell's index in the layer's value stream
 MAP_CELL_ATTRIBUTE = "nnvis_map_cell"        # its pixel's index in the summary streams
@@ -207,16 +211,20 @@ def _shading(b, m, inp, geometry, layout: _MapLayout):
     return stored, sample_text
 
 
+def _without_attributes(b, geometry, pattern: str):
+    """A node giving ``geometry`` without the named attributes that match ``pattern`` (a
+    wildcard)."""
+    removed = b.node("GeometryNodeRemoveAttribute", {"Geometry": geometry, "Name": pattern})
+    if "Pattern Mode" in removed.inputs:  # Blender 5.0+: a menu input
+        b.set_input(removed, "Pattern Mode", "Wildcard")
+    else:  # Blender 4.2-4.5: a node property
+        removed.pattern_mode = "WILDCARD"
+    return removed
+
+
 def _drop_recorded_attributes(b, stored):
     """The per-sample picture colours stay on the mesh; instances carry only what they draw."""
-    for prefix in (picture_nodes.PICTURE_COLOUR_PREFIX,):
-        stored = b.node("GeometryNodeRemoveAttribute", {"Geometry": stored.outputs[0],
-                                                        "Name": prefix + "*"})
-        if "Pattern Mode" in stored.inputs:  # Blender 5.0+: a menu input
-            b.set_input(stored, "Pattern Mode", "Wildcard")
-        else:  # Blender 4.2-4.5: a node property
-            stored.pattern_mode = "WILDCARD"
-    return stored
+    return _without_attributes(b, stored.outputs[0], picture_nodes.PICTURE_COLOUR_PREFIX + "*")
 
 
 def _cells(b, m, inp, stored, layout: _MapLayout, channel):
@@ -239,16 +247,28 @@ def _cells(b, m, inp, stored, layout: _MapLayout, channel):
                        operation="GREATER_THAN").outputs[0]
     shrink = m.mul(m.mul(inp["Collapse"], layout.merge), m.switch("FLOAT", other_map, 0.0, 1.0))
     shown = m.sub(1.0, inp["Hidden"])  # a unit hidden in a collapsed block shrinks away
-    cells = b.node("GeometryNodeInstanceOnPoints", {"Points": stored.outputs[0],
-                                                    "Instance": cube.outputs[0],
-                                                    "Scale": m.mul(m.sub(1.0, shrink), shown)})
+    scale = m.mul(m.sub(1.0, shrink), shown)
+    # Cells shrunk to nothing (the other maps of a merged layer, a unit hidden in its block)
+    # are not made at all: no instance for a renderer to take over.
+    gone = b.node("FunctionNodeCompare", {0: scale, 1: 1e-6}, data_type="FLOAT",
+                  operation="LESS_THAN").outputs[0]
+    kept = b.node("GeometryNodeDeleteGeometry", {"Geometry": stored.outputs[0],
+                                                 "Selection": gone}, domain="POINT")
+    cells = b.node("GeometryNodeInstanceOnPoints", {"Points": kept.outputs[0],
+                                                    "Instance": cube.outputs[0], "Scale": scale})
     # Level of detail: in the viewport a big layer can show points instead of tile instances.
-    points = b.node("GeometryNodeMeshToPoints", {"Mesh": stored.outputs[0],
+    points = b.node("GeometryNodeMeshToPoints", {"Mesh": kept.outputs[0],
                                                   "Radius": m.mul(m.mul(tile, 0.5), shown)})
     points = b.node("GeometryNodeSetMaterial", {"Geometry": points.outputs[0],
                                                 "Material": material})
     as_points = b.node("FunctionNodeBooleanMath", {
         0: b.node("GeometryNodeIsViewport").outputs[0], 1: inp["Viewport Points"]},
         operation="AND").outputs[0]
-    return b.node("GeometryNodeSwitch", {0: as_points, "False": cells.outputs[0],
-                                         "True": points.outputs[0]}, input_type="GEOMETRY")
+    drawn = b.node("GeometryNodeSwitch", {0: as_points, "False": cells.outputs[0],
+                                          "True": points.outputs[0]}, input_type="GEOMETRY")
+    # Every cell's centre, drawn or not, as a bare vertex (it renders as nothing): where the
+    # connections end (connection_nodes.py samples them by cell index).
+    centres = _without_attributes(b, stored.outputs[0], "*").outputs[0]
+    joined = b.node("GeometryNodeJoinGeometry")
+    b.link_multi_input([drawn.outputs[0], centres], joined.inputs[0])
+    return joined

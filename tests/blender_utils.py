@@ -69,6 +69,17 @@ def evaluated_instances(obj) -> tuple[np.ndarray, dict[str, np.ndarray]]:
                        **_shown(obj, attributes, "Cell Material", "shown_gradcam")}
 
 
+def evaluated_cell_centres(obj) -> np.ndarray:
+    """Every cell's centre (object space) of an evaluated layer, drawn or not: the bare vertices
+    the layer group outputs beside its tiles (where connections end)."""
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    geometry = bpy.types.GeometrySet.from_evaluated_object(obj.evaluated_get(depsgraph))
+    mesh = geometry.mesh
+    positions = np.zeros(len(mesh.vertices) * 3, np.float32)
+    mesh.attributes["position"].data.foreach_get("vector", positions)
+    return positions.reshape(-1, 3)
+
+
 def _shown(obj, attributes, material_input: str, function: str) -> dict:
     """What the object's material shows (the add-on's numpy twin of its shader): a layer's
     activations, a connection's weights at the shown sample and epoch."""

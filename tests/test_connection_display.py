@@ -11,8 +11,8 @@ import pytest
 from blender_utils import (
     all_data,
     configure_test_render,
+    evaluated_cell_centres,
     evaluated_curves,
-    evaluated_instances,
     install_extension,
     installed_module,
     load_pixels,
@@ -238,8 +238,7 @@ def test_a_collapsing_layer_moves_its_connection_ends(api, example_export):
         return curves["first_point"], curves["last_point"]
 
     def attached(layer, obj, which):
-        cells, _ = evaluated_instances(layer)
-        cells = cells + np.asarray(layer.matrix_world.translation)
+        cells = evaluated_cell_centres(layer) + np.asarray(layer.matrix_world.translation)
         spans = [np.zeros(len(obj.data.curves), np.int32) for _ in range(2)]
         for values, name in zip(spans, (f"{which}_first", f"{which}_last")):
             obj.data.attributes[name].data.foreach_get("value", values)
