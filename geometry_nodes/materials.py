@@ -111,8 +111,7 @@ def new_activation_material(name: str, image, height: int, *, picture: bool = Fa
     blocks = atlas_nodes.add_epoch_blocks(b, height)
 
     def instance(attribute_name):
-        return b.node("ShaderNodeAttribute", attribute_type="INSTANCER",
-                      attribute_name=attribute_name).outputs["Fac"]
+        return _attribute(b, "INSTANCER", attribute_name)
 
     b.section("The cell's value at the epoch")
     value, invalid = atlas_nodes.add_stream_value(
@@ -147,9 +146,14 @@ def _summary(b: TreeBuilder, image, blocks, instance, value, invalid):
     return value, invalid
 
 
+def _attribute(b: TreeBuilder, attribute_type: str, name: str, output: str = "Fac"):
+    """An Attribute node's output: ``name`` of the instancer, the geometry or the object."""
+    return b.node("ShaderNodeAttribute", attribute_type=attribute_type,
+                  attribute_name=name).outputs[output]
+
+
 def _object_value(b: TreeBuilder, name: str):
-    return b.node("ShaderNodeAttribute", attribute_type="OBJECT",
-                  attribute_name=name).outputs["Fac"]
+    return _attribute(b, "OBJECT", name)
 
 
 def _gradcam_overlay(b: TreeBuilder, image, blocks, instance):
@@ -324,8 +328,7 @@ def new_connection_material(name: str, image, height: int) -> bpy.types.Material
     blocks = atlas_nodes.add_epoch_blocks(b, height)  # weights: one sample, a block an epoch
 
     def attribute(name):
-        return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY",
-                      attribute_name=name).outputs["Fac"]
+        return _attribute(b, "GEOMETRY", name)
 
     b.section("The edge's weight at the epoch")
     weight, invalid = atlas_nodes.add_stream_value(
@@ -403,8 +406,7 @@ def new_answer_material(name: str, image, height: int) -> bpy.types.Material:
     blocks = atlas_nodes.add_epoch_blocks(b, height)
 
     def attribute(attribute_name):
-        return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY",
-                      attribute_name=attribute_name).outputs["Fac"]
+        return _attribute(b, "GEOMETRY", attribute_name)
 
     b.section("The class's probability, true label and prediction at the epoch")
     place = atlas_nodes.object_place(b, ANSWER_STREAM)
@@ -459,8 +461,7 @@ def new_operation_material(name: str, image, height: int) -> bpy.types.Material:
     blocks = atlas_nodes.add_epoch_blocks(b, height)
 
     def attribute(attribute_name):
-        return b.node("ShaderNodeAttribute", attribute_type="GEOMETRY",
-                      attribute_name=attribute_name).outputs["Fac"]
+        return _attribute(b, "GEOMETRY", attribute_name)
 
     b.section("The quad's value at the shown step")
     slot = m.op("ROUND", attribute(SLOT_ATTRIBUTE))  # interpolated over the face: rounded

@@ -3,6 +3,8 @@ clear the trace. Thin wrappers around ``Network.trace`` / ``Network.clear_trace`
 
 from __future__ import annotations
 
+from typing import Any
+
 import bpy
 from bpy.props import IntProperty, StringProperty
 
@@ -16,7 +18,29 @@ def _optional(value: int) -> int | None:
     return None if value < 0 else value
 
 
-class NNVIS_OT_trace(bpy.types.Operator):
+class _OnALayer:
+    """An operator on a layer of the active network: its ``layer`` property, else the active
+    object's layer, asked for in a dialog. (No annotations here: Blender would take them for
+    properties.)"""
+
+    @classmethod
+    def poll(cls, context):
+        return network.active_network(context) is not None
+
+    def invoke(self: Any, context, event):
+        obj = context.active_object
+        if not self.layer and obj is not None and obj.get(names.LAYER_MARKER):
+            self.layer = str(obj[names.LAYER_MARKER])
+        return context.window_manager.invoke_props_dialog(self)
+
+    def chosen_layer(self: Any, context) -> str | None:
+        layer = self.layer or None
+        if layer is None and context.active_object is not None:
+            layer = context.active_object.get(names.LAYER_MARKER)
+        return layer
+
+
+class NNVIS_OT_trace(_OnALayer, bpy.types.Operator):
     """Highlight the receptive field of a cell (or neuron, or class) and the paths that
     contribute most to it for the shown sample and epoch; dim the rest"""
 
@@ -39,21 +63,10 @@ class NNVIS_OT_trace(bpy.types.Operator):
     top: IntProperty(name="Top Units", default=3, min=1, soft_max=16,
                      description="Channels or neurons per layer highlighted as contributing")
 
-    @classmethod
-    def poll(cls, context):
-        return network.active_network(context) is not None
-
-    def invoke(self, context, event):
-        obj = context.active_object
-        if not self.layer and obj is not None and obj.get(names.LAYER_MARKER):
-            self.layer = str(obj[names.LAYER_MARKER])
-        return context.window_manager.invoke_props_dialog(self)
 
     def execute(self, context):
         target = Network.active(context)
-        layer = self.layer or None
-        if layer is None and context.active_object is not None:
-            layer = context.active_object.get(names.LAYER_MARKER)
+        layer = self.chosen_layer(context)
         try:
             summary = target.trace(layer, _optional(self.channel), _optional(self.row),
                                    _optional(self.col), _optional(self.neuron),
@@ -87,7 +100,7 @@ class NNVIS_OT_clear_trace(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class NNVIS_OT_show_operation(bpy.types.Operator):
+class NNVIS_OT_show_operation(_OnALayer, bpy.types.Operator):
     """Show one output cell of a Conv2D, pooling or Dense layer computed step by step: the
     input patch, the kernel, their products and the result, the kernel sliding along the row
     (keyframes from the current frame)"""
@@ -109,21 +122,10 @@ class NNVIS_OT_show_operation(bpy.types.Operator):
                                            "one contributing most")
     frames_per_step: IntProperty(name="Frames per Step", default=6, min=1, soft_max=48)
 
-    @classmethod
-    def poll(cls, context):
-        return network.active_network(context) is not None
-
-    def invoke(self, context, event):
-        obj = context.active_object
-        if not self.layer and obj is not None and obj.get(names.LAYER_MARKER):
-            self.layer = str(obj[names.LAYER_MARKER])
-        return context.window_manager.invoke_props_dialog(self)
 
     def execute(self, context):
         target = Network.active(context)
-        layer = self.layer or None
-        if layer is None and context.active_object is not None:
-            layer = context.active_object.get(names.LAYER_MARKER)
+        layer = self.chosen_layer(context)
         if not layer:
             self.report({"ERROR"}, "No operation shown: choose a layer")
             return {"CANCELLED"}
