@@ -182,15 +182,26 @@ def operation(scene_api, connections_api, root):
     """A close-up of one operation: conv1's map 3 at row 6, column 7 for the digit shown,
     the 3x3 window on the input picture and the cell it writes."""
     import bpy
+    from mathutils import Vector
     from nnvis.nnvis_addon.blender import operation as operation_api
     from nnvis.nnvis_addon.blender.api import Network
 
     bpy.context.scene.frame_set(1)
-    Network(root).show_operation("conv1", channel=3, row=6, col=7, frame_start=1 - 7 * 6)
+    network = Network(root)
+    network.show_operation("conv1", channel=3, row=6, col=7, frame_start=1 - 7 * 6)
+    # Only what the operation reads and writes: the input and conv1 (the others, their labels
+    # and connections hide with them).
+    for layer in network.layers:
+        if layer["nnvis_layer"] not in ("input", "conv1"):
+            scene_api.set_layer_visible(layer, False)
     made = operation_api.operation_objects(root)
-    corners = np.concatenate([mesh_corners(made[0]), unit_corners(root, "input"),
-                              unit_corners(root, "conv1")])
-    close_up(corners, (-1.0, -0.45, 0.25), 1.9)
+    shown = [made[0], *(layer for layer in network.layers
+                        if layer["nnvis_layer"] in ("input", "conv1"))]
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    corners = np.concatenate([  # world-space boxes of what the picture shows, as evaluated
+        [tuple(obj.evaluated_get(depsgraph).matrix_world @ Vector(corner))
+         for corner in obj.evaluated_get(depsgraph).bound_box] for obj in shown])
+    close_up(corners, (-1.0, -0.45, 0.25), 2.1)
 
 
 PICTURES = {
