@@ -36,6 +36,15 @@ def installed(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def Network(installed):
+    """The installed extension's script handle, ``nnvis.Network`` (blender/api.py)."""
+    import importlib
+
+    from blender_utils import EXTENSION_MODULE
+    return importlib.import_module(EXTENSION_MODULE).Network
+
+
+@pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> Path:
     """The small default export of tests/export_factory.py (input, conv, pool, flatten, dense)."""
     from export_factory import make_export

@@ -10,29 +10,20 @@ class probabilities as bars under the output unit, with the class names; the tru
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import bpy
 import numpy as np
 import pytest
 from blender_utils import (
-    EXTENSION_MODULE,
     compare_images,
     configure_test_render,
-    install_extension,
     installed_module,
     load_pixels,
 )
 from mathutils import Vector
 
 from nnvis_addon.core.export_format import read_export
-
-
-@pytest.fixture(scope="module")
-def Network(tmp_path_factory):
-    install_extension(tmp_path_factory)
-    return importlib.import_module(EXTENSION_MODULE).Network
 
 
 @pytest.fixture

@@ -4,22 +4,15 @@ drivers); a folded unit unfolds in place. Real bpy, the installed extension."""
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import bpy
 import numpy as np
 import pytest
-from blender_utils import EXTENSION_MODULE, install_extension, installed_module
+from blender_utils import installed_module
 from export_factory import make_export
 from test_blocks import deep_resnet_layers
 from test_folding import student_cnn
-
-
-@pytest.fixture(scope="module")
-def Network(tmp_path_factory):
-    install_extension(tmp_path_factory)
-    return importlib.import_module(EXTENSION_MODULE).Network
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ the example model re-exported with class evidence maps (format 1.1, ``explained_
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -21,11 +20,9 @@ import bpy
 import numpy as np
 import pytest
 from blender_utils import (
-    EXTENSION_MODULE,
     compare_images,
     configure_test_render,
     evaluated_instances,
-    install_extension,
     installed_module,
     load_pixels,
 )
@@ -34,12 +31,6 @@ from test_farm_safe import FRESH_RENDER, fresh_environment
 from nnvis_addon.core.export_format import read_export
 
 WIDTH, HEIGHT, SAMPLES = 64, 36, 4
-
-
-@pytest.fixture(scope="module")
-def Network(tmp_path_factory):
-    install_extension(tmp_path_factory)
-    return importlib.import_module(EXTENSION_MODULE).Network
 
 
 @pytest.fixture

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import warnings
 
 import bpy
 import numpy as np
 import pytest
-from blender_utils import EXTENSION_MODULE, all_data, evaluated_instances, install_extension
-
-
-@pytest.fixture(scope="module")
-def Network(tmp_path_factory):
-    install_extension(tmp_path_factory)
-    return importlib.import_module(EXTENSION_MODULE).Network
+from blender_utils import all_data, evaluated_instances
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -21,10 +20,8 @@ import bpy
 import numpy as np
 import pytest
 from blender_utils import (
-    EXTENSION_MODULE,
     compare_images,
     configure_test_render,
-    install_extension,
     installed_module,
     load_pixels,
 )
@@ -35,12 +32,6 @@ from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.operation import activate, operation
 
 DATA = ("objects", "meshes", "materials", "images", "curves", "actions", "node_groups")
-
-
-@pytest.fixture(scope="module")
-def Network(tmp_path_factory):
-    install_extension(tmp_path_factory)
-    return importlib.import_module(EXTENSION_MODULE).Network
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ installed extension).
 
 from __future__ import annotations
 
-import importlib
 import json
 import subprocess
 import sys
@@ -21,11 +20,9 @@ import bpy
 import numpy as np
 import pytest
 from blender_utils import (
-    EXTENSION_MODULE,
     compare_images,
     configure_test_render,
     evaluated_instances,
-    install_extension,
     installed_module,
     load_pixels,
 )
@@ -35,12 +32,6 @@ from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.trace import DrawnGrid, drawn_cells, trace_cell
 
 WIDTH, HEIGHT, SAMPLES = 64, 36, 4
-
-
-@pytest.fixture(scope="module")
-def Network(tmp_path_factory):
-    install_extension(tmp_path_factory)
-    return importlib.import_module(EXTENSION_MODULE).Network
 
 
 @pytest.fixture
