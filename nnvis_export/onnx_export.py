@@ -22,7 +22,7 @@ import numpy as np
 from .errors import ExportError
 from .samples import prepare_labels, prepare_sample_names, prepare_samples
 from .text import log, shape_text
-from .writing import EpochWriter, check_activation_dtype
+from .writing import EpochWriter, check_activation_dtype, check_epoch_number
 
 ONNX_SUFFIX = ".onnx"
 
@@ -188,8 +188,7 @@ def export_onnx(path: os.PathLike | str | OnnxSource, samples, out_dir: os.PathL
     from .onnx_graph import initializer_values, map_graph, to_export_layout
 
     check_activation_dtype(activation_dtype)
-    if epoch < 0:
-        raise ExportError(f"epoch numbers start at 0, got {epoch}")
+    check_epoch_number(epoch, None)
     started = time.perf_counter()
     source = path if isinstance(path, OnnxSource) else OnnxSource(path, name)
     model, plan, model_name = source.model, source.plan, name or source.name

@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from nnvis_addon.core.export_format import ExportFormatError, NetworkExport, read_export
+from nnvis_addon.core.export_format import NetworkExport
 
 from .activations import ActivationProbe
-from .errors import ExportError, ExportWarning
+from .errors import ExportError
 from .explain import make_class_evidence
 from .graph import (
     build_sequential,
@@ -39,7 +38,15 @@ from .graph import (
 )
 from .samples import prepare_labels, prepare_sample_names, prepare_samples
 from .text import log
-from .writing import ACTIVATION_DTYPES, EpochWriter, check_activation_dtype, predicted_classes
+from .writing import (
+    ACTIVATION_DTYPES,
+    EpochWriter,
+    check_activation_dtype,
+    check_epoch_number,
+    earlier_export,
+    last_epoch_number,
+    predicted_classes,
+)
 
 __all__ = ["ACTIVATION_DTYPES", "ExportSession", "check_activation_dtype", "export_model"]
 
@@ -85,32 +92,13 @@ class ExportSession:
         self.new_epochs = 0
         self.earlier: NetworkExport | None = None
         if continue_from is not None:
-            self.earlier = self._earlier_export(Path(continue_from))
-
-    def _earlier_export(self, path: Path) -> NetworkExport | None:
-        """The export to extend, or None (with a warning) when it is gone or does not match."""
-        try:
-            earlier = read_export(path, check_finite=False)
-        except ExportFormatError as exc:
-            warnings.warn(f"cannot add to the earlier export ({exc}); writing a new one",
-                          ExportWarning, stacklevel=4)
-            return None
-        names = [g.name for g in self.graph]
-        if [layer.name for layer in earlier.layers] != names or \
-                earlier.num_samples != self.samples.shape[0] or \
-                tuple(earlier.input_shape) != tuple(self.samples.shape[1:]):
-            warnings.warn(f"the earlier export {path.name!r} has other layers or samples than "
-                          f"model {self.model.name!r} now; writing a new one", ExportWarning,
-                          stacklevel=4)
-            return None
-        return earlier
+            self.earlier = earlier_export(Path(continue_from), [g.name for g in self.graph],
+                                          self.samples, f"model {model.name!r}", stacklevel=4)
 
     @property
     def last_epoch(self) -> int | None:
         """The last epoch number recorded (or in the export being extended), None if none."""
-        if self.files.epochs:
-            return self.files.epochs[-1]["epoch"]
-        return self.earlier.epoch_numbers[-1] if self.earlier is not None else None
+        return last_epoch_number(self.files, self.earlier)
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -129,7 +117,7 @@ class ExportSession:
             raise
 
     def _record(self, epoch: int, metrics: Mapping | None) -> None:
-        self._check_epoch_number(epoch)
+        check_epoch_number(epoch, self.last_epoch)
         t0 = time.perf_counter()
         activations, scores = self.probe.run(self.samples, self.batch_size)
         t_predict = time.perf_counter() - t0
@@ -152,12 +140,6 @@ class ExportSession:
                           f"{self.files.bytes_written / 1e6:.2f} MB written"
                           + (f"; {shown}" if shown else ""))
 
-    def _check_epoch_number(self, epoch: int) -> None:
-        if epoch < 0:
-            raise ExportError(f"epoch numbers start at 0, got {epoch}")
-        if self.last_epoch is not None and epoch <= self.last_epoch:
-            raise ExportError(f"epoch {epoch} recorded after epoch {self.last_epoch}: "
-                              f"epoch numbers must increase")
 
     def _start(self, activations: dict[str, np.ndarray]) -> None:
         """Open the files with the layer records (at the first epoch, when the activations give

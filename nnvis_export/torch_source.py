@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from nnvis_addon.core.export_format import ExportFormatError, NetworkExport, read_export
-
-from .errors import ExportError, ExportWarning
+from .errors import ExportError
 from .samples import prepare_labels, prepare_sample_names, prepare_samples
 from .text import log
 from .torch_graph import PROBE_BATCH, TorchGraph, static_batch
-from .writing import EpochWriter, check_activation_dtype
+from .writing import (
+    EpochWriter,
+    check_activation_dtype,
+    check_epoch_number,
+    earlier_export,
+    last_epoch_number,
+)
 
 #: Saved programs the command line reads; state dicts and pickled modules are refused.
 PROGRAM_SUFFIXES = (".pt2",)
@@ -109,29 +112,13 @@ class TorchExportSession:
         output = self.graph.by_name[self.graph.output_layer]
         self.sigmoid_output = output.config.get("activation") == "sigmoid"
         self.failed = False
-        self.earlier = None if continue_from is None else \
-            self._earlier_export(Path(continue_from), stacklevel + 1)
-
-    def _earlier_export(self, path: Path, stacklevel: int) -> NetworkExport | None:
-        try:
-            earlier = read_export(path, check_finite=False)
-        except ExportFormatError as exc:
-            warnings.warn(f"cannot add to the earlier export ({exc}); writing a new one",
-                          ExportWarning, stacklevel=stacklevel)
-            return None
-        if [layer.name for layer in earlier.layers] != [layer.name for layer in self.graph.layers] \
-                or earlier.num_samples != self.samples.shape[0] or \
-                tuple(earlier.input_shape) != tuple(self.files.samples.shape[1:]):
-            warnings.warn(f"the earlier export {path.name!r} has other layers or samples than "
-                          f"the module now; writing a new one", ExportWarning, stacklevel=stacklevel)
-            return None
-        return earlier
+        self.earlier = None if continue_from is None else earlier_export(
+            Path(continue_from), [layer.name for layer in self.graph.layers], self.files.samples,
+            "the module", stacklevel + 1)
 
     @property
     def last_epoch(self) -> int | None:
-        if self.files.epochs:
-            return self.files.epochs[-1]["epoch"]
-        return self.earlier.epoch_numbers[-1] if self.earlier is not None else None
+        return last_epoch_number(self.files, self.earlier)
 
     def record(self, epoch: int, metrics: Mapping | None = None) -> None:
         """Compute and write the module's current state as epoch number ``epoch``."""
@@ -145,11 +132,7 @@ class TorchExportSession:
             raise
 
     def _record(self, epoch: int, metrics: Mapping | None) -> None:
-        if epoch < 0:
-            raise ExportError(f"epoch numbers start at 0, got {epoch}")
-        if self.last_epoch is not None and epoch <= self.last_epoch:
-            raise ExportError(f"epoch {epoch} recorded after epoch {self.last_epoch}: epoch "
-                              f"numbers must increase")
+        check_epoch_number(epoch, self.last_epoch)
         started = time.perf_counter()
         activations, scores = self.graph.run(self.samples, self.batch_size, self.activation_dtype)
         t_run = time.perf_counter() - started

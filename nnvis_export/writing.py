@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from nnvis_addon.core.export_format import (
 )
 
 from ._version import __version__
-from .errors import ExportError
+from .errors import ExportError, ExportWarning
 from .text import file_name, log, shape_text
 
 ACTIVATION_DTYPES = ("float16", "float32")
@@ -250,6 +251,41 @@ class EpochWriter:
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
+
+
+def earlier_export(path: Path, layer_names: Sequence[str], samples: np.ndarray, what: str,
+                   stacklevel: int) -> NetworkExport | None:
+    """The export a recording session extends (``continue_from``), or None, with a warning, when
+    it cannot be read or its layers or samples are not those of ``what`` (the model) now."""
+    try:
+        earlier = read_export(path, check_finite=False)
+    except ExportFormatError as exc:
+        warnings.warn(f"cannot add to the earlier export ({exc}); writing a new one",
+                      ExportWarning, stacklevel=stacklevel)
+        return None
+    if [layer.name for layer in earlier.layers] != list(layer_names) or \
+            earlier.num_samples != samples.shape[0] or \
+            tuple(earlier.input_shape) != tuple(samples.shape[1:]):
+        warnings.warn(f"the earlier export {path.name!r} has other layers or samples than "
+                      f"{what} now; writing a new one", ExportWarning, stacklevel=stacklevel)
+        return None
+    return earlier
+
+
+def last_epoch_number(files: EpochWriter, earlier: NetworkExport | None) -> int | None:
+    """The last epoch number recorded (or in the export being extended), None if none."""
+    if files.epochs:
+        return files.epochs[-1]["epoch"]
+    return earlier.epoch_numbers[-1] if earlier is not None else None
+
+
+def check_epoch_number(epoch: int, last: int | None) -> None:
+    """Epoch numbers start at 0 and increase (``last``: the one recorded before, if any)."""
+    if epoch < 0:
+        raise ExportError(f"epoch numbers start at 0, got {epoch}")
+    if last is not None and epoch <= last:
+        raise ExportError(f"epoch {epoch} recorded after epoch {last}: epoch numbers must "
+                          f"increase")
 
 
 def epoch_entry(epoch: int, metrics: Mapping | None, predictions: Sequence[int] | None,
