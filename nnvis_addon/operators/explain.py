@@ -12,6 +12,7 @@ from ..blender import network
 from ..blender.api import Network
 from ..core import names
 from ..core.export_format import NnvisError
+from .network import act_on_active
 
 
 def _optional(value: int) -> int | None:
@@ -92,12 +93,7 @@ class NNVIS_OT_clear_trace(bpy.types.Operator):
         return root is not None and names.TRACE_RECORD in root.keys()
 
     def execute(self, context):
-        try:
-            Network.active(context).clear_trace()
-        except network.NetworkError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+        return act_on_active(self, context, Network.clear_trace)
 
 
 class NNVIS_OT_show_operation(_OnALayer, bpy.types.Operator):
@@ -153,12 +149,7 @@ class NNVIS_OT_clear_operation(bpy.types.Operator):
         return root is not None and bool(network.listed_parts(root, names.PART_OPERATION))
 
     def execute(self, context):
-        try:
-            Network.active(context).clear_operation()
-        except network.NetworkError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+        return act_on_active(self, context, Network.clear_operation)
 
 
 CLASSES = (NNVIS_OT_trace, NNVIS_OT_clear_trace, NNVIS_OT_show_operation,

@@ -13,6 +13,17 @@ from ..core import names
 from ..core.export_format import NnvisError
 
 
+def act_on_active(operator, context, action) -> set[str]:
+    """Run ``action(Network)`` on the active network; a network nnvis cannot act on (a partial
+    copy, a linked one) is reported as the operator's error and nothing changes."""
+    try:
+        action(Network.active(context))
+    except network.NetworkError as exc:
+        operator.report({"ERROR"}, str(exc))
+        return {"CANCELLED"}
+    return {"FINISHED"}
+
+
 class NNVIS_OT_frame_network(bpy.types.Operator):
     """Point the network's camera at the whole network as it is laid out now"""
 
@@ -25,12 +36,7 @@ class NNVIS_OT_frame_network(bpy.types.Operator):
         return network.active_network(context) is not None
 
     def execute(self, context):
-        try:
-            Network.active(context).frame(context.scene)
-        except network.NetworkError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+        return act_on_active(self, context, lambda target: target.frame(context.scene))
 
 
 class NNVIS_OT_rebundle_network(bpy.types.Operator):
