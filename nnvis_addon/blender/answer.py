@@ -17,7 +17,7 @@ import bpy
 from mathutils import Matrix
 
 from ...geometry_nodes import atlas_nodes, materials
-from ..core import atlas, evidence, names
+from ..core import atlas, atlas_images, evidence, names
 from ..core.export_format import NetworkExport
 from ..core.layout import NetworkPlan
 from . import network, value_atlas, writers
@@ -26,7 +26,7 @@ from . import network, value_atlas, writers
 FACING = Matrix(((0.0, 0.0, -1.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0))).to_euler()
 
 
-def answer_stream(export: NetworkExport) -> tuple[value_atlas.StreamGroup, list[int]] | None:
+def answer_stream(export: NetworkExport) -> tuple[atlas_images.StreamGroup, list[int]] | None:
     """The answer's stream group and the classes it lists; None when the model's output is not
     a vector of classes."""
     output = export.layers[-1]
@@ -41,7 +41,7 @@ def answer_stream(export: NetworkExport) -> tuple[value_atlas.StreamGroup, list[
         for block, values in evidence.answer_blocks(export, classes):
             yield block, {stream.key: values}
 
-    return value_atlas.StreamGroup([stream], blocks), classes
+    return atlas_images.StreamGroup([stream], blocks), classes
 
 
 def build_answer(export: NetworkExport, plan: NetworkPlan, output: bpy.types.Object,

@@ -14,7 +14,7 @@ import bpy
 import numpy as np
 
 from ...geometry_nodes import atlas_nodes, connection_nodes, materials
-from ..core import atlas, controls, names
+from ..core import atlas, atlas_images, controls, names
 from ..core.bundling import BundlingParams, bundle_edges, straight_curves
 from ..core.export_format import NetworkExport, errors_naming_layer
 from ..core.layout import CellGrid, NetworkPlan, cell_centres, label_height
@@ -56,7 +56,7 @@ def with_ranking(options: ConnectionOptions, ranking: str) -> ConnectionOptions:
 FULL_SCALE_PERCENTILE = 99.0  # |w| at this percentile gets the full colour and radius
 
 
-def _weight_stream(number: int, link: LayerLink) -> value_atlas.StreamGroup:
+def _weight_stream(number: int, link: LayerLink) -> atlas_images.StreamGroup:
     """A link's edge weights, a block per recorded epoch (key: the link's number)."""
     epoch_weights = link.epoch_weights  # (epochs, edges)
     stream = atlas.Stream(str(number), len(link.edges), len(epoch_weights))
@@ -65,7 +65,7 @@ def _weight_stream(number: int, link: LayerLink) -> value_atlas.StreamGroup:
         for epoch_index, weights in enumerate(epoch_weights):
             yield epoch_index, {stream.key: weights}
 
-    return value_atlas.StreamGroup([stream], values)
+    return atlas_images.StreamGroup([stream], values)
 
 
 def full_scale_weight(epoch_weights: np.ndarray) -> float:

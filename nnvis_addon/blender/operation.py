@@ -21,7 +21,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ...geometry_nodes import atlas_nodes, materials
-from ..core import atlas, controls, names
+from ..core import atlas, atlas_images, controls, names
 from ..core.export_format import read_export
 from ..core.folding import find_folds
 from ..core.layout import CellGrid, cell_centres
@@ -150,7 +150,7 @@ def _operation_atlas(name: str, op: Operation) -> value_atlas.Atlases:
         for step in range(op.steps):
             yield step, {stream.key: values[step]}
 
-    return value_atlas.build_atlases(name, [value_atlas.StreamGroup([stream], blocks)])
+    return value_atlas.build_atlases(name, [atlas_images.StreamGroup([stream], blocks)])
 
 
 def _close_up_object(name: str, op: Operation, unit: bpy.types.Object,

@@ -24,7 +24,7 @@ import bpy
 import numpy as np
 
 from ...geometry_nodes import atlas_nodes, layer_nodes, materials, picture_nodes
-from ..core import atlas, controls, evidence, names
+from ..core import atlas, atlas_images, controls, evidence, names
 from ..core.export_format import NetworkExport, read_export
 from ..core.folding import fold_export
 from ..core.layout import COLLAPSED_GAP, LayoutOptions, NetworkPlan, cell_attributes, plan_network
@@ -256,7 +256,7 @@ def _summaries(layer_plan) -> bool:
 
 
 def _layer_streams(export: NetworkExport, layer_plan,
-                   overlay: evidence.OverlayTarget | None = None) -> value_atlas.StreamGroup:
+                   overlay: evidence.OverlayTarget | None = None) -> atlas_images.StreamGroup:
     """A layer's value streams: its drawn cells and, with more than one map, each pixel's max and
     mean over the channels; on a unit showing the Grad-CAM overlay its map per drawn pixel (for
     the predicted class, and the true label when recorded); a block per (sample, epoch)."""
@@ -284,7 +284,7 @@ def _layer_streams(export: NetworkExport, layer_plan,
                 block.update({stream.key: maps[kind][sample] for kind, stream in cams.items()})
                 yield sample * epochs + epoch_index, block
 
-    return value_atlas.StreamGroup([cells, *summaries, *cams.values()], values)
+    return atlas_images.StreamGroup([cells, *summaries, *cams.values()], values)
 
 
 def _cam_key(unit: str, kind: str) -> str:

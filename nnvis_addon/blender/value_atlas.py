@@ -1,11 +1,10 @@
 """A network's value atlases as Blender images (core/atlas.py has the layout and arithmetic).
 
 :func:`build_atlases` takes groups of streams with a function that yields their values block by
-block (twice: once for each stream's range, once to quantise and write), lays them out, fills
-uint8 arrays and turns each into an image packed into the .blend as a PNG (so a saved file renders
-anywhere, without nnvis): 8-bit RGBA, "Non-Color", alpha "Channel Packed", so Blender and Cycles
-hand the shader the stored bytes unchanged. The PNG is encoded here (zlib, fast level) and
-packed as it is: no temporary file, no float copy of the pixels.
+block, has them laid out, quantised and encoded as PNG (core/atlas_images.py, one group's rows
+held at a time) and packs each PNG into the .blend as it is (so a saved file renders anywhere,
+without nnvis; no temporary file, no float copy of the pixels): 8-bit RGBA, "Non-Color", alpha
+"Channel Packed", so Blender and Cycles hand the shader the stored bytes unchanged.
 
 A streamed object (a layer, a connection) carries ``<prefix>_place`` (row, col, block rows,
 block pixels) and ``<prefix>_range`` (low, high) custom properties, which the material reads
@@ -15,29 +14,13 @@ shaders show, in numpy (for tests and scripts).
 
 from __future__ import annotations
 
-import struct
-import zlib
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import bpy
 import numpy as np
 
 from ...geometry_nodes import atlas_nodes, connection_nodes, layer_nodes, materials
-from ..core import atlas, names
-
-# name of a stream -> its values of one block
-Blocks = Callable[[], Iterator[tuple[int, dict[str, np.ndarray]]]]
-PNG_ROWS_A_CHUNK = 32  # rows compressed at a time (a small temporary copy)
-
-
-@dataclass
-class StreamGroup:
-    """Streams read by one material (kept in one atlas) and the source of their values:
-    ``blocks()`` yields (block index, {stream key: that block's values}) for every block."""
-
-    streams: list[atlas.Stream]
-    blocks: Blocks
+from ..core import atlas, atlas_images, names
 
 
 @dataclass
@@ -55,66 +38,17 @@ class Atlases:
         obj[f"{prefix}_atlas"] = place.atlas
 
 
-def build_atlases(name: str, groups: list[StreamGroup]) -> Atlases:
-    ranges = _ranges(groups)
-    places, heights = atlas.plan([group.streams for group in groups])
-    arrays = [np.zeros((height, atlas.WIDTH, 4), np.uint8) for height in heights]
-    by_key = {}
-    for group, group_places in zip(groups, places):
-        by_key.update({s.key: p for s, p in zip(group.streams, group_places)})
-        for block, values in group.blocks():
-            for key, block_values in values.items():
-                lo, hi = ranges[key]
-                place = by_key[key]
-                atlas.write(arrays[place.atlas], place, block,
-                            atlas.encode(np.ravel(block_values), lo, hi))
+def build_atlases(name: str, groups: list[atlas_images.StreamGroup]) -> Atlases:
+    encoded = atlas_images.encode_atlases(groups)
     images: list[bpy.types.Image] = []
-    while arrays:  # each array freed once packed
-        images.append(_packed_image(f"{name} values {len(images) + 1}", arrays.pop(0)))
-    return Atlases(images, heights, by_key, ranges)
+    while encoded.pngs:  # each PNG's bytes freed once packed
+        images.append(_packed_image(f"{name} values {len(images) + 1}", encoded.pngs.pop(0)))
+    return Atlases(images, encoded.heights, encoded.places, encoded.ranges)
 
 
-def _ranges(groups: list[StreamGroup]) -> dict[str, tuple[float, float]]:
-    seen = {s.key: atlas.ValueRange() for group in groups for s in group.streams}
-    for group in groups:
-        for _, values in group.blocks():
-            for key, block_values in values.items():
-                seen[key].add(block_values)
-    return {key: value_range.bounds for key, value_range in seen.items()}
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    """An 8-bit RGBA PNG of ``array`` (rows, width, 4), row 0 at the bottom as in Blender.
-    The compressed pieces are joined once, into the bytes Image.pack takes."""
-    height, width, _ = array.shape
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
-
-    compressor = zlib.compressobj(1)
-    pieces: list[bytes] = []
-    for top in range(height, 0, -PNG_ROWS_A_CHUNK):  # PNG rows run top to bottom
-        rows = array[max(0, top - PNG_ROWS_A_CHUNK):top][::-1]
-        scanlines = np.zeros((len(rows), 1 + width * 4), np.uint8)  # filter byte 0: none
-        scanlines[:, 1:] = rows.reshape(len(rows), -1)
-        pieces.append(compressor.compress(scanlines.data))
-    pieces.append(compressor.flush())
-    crc = zlib.crc32(b"IDAT")
-    for piece in pieces:
-        crc = zlib.crc32(piece, crc)
-    header = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6,
-                                                               0, 0, 0))  # 8 bits, RGBA
-    idat = struct.pack(">I", sum(len(piece) for piece in pieces)) + b"IDAT"
-    return b"".join([header, idat, *pieces, struct.pack(">I", crc & 0xFFFFFFFF),
-                     chunk(b"IEND", b"")])
-
-
-def _packed_image(name: str, array: np.ndarray) -> bpy.types.Image:
-    data = png_bytes(array)
+def _packed_image(name: str, data: bytes) -> bpy.types.Image:
     image = bpy.data.images.new(name, 1, 1, alpha=True)
     image.pack(data=data, data_len=len(data))
-    del data
     image.source = "FILE"
     image.filepath_raw = f"//{bpy.path.clean_name(name)}.png"  # where Unpack would write it
     image.alpha_mode = "CHANNEL_PACKED"
