@@ -13,8 +13,15 @@ recorded epochs. For each case, ``--repeat`` times:
 * **first evaluation**: the ``evaluated_depsgraph_get()`` after it (every modifier);
 * **frame_set**: the epochs animated (``playback.animate_epochs``), then ``scene.frame_set`` on
   ``--frames`` frames between the two recorded epochs, median wall and CPU seconds a frame;
-* **removal**: ``lifecycle.remove_network`` (Remove Network), wall and CPU seconds, and the
-  objects it removed.
+* **removal, headless**: ``lifecycle.remove_network`` (Remove Network) in the process that made
+  the network, wall and CPU seconds, and the objects it removed. A headless ``bpy`` has no event
+  loop, so the notifiers that making the objects queued are never handled, and Blender scans that
+  queue for every removed data-block: this figure grows with the removed objects times the
+  objects made in the session;
+* **removal, reopened**: the same after the file was saved (before the removal above) and
+  opened again in the same process, its root found again (``network.iter_networks``): what a
+  click on Remove Network meets in Blender's interface, whose event loop handles the queue once
+  the import returns.
 
 Medians over the repeats are printed; CPU time (all threads of the process) is the steadier
 figure on a shared machine. ``--profile N`` prints the top N functions of a cProfile of each
@@ -85,9 +92,9 @@ def _timed(step, profile: int, profiles: dict, name: str):
 
 
 def one_run(export_path: Path, frames: int, profile: int) -> dict:
-    """Import, evaluate, step frames and remove once, in the current (empty) scene."""
+    """Import, evaluate, step frames, save, remove; then reopen the saved file and remove again."""
     import bpy
-    from nnvis.nnvis_addon.blender import lifecycle, network, playback, scene
+    from nnvis.nnvis_addon.blender import network, playback, scene
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     profiles: dict[str, str] = {}
@@ -110,13 +117,38 @@ def one_run(export_path: Path, frames: int, profile: int) -> dict:
                               profile if number == 0 else 0, profiles, "frame_set")
         walls.append(wall)
         cpus.append(cpu)
-    _, t_remove, c_remove = _timed(lambda: lifecycle.remove_network(root), profile, profiles,
-                                   "remove")
+    blend = Path(tempfile.mkdtemp(prefix="nnvis-bench-blend-")) / "network.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    removal = _removal(lambda: root, profile, profiles, "remove")
+    left = len(bpy.data.objects) - objects_before
+    reopened = _removal(lambda: _reopen(blend), profile, profiles, "remove_reopened")
     return {"import_s": t_import, "import_cpu_s": c_import, "eval_s": t_eval, "eval_cpu_s": c_eval,
             "frame_s": statistics.median(walls), "frame_cpu_s": statistics.median(cpus),
-            "remove_s": t_remove, "remove_cpu_s": c_remove, "objects": objects,
-            "layer_objects": len(layers), "left": len(bpy.data.objects) - objects_before,
+            **removal, **{"reopened_" + key: value for key, value in reopened.items()},
+            "objects": objects, "layer_objects": len(layers), "left": left,
             "extent": [float(v) for v in box], "profiles": profiles}
+
+
+def _reopen(blend: Path):
+    """Open the saved file (a fresh notifier queue) and find its one network's root."""
+    import bpy
+    from nnvis.nnvis_addon.blender import network
+
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    blend.unlink()
+    (root,) = network.iter_networks()
+    return root
+
+
+def _removal(find_root, profile: int, profiles: dict, name: str) -> dict:
+    """Time ``lifecycle.remove_network`` on ``find_root()``; wall, CPU, objects removed."""
+    import bpy
+    from nnvis.nnvis_addon.blender import lifecycle
+
+    root = find_root()
+    before = len(bpy.data.objects)
+    _, wall, cpu = _timed(lambda: lifecycle.remove_network(root), profile, profiles, name)
+    return {"remove_s": wall, "remove_cpu_s": cpu, "removed": before - len(bpy.data.objects)}
 
 
 def child(export: str, layers: int, kind: str, repeat: int, frames: int, profile: int) -> dict:
@@ -133,7 +165,7 @@ def child(export: str, layers: int, kind: str, repeat: int, frames: int, profile
     runs = [one_run(path, frames, profile if index == 0 else 0) for index in range(repeat)]
     result = {key: statistics.median(run[key] for run in runs)
               for key in runs[0] if key.endswith("_s")}
-    for key in ("objects", "layer_objects", "left", "extent"):
+    for key in ("objects", "layer_objects", "left", "extent", "removed", "reopened_removed"):
         result[key] = runs[0][key]
     result["profiles"] = runs[0]["profiles"]
     result["runs"] = [{k: v for k, v in run.items() if k.endswith("_s")} for run in runs]
@@ -168,8 +200,14 @@ def report(title: str, result: dict, targets: bool) -> None:
     print(f"first eval:  {result['eval_s']:7.2f} s wall, {result['eval_cpu_s']:7.2f} s CPU")
     print(f"frame_set:   {result['frame_s']:7.3f} s wall, {result['frame_cpu_s']:7.3f} s CPU "
           f"(median a frame){verdict('frame_s')}")
-    print(f"removal:     {result['remove_s']:7.2f} s wall, {result['remove_cpu_s']:7.2f} s CPU; "
-          f"{result['left']} objects left")
+    for label, prefix in (("removal, headless (no event loop)", ""),
+                          ("removal, after save + reopen", "reopened_")):
+        removed = result[prefix + "removed"]
+        per_object = 1e6 * result[prefix + "remove_cpu_s"] / max(removed, 1)
+        print(f"{label + ':':<35} {result[prefix + 'remove_s']:7.3f} s wall, "
+              f"{result[prefix + 'remove_cpu_s']:7.3f} s CPU; {removed} objects removed, "
+              f"{per_object:.0f} us CPU an object")
+    print(f"objects left after the headless removal: {result['left']}")
     print("runs: " + "; ".join(", ".join(f"{k} {v:.2f}" for k, v in run.items())
                                for run in result["runs"]))
     for name, text in result["profiles"].items():
