@@ -3,8 +3,10 @@
 ``lightning`` package imports, :class:`LightningRecorder`, a Lightning callback doing the same
 from ``fit``.
 
-Every ``record`` leaves a complete export on disk (``export_path``): the epochs recorded
-before are copied into the new files, so a crash or a stop mid-training loses nothing.
+Every ``record`` leaves a complete export on disk (``export_path``), so a crash or a stop
+mid-training loses nothing. One export session lasts the whole training: a record writes only
+its own epoch (into a sidecar segment of its own, ``<name>.<k>.bin``) and the structure
+document, so recording stays linear in the number of epochs.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class TorchEpochRecorder:
                             batch_size=batch_size, verbose=verbose)
         self.export_path: Path | None = None
         self.epochs: list[int] = []
+        self._session: TorchExportSession | None = None
 
     def record(self, epoch: int, metrics: Mapping | None = None) -> Path:
         """Record the module as it is now as epoch ``epoch`` (with its ``metrics``, numbers by
@@ -54,14 +57,17 @@ class TorchEpochRecorder:
         if self.epochs and epoch <= self.epochs[-1]:
             raise ExportError(f"epoch {epoch} recorded after epoch {self.epochs[-1]}: epoch "
                               f"numbers must increase")
-        session = TorchExportSession(self.module, self.samples, self.out_dir,
-                                     continue_from=self.export_path, stacklevel=3, **self.options)
+        if self._session is None:  # the first record, or the one after a failed record
+            self._session = TorchExportSession(self.module, self.samples, self.out_dir,
+                                               continue_from=self.export_path, stacklevel=3,
+                                               **self.options)
         try:
-            session.record(epoch, metrics)
+            self._session.record(epoch, metrics)
+            self.export_path = self._session.publish()
         except BaseException:
-            session.abort()
+            self._session.abort()  # the export published before stays as it was
+            self._session = None
             raise
-        self.export_path = session.finish()
         self.epochs.append(epoch)
         return self.export_path
 

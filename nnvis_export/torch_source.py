@@ -151,6 +151,12 @@ class TorchExportSession:
                           f"forward {t_run:.2f} s, {self.files.bytes_written / 1e6:.2f} MB written"
                           + (f"; {shown}" if shown else ""))
 
+    def publish(self) -> Path:
+        """A complete export of the epochs recorded so far; more may be recorded after it."""
+        if self.failed:
+            raise ExportError("this export failed earlier and was removed; start a new one")
+        return self.files.publish()
+
     def finish(self) -> Path:
         if self.failed:
             raise ExportError("this export failed earlier and was removed; start a new one")

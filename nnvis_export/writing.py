@@ -83,6 +83,7 @@ class EpochWriter:
         self.input_refs: list[int] = []
         self.samples_ref: int | None = None
         self.last_scores: np.ndarray | None = None
+        self._score_refs: tuple[int, list[int]] = (0, [])  # (epochs when written, refs)
         self.explain: dict[str, str] | None = None  # format 1.1 "explain", set by the source
         self.bytes_written = 0
         self.started = time.perf_counter()
@@ -196,39 +197,55 @@ class EpochWriter:
             self.epochs.append(epoch_entry(epoch.epoch, epoch.metrics, epoch.predictions,
                                            weights, activations, explanations))
 
+    def publish(self) -> Path:
+        """Write the structure document of the epochs so far (their arrays are on disk already)
+        and read it back without the value check; more epochs may follow (``write_epoch``)."""
+        path = self._write_document()
+        try:
+            read_export(path, check_finite=False)
+        except ExportFormatError as exc:
+            raise ExportError(f"the export just written does not read back: {exc}") from exc
+        return path
+
     def finish(self) -> Path:
         """Write the structure document, read the export back to validate it, return its path."""
-        if self.writer is None:
-            raise ExportError("nothing to write: no epoch was recorded")
-        try:
-            samples = self._sample_entries()
-            explained = any("explanations" in entry for entry in self.epochs)
-            path = self.writer.finish(model=self._model_entry(), layers=self.layers,
-                                      samples=samples, epochs=self.epochs, generator=GENERATOR,
-                                      explain=self.explain if explained else None)
-        except BaseException:
-            self.abort()
-            raise
-        self.writer = None
+        path = self._write_document()
+        segments, self.writer = self.writer.segments if self.writer else [], None
         try:
             export = read_export(path)
         except ExportFormatError as exc:
             raise ExportError(f"the export just written does not read back: {exc}") from exc
         json_size = path.stat().st_size
-        bin_size = (path.parent / f"{self.file_name}.bin").stat().st_size
+        bin_size = sum(segment["byte_length"] for segment in segments)
         log(self.verbose, f"wrote {path} ({len(export.layers)} layers, {export.num_samples} "
                           f"samples, {len(export.epochs)} epochs; {json_size / 1e3:.1f} kB "
                           f"structure + {bin_size / 1e6:.2f} MB arrays) in "
                           f"{time.perf_counter() - self.started:.1f} s")
         return path
 
+    def _write_document(self) -> Path:
+        if self.writer is None:
+            raise ExportError("nothing to write: no epoch was recorded")
+        try:
+            samples = self._sample_entries()
+            explained = any("explanations" in entry for entry in self.epochs)
+            return self.writer.publish(model=self._model_entry(), layers=self.layers,
+                                       samples=samples, epochs=self.epochs, generator=GENERATOR,
+                                       explain=self.explain if explained else None)
+        except BaseException:
+            self.abort()
+            raise
+
     def _sample_entries(self) -> list[dict[str, Any]]:
         """Each sample's name, input and label, and the last epoch's prediction when the model
-        is a classifier (its scores written now)."""
+        is a classifier (its scores written once, at the first document that shows them)."""
         score_refs = []
         if self.last_scores is not None:
-            score_refs = [self._add(self.last_scores[i], "float32")
-                          for i in range(self.last_scores.shape[0])]
+            if self._score_refs[0] != len(self.epochs):
+                self._score_refs = (len(self.epochs), [
+                    self._add(self.last_scores[i], "float32")
+                    for i in range(self.last_scores.shape[0])])
+            score_refs = self._score_refs[1]
             classes = self.epochs[-1]["predictions"]
         samples = []
         for i, ref in enumerate(self.input_refs):

@@ -215,7 +215,7 @@ def make_export(folder: Path | str, *, name: str = "tiny", layers: list[LayerDef
                              "input_shape": list(input_shape)}
     if class_names is not None:
         model["class_names"] = class_names
-    path = writer.finish(model=model, layers=layer_specs, samples=sample_specs, epochs=epoch_specs,
+    path = writer.publish(model=model, layers=layer_specs, samples=sample_specs, epochs=epoch_specs,
                          generator=GENERATOR)
     return BuiltExport(path=path, folder=folder, name=name, layers=layers, input_shape=input_shape,
                        inputs=inputs, scores=scores, labels=labels, epoch_numbers=numbers,

@@ -153,7 +153,7 @@ def test_zero_size_and_empty_sidecar(tmp_path):
     writer = ExportWriter(tmp_path, "empty")
     inp = writer.add_array(np.zeros((3,), dtype=np.float32))
     act = writer.add_array(np.zeros((1, 3), dtype=np.float32))
-    writer.finish(model={"name": "empty", "input_shape": [3]},
+    writer.publish(model={"name": "empty", "input_shape": [3]},
                   layers=[{"name": "input", "type": "InputLayer", "output_shape": [3], "inbound": []}],
                   samples=[{"input": inp}], epochs=[{"epoch": 0, "weights": {},
                                                      "activations": {"input": act}}],
@@ -316,7 +316,7 @@ def test_raw_pickle_bytes_in_a_sidecar_are_read_as_bytes(tmp_path):
     n = len(payload)
     inp = writer.add_array(np.frombuffer(payload, dtype=np.uint8), dtype="uint8")
     act = writer.add_array(np.zeros((1, n), dtype=np.float16))
-    path = writer.finish(model={"name": "pkl", "input_shape": [n]},
+    path = writer.publish(model={"name": "pkl", "input_shape": [n]},
                          layers=[{"name": "bytes", "type": "InputLayer", "output_shape": [n],
                                   "inbound": []}],
                          samples=[{"input": inp}],

@@ -405,6 +405,42 @@ def test_lightning_hooks_record_before_training_and_after_each_epoch(tmp_path):
                                export.weights("fc", epoch_index=0)[1] + 2.0, rtol=1e-6)
 
 
+def test_the_recorder_writes_each_epoch_once_and_a_failed_record_keeps_the_export(tmp_path):
+    """One session for the whole training: a record adds a sidecar segment of its own epoch
+    (nothing copied), every record leaves a complete export, and after a failed record the next
+    one starts a fresh export from the last complete one (whose extra segments go)."""
+    from nnvis_export import TorchEpochRecorder
+
+    module = torch_models.SmallResNet()
+    recorder = TorchEpochRecorder(module, torch_models.images(2), tmp_path, labels=[1, 2],
+                                  name="net", verbose=False)
+    for epoch in range(4):
+        with torch.no_grad():
+            module.fc.bias += 1.0
+        export = read_export(recorder.record(epoch, {"loss": 1.0 / (epoch + 1)}))
+        assert [e.epoch for e in export.epochs] == list(range(epoch + 1))
+        np.testing.assert_allclose(export.weights("fc", epoch_index=epoch)[1],
+                                   module.fc.bias.detach().numpy(), rtol=1e-6)
+    sizes = {p.name: p.stat().st_size for p in tmp_path.glob("*.bin")}
+    assert sorted(sizes) == ["net.1.bin", "net.2.bin", "net.3.bin", "net.bin"]
+    one_epoch = sizes["net.1.bin"]  # later segments hold one epoch each, not all before them
+    assert all(abs(sizes[f"net.{k}.bin"] - one_epoch) <= 64 for k in (2, 3))
+    assert sizes["net.bin"] < 2 * one_epoch  # the samples and epoch 0
+
+    session = recorder._session
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+    session.graph.run = broken
+    with pytest.raises(RuntimeError, match="out of memory"):
+        recorder.record(4)
+    assert [e.epoch for e in read_export(tmp_path / "net.nnvis.json").epochs] == [0, 1, 2, 3]
+    assert not list(tmp_path.glob("*.partial"))
+    export = read_export(recorder.record(4))
+    assert [e.epoch for e in export.epochs] == [0, 1, 2, 3, 4]
+    assert export.epochs[2].metrics == {"loss": pytest.approx(1.0 / 3)}
+    assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["net.bin"]  # all copied once
+
+
 # -- a saved torch.export program through the command line ----------------------------------------
 
 

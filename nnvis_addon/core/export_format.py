@@ -798,27 +798,41 @@ class _Reader:
 
 
 class ExportWriter:
-    """Streams arrays into one sidecar buffer and writes the structure document at the end.
+    """Streams arrays into sidecar buffers and writes the structure document.
 
     >>> writer = ExportWriter(folder, "digits_cnn")
     >>> ref = writer.add_array(np.zeros((4, 8, 8, 3)), dtype="float16")
-    >>> writer.finish(model=..., layers=..., samples=..., epochs=...)
+    >>> writer.publish(model=..., layers=..., samples=..., epochs=...)
+
+    :meth:`publish` writes a complete export of everything added so far; more arrays may follow
+    and be published again. The arrays added after a publish go to a new sidecar segment
+    (``<name>.1.bin``, ``<name>.2.bin``, ...; the first is ``<name>.bin``), so publishing after
+    every recorded epoch writes each array once.
     """
 
     def __init__(self, folder: os.PathLike | str, name: str):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.name = name
-        self.buffer_name = f"{name}.bin"
-        self._buffer_path = self.folder / self.buffer_name
-        self._partial = self._buffer_path.with_suffix(".bin.partial")
-        self._file = open(self._partial, "wb")
-        self._offset = 0
         self.arrays: list[dict] = []
+        self.segments: list[dict] = []  # published: {"uri", "byte_length"}
+        self._offset = 0
+        self._file: Any = None  # the open segment's partial file, made by the first array
+        self._replaced: list[str] | None = None  # the sidecars of the export this one replaces
 
     @property
     def document_path(self) -> Path:
         return self.folder / f"{self.name}{DOCUMENT_SUFFIX}"
+
+    @property
+    def buffer_name(self) -> str:
+        """The open segment's file name."""
+        index = len(self.segments)
+        return f"{self.name}.bin" if index == 0 else f"{self.name}.{index}.bin"
+
+    @property
+    def _partial(self) -> Path:
+        return self.folder / f"{self.buffer_name}.partial"
 
     def add_array(self, array: Any, dtype: str | None = None) -> int:
         """Store ``array`` (inline when tiny, else in the sidecar) and return its reference."""
@@ -836,28 +850,37 @@ class ExportWriter:
         if inline:
             spec["data"] = data.reshape(-1).tolist()
         else:
+            if self._file is None:
+                self._file = open(self._partial, "wb")
             padding = (-self._offset) % BUFFER_ALIGNMENT
             if padding:
                 self._file.write(b"\0" * padding)
                 self._offset += padding
-            spec.update(buffer=0, byte_offset=self._offset)
+            spec.update(buffer=len(self.segments), byte_offset=self._offset)
             self._file.write(data.data.cast("B"))  # the array's own memoryview, as bytes
             self._offset += data.nbytes
         self.arrays.append(spec)
         return len(self.arrays) - 1
 
-    def finish(self, *, model: dict, layers: list[dict], samples: list[dict], epochs: list[dict],
-               generator: str, explain: dict | None = None) -> Path:
-        """Write the document; return its path. Files appear only when complete. ``explain``
-        (format 1.1) describes the epochs' ``explanations``; the document is version 1.1 with
-        it, 1.0 without."""
-        self._file.close()
+    def publish(self, *, model: dict, layers: list[dict], samples: list[dict],
+                epochs: list[dict], generator: str, explain: dict | None = None) -> Path:
+        """Write the document of everything added so far; return its path. Files appear only
+        when complete. ``explain`` (format 1.1) describes the epochs' ``explanations``; the
+        document is version 1.1 with it, 1.0 without. More arrays may be added afterwards."""
+        if self._replaced is None:
+            self._replaced = _sidecars_of(self.document_path)
+        if self._file is not None:  # the open segment is complete: it joins the published ones
+            self._file.close()
+            self._file = None
+            os.replace(self._partial, self.folder / self.buffer_name)
+            self.segments.append({"uri": self.buffer_name, "byte_length": self._offset})
+            self._offset = 0
         document = {
             "format": FORMAT_NAME,
             "version": FORMAT_VERSION if explain is not None else BASE_VERSION,
             "generator": generator,
             "model": model,
-            "buffers": [{"uri": self.buffer_name, "byte_length": self._offset}],
+            "buffers": self.segments or [{"uri": f"{self.name}.bin", "byte_length": 0}],
             "arrays": self.arrays,
             "layers": layers,
             "samples": samples,
@@ -865,17 +888,39 @@ class ExportWriter:
         }
         if explain is not None:
             document["explain"] = explain
+        if not self.segments:  # every array inline: an empty sidecar, as the format asks
+            (self.folder / f"{self.name}.bin").write_bytes(b"")
         partial = self.document_path.with_suffix(".partial")
         partial.write_text(_dump_json(document), encoding="utf-8")
-        # Both files are complete before either replaces an older export's: the two renames
-        # are the only window in which an old document could meet the new buffer.
-        os.replace(self._partial, self._buffer_path)
+        # The sidecar segments are complete before the document replaces an older export's:
+        # the renames are the only window in which an old document could meet a new buffer.
         os.replace(partial, self.document_path)
+        self._forget_replaced({spec["uri"] for spec in document["buffers"]})
         return self.document_path
 
+    def _forget_replaced(self, kept: set[str]) -> None:
+        """Remove the extra sidecar segments of the export this one replaced (the same name in
+        the same folder), which no document refers to any more."""
+        for uri in self._replaced or []:
+            if uri not in kept and re.fullmatch(re.escape(self.name) + r"\.\d+\.bin", uri):
+                (self.folder / uri).unlink(missing_ok=True)
+        self._replaced = []
+
     def abort(self) -> None:
-        self._file.close()
+        """Remove the open segment's partial file; published files stay."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
         self._partial.unlink(missing_ok=True)
+
+
+def _sidecars_of(document_path: Path) -> list[str]:
+    """The sidecar file names an existing export's document lists (none if it does not read)."""
+    try:
+        document = json.loads(document_path.read_text(encoding="utf-8"))
+        return [str(spec["uri"]) for spec in document["buffers"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def _dump_json(document: dict) -> str:
