@@ -59,7 +59,7 @@ def main() -> None:
         for epoch in range(args.records):
             with torch.no_grad():
                 module.fc.bias += 0.1
-            times.append(timed(lambda: recorder.record(epoch)))
+            times.append(timed(lambda epoch=epoch: recorder.record(epoch)))
         size = folder_mb(folder)
     first, last = times[:3], times[-3:]
     print(f"TorchEpochRecorder, {args.records} records: first 3 median "
