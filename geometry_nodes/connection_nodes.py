@@ -27,13 +27,16 @@ from __future__ import annotations
 from .builder import find_current, new_modifier_group
 
 GROUP_NAME = "NNVis Connections"
-VERSION = 5
+VERSION = 6
 # The connection object's stream of edge weights (one block per epoch) in the network's atlas.
 WEIGHTS_STREAM = "nnvis_edges"
 # Curve attributes written at import: the largest finite |w| of the edge over the epochs (its
 # radius), and 1 on the curves of a structural link (channel to channel, no weights of its own).
 PEAK_ATTRIBUTE = "nnvis_w_peak"
 STRUCTURAL_ATTRIBUTE = "structural"
+# Attributes of the imported curves only the modifier's placing and sizing read
+PLACEMENT_ATTRIBUTES = ("nnvis_t", "nnvis_offset", "source_first", "source_last", "target_first",
+                        "target_last", PEAK_ATTRIBUTE)
 STRUCTURAL_RADIUS = 0.4  # their radius, relative to a weighted edge's
 # Curve attributes the connection material reads (stored by the group).
 EDGE_ATTRIBUTE = "nnvis_edge"               # the edge's index in the weights stream
@@ -128,11 +131,15 @@ def _tubes(b, m, inp, curves):
                         data_type="FLOAT").outputs[0]
     radius = m.mul(m.mul(inp["Radius"], m.lerp(inp["Min Radius"], 1.0, strength)),
                    m.lerp(1.0, inp["Structural Radius"], structural))
-    sized = b.node("GeometryNodeSetCurveRadius", {"Curve": curves, "Radius": radius})
+    sized = b.node("GeometryNodeSetCurveRadius", {"Curve": curves, "Radius": radius}).outputs[0]
+    # What placed and sized the curves is not needed any more: without it the tube mesh (which
+    # would carry every point and curve attribute to each of its vertices and faces) is smaller.
+    for name in PLACEMENT_ATTRIBUTES:
+        sized = b.node("GeometryNodeRemoveAttribute", {"Geometry": sized, "Name": name}).outputs[0]
 
     profile = b.node("GeometryNodeCurvePrimitiveCircle", {"Resolution": inp["Tube Resolution"],
                                                           "Radius": 1.0})
-    tubes = b.node("GeometryNodeCurveToMesh", {"Curve": sized.outputs[0],
+    tubes = b.node("GeometryNodeCurveToMesh", {"Curve": sized,
                                                "Profile Curve": profile.outputs[0]})
     if "Scale" in tubes.inputs:  # Blender 4.5+: the profile scale is an input, not the radius
         b.set_input(tubes, "Scale", b.node("GeometryNodeInputRadius").outputs[0])
@@ -143,7 +150,7 @@ def _tubes(b, m, inp, curves):
         operation="OR").outputs[0]
     as_tubes = b.node("FunctionNodeBooleanMath", {0: inp["As Tubes"], 1: tubes_here},
                       operation="AND").outputs[0]
-    shape = b.node("GeometryNodeSwitch", {0: as_tubes, "False": sized.outputs[0],
+    shape = b.node("GeometryNodeSwitch", {0: as_tubes, "False": sized,
                                           "True": tubes.outputs[0]}, input_type="GEOMETRY")
     shaded = b.node("GeometryNodeSetMaterial", {"Geometry": shape.outputs[0],
                                                 "Material": inp["Material"]})
