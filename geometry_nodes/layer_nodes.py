@@ -52,9 +52,13 @@ VALUE_MAX_ATTRIBUTE = "nnvis_value_max"
 # its cells, and per pixel the max and the mean over channels.
 CELLS_STREAM = "nnvis_cells"
 SUMMARY_STREAMS = {1: "nnvis_max", 2: "nnvis_mean"}
-# Units showing the Grad-CAM overlay (core/evidence.py): its map per drawn pixel, for the
-# predicted class and for the true label (the predicted one's place when no labels were given).
-GRADCAM_STREAMS = {"predicted": "nnvis_cam_predicted", "label": "nnvis_cam_label"}
+# Units showing the class evidence overlay (core/evidence.py MAPS, KINDS): per map they show
+# (Grad-CAM; on the input also saliency) its value per drawn pixel, for the predicted class and
+# for the true label (the predicted one's place when no labels were given).
+OVERLAY_STREAMS = {
+    "gradcam": {"predicted": "nnvis_cam_predicted", "label": "nnvis_cam_label"},
+    "saliency": {"predicted": "nnvis_saliency_predicted", "label": "nnvis_saliency_label"},
+}
 
 
 # name, kind, default, min, max, subtype, description

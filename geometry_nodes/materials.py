@@ -22,10 +22,12 @@ brightness between ``TRACE_DIM`` and ``TRACE_HIGHLIGHT``, applied as strongly as
 ``nnvis_trace_strength`` property says (0: the material as without a trace). It reads nothing
 of how activations are stored.
 
-A unit showing the Grad-CAM overlay (the last convolution's unit and the input picture, see
-core/evidence.py) reads its pixel's class evidence map at the shown epoch from its own streams
-in the atlas and covers the cell with a jet heat colour, as much as the object's
-``nnvis_gradcam`` (driven by the root's control) says.
+A unit showing the class evidence overlay (see core/evidence.py: Grad-CAM on the last
+convolution's unit and the input picture, saliency on the input picture) reads its pixel's map
+at the shown epoch from its own streams in the atlas and covers the cell with a jet heat colour,
+as much as the object's ``nnvis_gradcam`` (driven by the root's control) says; the input picture
+shows Grad-CAM or saliency as its ``nnvis_evidence_map`` says (0..1, blending), the last
+convolution's Grad-CAM fades out as saliency is chosen.
 
 Values that are NaN/Inf in the export (a diverged training run) show in ``INVALID_COLOUR``,
 magenta, Blender's own "something is missing" colour: viridis never has red and blue both high
@@ -45,7 +47,7 @@ from .builder import BUILDER_VERSION_KEY, FieldMath, TreeBuilder
 ACTIVATION_MATERIAL = "NNVis Activation"
 LEGEND_MATERIAL = "NNVis Legend"
 LABEL_MATERIAL = "NNVis Label"
-VERSION = 10
+VERSION = 11
 
 # Viridis (matplotlib), sRGB, sampled at 9 evenly spaced positions.
 VIRIDIS_SRGB = (
@@ -66,8 +68,8 @@ TRACE_DIM = 0.12
 TRACE_HIGHLIGHT = 2.0
 EDGE_TRACE_DIM = 0.1
 EDGE_TRACE_HIGHLIGHT = 3.0
-# The Grad-CAM overlay: a cell's heat colour (jet, sRGB stops) covers it by
-# nnvis_gradcam * (GRADCAM_BASE + GRADCAM_GAIN * map value), glowing GRADCAM_GLOW.
+# The class evidence overlay (Grad-CAM or saliency): a cell's heat colour (jet, sRGB stops)
+# covers it by nnvis_gradcam * (GRADCAM_BASE + GRADCAM_GAIN * map value), glowing GRADCAM_GLOW.
 JET_SRGB = ((0.0, (0.0, 0.0, 0.55)), (0.125, (0.0, 0.0, 1.0)), (0.375, (0.0, 1.0, 1.0)),
             (0.625, (1.0, 1.0, 0.0)), (0.875, (1.0, 0.0, 0.0)), (1.0, (0.55, 0.0, 0.0)))
 GRADCAM_BASE = 0.2
@@ -98,15 +100,17 @@ def _new_material(name: str) -> tuple[bpy.types.Material, TreeBuilder]:
 
 
 def new_activation_material(name: str, image, height: int, *, picture: bool = False,
-                            overlay: bool = False, summary: bool = False) -> bpy.types.Material:
+                            overlay: tuple[str, ...] = (),
+                            summary: bool = False) -> bpy.types.Material:
     """The cell material of one network atlas: each cell's value at the shown sample and epoch
     from the atlas ``image`` (``height`` rows; geometry_nodes/atlas_nodes.py), normalised by the
     colour range the layer group stores, coloured by viridis with a glow that grows with it.
     ``picture``: the cells may show their pixel colours (the input as a picture); ``overlay``:
-    the Grad-CAM overlay; ``summary``: the max or mean over channels of merging maps (the
-    layer group switches to this variant while its maps merge). Only the units that need them
-    get these parts, because every attribute a shader reads costs Blender a lookup per cell
-    (instance) when it hands a render to Cycles."""
+    the class evidence maps it shows (core/evidence.py MAPS; none: no overlay); ``summary``:
+    the max or mean over channels of merging maps (the layer group switches to this variant
+    while its maps merge). Only the units that need them get these parts, because every
+    attribute a shader reads costs Blender a lookup per cell (instance) when it hands a render
+    to Cycles."""
     material, b = _new_material(name)
     blocks = atlas_nodes.add_epoch_blocks(b, height)
 
@@ -124,7 +128,7 @@ def new_activation_material(name: str, image, height: int, *, picture: bool = Fa
                                          "From Min": instance(layer_nodes.VALUE_MIN_ATTRIBUTE),
                                          "From Max": instance(layer_nodes.VALUE_MAX_ATTRIBUTE)},
                   clamp=True).outputs[0]
-    heat = _gradcam_overlay(b, image, blocks, instance) if overlay else None
+    heat = _evidence_overlay(b, image, blocks, instance, overlay) if overlay else None
     _colour_cells(b, norm, invalid, instance, heat, picture)
     return material
 
@@ -156,23 +160,51 @@ def _object_value(b: TreeBuilder, name: str):
     return _attribute(b, "OBJECT", name)
 
 
-def _gradcam_overlay(b: TreeBuilder, image, blocks, instance):
-    """A unit showing the Grad-CAM overlay (core/evidence.py): its pixel's map value (0..1) at
-    the shown epoch, for the predicted class or the true label (the object's
-    ``nnvis_gradcam_of_label``), and how much of the heat colour covers the cell: the object's
-    ``nnvis_gradcam`` times ``GRADCAM_BASE + GRADCAM_GAIN * value`` (0 on other units, whose
-    objects have neither property)."""
+def _evidence_overlay(b: TreeBuilder, image, blocks, instance, maps: tuple[str, ...]):
+    """A unit showing the class evidence overlay (core/evidence.py): its pixel's value (0..1) of
+    each map it shows at the shown epoch, for the predicted class or the true label (the
+    object's ``nnvis_gradcam_of_label``), and how much of the heat colour covers the cell: the
+    object's ``nnvis_gradcam`` times ``GRADCAM_BASE + GRADCAM_GAIN * value`` times how much the
+    chosen map is shown (:func:`_chosen_map`; 0 on other units, whose objects have none of
+    these properties)."""
     m = FieldMath(b)
-    b.section("Grad-CAM overlay: the map at the epoch")
+    b.section("Class evidence overlay: the maps at the epoch")
     of_label = _object_value(b, names.GRADCAM_OF_LABEL)
-    place = [_pick(b, predicted, label, of_label) for predicted, label in zip(
-        atlas_nodes.object_place(b, layer_nodes.GRADCAM_STREAMS["predicted"]),
-        atlas_nodes.object_place(b, layer_nodes.GRADCAM_STREAMS["label"]))]
-    value, invalid = atlas_nodes.add_stream_value(
-        b, image, blocks, instance(layer_nodes.MAP_CELL_ATTRIBUTE), place)
+    read = {}
+    for map_name in maps:
+        streams = layer_nodes.OVERLAY_STREAMS[map_name]
+        place = [_pick(b, predicted, label, of_label) for predicted, label in zip(
+            atlas_nodes.object_place(b, streams["predicted"]),
+            atlas_nodes.object_place(b, streams["label"]))]
+        read[map_name] = atlas_nodes.add_stream_value(
+            b, image, blocks, instance(layer_nodes.MAP_CELL_ATTRIBUTE), place)
+    value, invalid, shown = _chosen_map(b, read)
+    b.section("Class evidence overlay: its cover")
     cover = m.op("MULTIPLY_ADD", value, GRADCAM_GAIN, GRADCAM_BASE)
-    mix = m.mul(m.mul(_object_value(b, names.GRADCAM_STRENGTH), cover), m.sub(1.0, invalid))
+    strength = _object_value(b, names.GRADCAM_STRENGTH)
+    if shown is not None:
+        strength = m.mul(strength, shown)
+    mix = m.mul(m.mul(strength, cover), m.sub(1.0, invalid))
     return value, mix
+
+
+def _chosen_map(b: TreeBuilder, read: dict):
+    """(value, invalid, shown) of the map the object's ``nnvis_evidence_map`` picks (0 Grad-CAM
+    .. 1 saliency, fractions blend): the input, with both, shows the pick; the Grad-CAM layer's
+    own unit fades its overlay out as saliency is picked (``shown`` 1 - pick; saliency has no
+    meaning there); an input with saliency only (a model without Grad-CAM) shows it whatever
+    the pick (``shown`` None: fully)."""
+    if "gradcam" not in read:
+        return (*read["saliency"], None)
+    b.section("Class evidence overlay: the chosen map")
+    pick = _object_value(b, names.EVIDENCE_MAP)
+    if "saliency" not in read:
+        return (*read["gradcam"], _pick(b, 1.0, 0.0, pick))
+    m = FieldMath(b)
+    (cam, cam_invalid), (saliency, saliency_invalid) = read["gradcam"], read["saliency"]
+    invalid = m.op("MAXIMUM", m.mul(cam_invalid, m.op("LESS_THAN", pick, 1.0)),
+                   m.mul(saliency_invalid, m.op("GREATER_THAN", pick, 0.0)))
+    return _pick(b, cam, saliency, pick), invalid, None
 
 
 def _pick(b: TreeBuilder, a, other, factor):
@@ -214,7 +246,7 @@ def _viridis(b: TreeBuilder, norm):
 
 def _colour_cells(b: TreeBuilder, norm, invalid, instance, overlay, picture: bool) -> None:
     """Viridis and glow by the normalised value; a picture's pixel colours (``picture``);
-    invalid magenta; the Grad-CAM ``overlay`` (value, mix; None: none) over them."""
+    invalid magenta; the class evidence ``overlay`` (value, mix; None: none) over them."""
     colour, glow = _viridis(b, norm)
     b.section("Pictures and invalid cells")
     shows_picture = instance(picture_nodes.PICTURE_ATTRIBUTE) if picture else 0.0
@@ -254,8 +286,9 @@ def _shade(b: TreeBuilder, colour, glow, picture) -> None:
 
 
 def _heat(b: TreeBuilder, colour, glow, value, mix):
-    """The Grad-CAM heat colour (jet) of ``value`` mixed over the cell's colour by ``mix``."""
-    b.section("Grad-CAM heat colour")
+    """The class evidence heat colour (jet) of ``value`` mixed over the cell's colour by
+    ``mix``."""
+    b.section("Class evidence heat colour")
     ramp = b.node("ShaderNodeValToRGB", {"Fac": value})
     elements = ramp.color_ramp.elements
     while len(elements) < len(JET_SRGB):

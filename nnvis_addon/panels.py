@@ -102,8 +102,8 @@ def panel_model(context) -> PanelModel:
     if connections.network_connections(root):
         model.edge_controls = [Control(root, f'["{key}"]', label)
                                for key, label in EDGE_CONTROL_LABELS if key in root.keys()]
-    model.explain_controls = [Control(root, f'["{key}"]', label)
-                              for key, label in EXPLAIN_CONTROL_LABELS if key in root.keys()]
+    model.explain_controls = [Control(root, f'["{key}"]', controls.choice_label(key, root[key]))
+                              for key, _ in EXPLAIN_CONTROL_LABELS if key in root.keys()]
     record = root.get(names.TRACE_RECORD)
     if record is not None:
         model.traced = f"{record['unit']} (sample {record['sample']}, epoch index " \

@@ -66,7 +66,7 @@ def evaluated_instances(obj) -> tuple[np.ndarray, dict[str, np.ndarray]]:
             attribute.data.foreach_get("value", values)
             attributes[attribute.name] = values
     return positions, {**attributes, **_shown(obj, attributes, "Cell Material", "shown_cells"),
-                       **_shown(obj, attributes, "Cell Material", "shown_gradcam")}
+                       **_shown(obj, attributes, "Cell Material", "shown_overlay")}
 
 
 def evaluated_cell_centres(obj) -> np.ndarray:

@@ -82,3 +82,81 @@ def test_answer_geometry_and_names():
     np.testing.assert_allclose(panel.text_ends[:, 2], rows, atol=1e-6)
     assert (panel.text_ends[:, 1] > panel.vertices[:, 1].max()).all()  # names before the marks
     assert evidence.class_name(["cat", "dog"], 1) == "dog" and evidence.class_name(None, 4) == "4"
+
+
+def _percentile_loop(values, percentile):
+    """numpy's default (linear) percentile of a list, written out."""
+    ordered = sorted(values)
+    position = percentile / 100 * (len(ordered) - 1)
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def test_saliency_is_scaled_to_its_99th_percentile_and_saturates():
+    rng = np.random.default_rng(5)
+    maps = rng.exponential(size=(3, 12, 10)).astype(np.float32) ** 3  # peaky, like saliency
+    maps[1, 0, 0] = np.nan
+    maps[2] = 0.0
+    scaled = evidence.normalised(maps, 99.0)
+    for sample in range(2):
+        finite = [float(v) for v in maps[sample].reshape(-1) if np.isfinite(v)]
+        peak = _percentile_loop(finite, 99.0)
+        for index, value in np.ndenumerate(maps[sample]):
+            if np.isfinite(value):
+                assert scaled[sample][index] == pytest.approx(min(value / peak, 1.0), rel=1e-5)
+        saturated = np.mean(np.nan_to_num(scaled[sample], nan=0.0) == 1.0)
+        assert 0.005 < saturated < 0.03  # about the top 1 % of the pixels
+    assert np.isnan(scaled[1, 0, 0])
+    np.testing.assert_array_equal(scaled[2], 0.0)
+    assert evidence.SCALE_PERCENTILE == {"gradcam": 100.0, "saliency": 99.0}
+
+
+def _explained(tmp_path, layers, maps: dict[str, tuple[int, ...]], gradcam_layer=None):
+    """A factory export read back, with random class evidence ``maps`` (key -> per-sample
+    shape) in every epoch, folded and planned as an import does."""
+    from export_factory import make_export
+
+    from nnvis_addon.core.export_format import Explain, read_export
+    from nnvis_addon.core.folding import fold_export
+    from nnvis_addon.core.layout import plan_network
+
+    export = read_export(make_export(tmp_path, layers=layers, samples=2, epochs=2).path)
+    rng = np.random.default_rng(7)
+    export.explain = Explain(gradcam_layer=gradcam_layer, score="logit") if maps else None
+    for epoch in export.epochs:
+        epoch.explanations = {key: rng.random((2, *shape)).astype(np.float32) ** 4
+                              for key, shape in maps.items()}
+    folded = fold_export(export)
+    return folded, plan_network(folded)
+
+
+def test_overlay_targets_follow_the_recorded_maps(tmp_path):
+    from export_factory import LayerDef, cnn_layers
+
+    both = {"gradcam_predicted": (4, 4), "gradcam_label": (4, 4), "saliency_predicted": (6, 6),
+            "saliency_label": (6, 6)}
+    export, plan = _explained(tmp_path / "cnn", cnn_layers(), both, gradcam_layer="conv")
+    assert evidence.overlay_targets(export, plan) == [
+        evidence.OverlayTarget("conv", picture=False, maps=("gradcam",)),
+        evidence.OverlayTarget("input", picture=True, maps=("gradcam", "saliency"))]
+    assert evidence.overlay_kinds(export, "saliency") == ["predicted", "label"]
+    dense_only = [LayerDef("input", "InputLayer", (6, 6, 1), inbound=[]),
+                  LayerDef("flatten", "Flatten", (36,)),
+                  LayerDef("dense", "Dense", (5,), weights=[("kernel", (36, 5)), ("bias", (5,))],
+                           config={"units": 5, "activation": "softmax"})]
+    export, plan = _explained(tmp_path / "dense", dense_only, {"saliency_predicted": (6, 6)})
+    assert evidence.overlay_targets(export, plan) == [
+        evidence.OverlayTarget("input", picture=True, maps=("saliency",))]
+    assert evidence.overlay_kinds(export, "saliency") == ["predicted"]
+    layer_plan = plan.layers[0]
+    for epoch_index, epoch in enumerate(export.epochs):  # no resize: already the input's size
+        shown = evidence.overlay_maps(export, layer_plan, evidence.overlay_targets(export, plan)[0],
+                                      epoch_index, "saliency", "predicted")
+        raw = epoch.explanations["saliency_predicted"]
+        for sample in range(2):
+            peak = _percentile_loop([float(v) for v in raw[sample].reshape(-1)], 99.0)
+            np.testing.assert_allclose(shown[sample], np.minimum(raw[sample] / peak, 1).reshape(-1),
+                                       rtol=1e-5)
+    export, plan = _explained(tmp_path / "plain", cnn_layers(), {})
+    assert evidence.overlay_targets(export, plan) == []

@@ -87,16 +87,16 @@ def test_overlay_values_equal_the_exported_maps(network, explained_example):
             obj = network.layer(unit)
             shown = evaluated_instances(obj)[1]
             prefix = f"nnvis_cam_{kind}"
-            np.testing.assert_allclose(shown["gradcam"], expected, rtol=0,
+            np.testing.assert_allclose(shown["overlay"], expected, rtol=0,
                                        atol=atlas.tolerance(obj, prefix) + 1e-6,
                                        err_msg=f"{unit} {kind} epoch {epoch}")
-            np.testing.assert_allclose(shown["gradcam_mix"], 0.75 * (0.2 + 0.45 * expected),
+            np.testing.assert_allclose(shown["overlay_mix"], 0.75 * (0.2 + 0.45 * expected),
                                        atol=1e-4)
     first, last = (_expected(export, "predicted", epoch, 1)[0] for epoch in (0.0, 12.0))
     assert np.abs(first - last).max() > 0.2  # the evidence forms with training
     for obj in network.layers:
         if obj["nnvis_layer"] not in ("conv2", "input"):
-            assert "gradcam" not in evaluated_instances(obj)[1], obj.name
+            assert "overlay" not in evaluated_instances(obj)[1], obj.name
             assert "nnvis_gradcam" not in obj.keys()
 
 
@@ -140,8 +140,8 @@ def test_overlay_is_non_destructive_and_renders_without_nnvis(network, tmp_path)
 def test_panel_offers_the_overlay(network):
     panels = installed_module("nnvis_addon.panels")
     model = panels.panel_model(bpy.context)
-    assert [c.label for c in model.explain_controls] == ["Trace", "Grad-CAM",
-                                                         "Grad-CAM of True Label"]
+    assert [c.label for c in model.explain_controls] == [
+        "Trace", "Class Evidence", "Evidence Map: Grad-CAM", "Evidence of True Label"]
     network.root["nnvis_gradcam"] = 0.5
     network.root.keyframe_insert('["nnvis_gradcam"]', frame=1)
     assert network.root.animation_data.action is not None

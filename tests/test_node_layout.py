@@ -37,8 +37,13 @@ def per_network_builders() -> dict:
             "layout test atlas", 4, 4)
 
     return {"materials.new_activation_material":
+            lambda: materials.new_activation_material(
+                "layout test", atlas_image(), 4, picture=True, overlay=("gradcam", "saliency"),
+                summary=True),
+            # the Grad-CAM layer's unit: its overlay fades as the input's Evidence Map goes to 1
+            "materials.new_activation_material (Grad-CAM only)":
             lambda: materials.new_activation_material("layout test", atlas_image(), 4,
-                                                      picture=True, overlay=True, summary=True),
+                                                      overlay=("gradcam",)),
             "materials.new_connection_material":
             lambda: materials.new_connection_material("layout test", atlas_image(), 4),
             "materials.new_answer_material":
@@ -97,8 +102,12 @@ SECTIONS = {
         "Colour range": {"ShaderNodeMapRange"},
         "Viridis by activation": {"ShaderNodeValToRGB"},
         "Pictures and invalid cells": {"ShaderNodeMix"},
-        "Grad-CAM overlay: the map at the epoch": {"ShaderNodeTexImage", "ShaderNodeAttribute"},
-        "Grad-CAM heat colour": {"ShaderNodeValToRGB", "ShaderNodeMix"},
+        "Class evidence overlay: the maps at the epoch": {"ShaderNodeTexImage",
+                                                          "ShaderNodeAttribute"},
+        "Class evidence overlay: the chosen map": {"ShaderNodeAttribute", "ShaderNodeMix",
+                                                   "ShaderNodeMath"},
+        "Class evidence overlay: its cover": {"ShaderNodeAttribute", "ShaderNodeMath"},
+        "Class evidence heat colour": {"ShaderNodeValToRGB", "ShaderNodeMix"},
         "Trace highlight": {"ShaderNodeAttribute", "ShaderNodeMapRange", "ShaderNodeMix"},
         "Shader": {"ShaderNodeBsdfPrincipled"},
     },

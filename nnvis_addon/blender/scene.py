@@ -235,12 +235,13 @@ def _init_root(root, export: NetworkExport, plan: NetworkPlan, options: ImportOp
 
 def _cell_materials(name: str, values: value_atlas.Atlases):
     """The network's cell materials, made on first use: one per (atlas, the input as a
-    picture, the Grad-CAM overlay), so a unit's shader reads only what it shows."""
-    made: dict[tuple[int, bool, bool, bool], bpy.types.Material] = {}
+    picture, the class evidence maps shown, summaries), so a unit's shader reads only what it
+    shows."""
+    made: dict[tuple[int, bool, tuple[str, ...], bool], bpy.types.Material] = {}
 
-    def material(atlas_index: int, picture: bool, overlay: bool,
+    def material(atlas_index: int, picture: bool, overlay: tuple[str, ...],
                  summary: bool = False) -> bpy.types.Material:
-        key = (atlas_index, bool(picture), bool(overlay), bool(summary))
+        key = (atlas_index, bool(picture), tuple(overlay), bool(summary))
         if key not in made:
             made[key] = materials.new_activation_material(
                 f"{materials.ACTIVATION_MATERIAL} {name}", values.images[atlas_index],
@@ -258,47 +259,61 @@ def _summaries(layer_plan) -> bool:
 def _layer_streams(export: NetworkExport, layer_plan,
                    overlay: evidence.OverlayTarget | None = None) -> atlas_images.StreamGroup:
     """A layer's value streams: its drawn cells and, with more than one map, each pixel's max and
-    mean over the channels; on a unit showing the Grad-CAM overlay its map per drawn pixel (for
-    the predicted class, and the true label when recorded); a block per (sample, epoch)."""
+    mean over the channels; on a unit showing the class evidence overlay each of its maps per
+    drawn pixel (for the predicted class, and the true label when recorded); a block per
+    (sample, epoch)."""
     layer, grid = layer_plan.layer, layer_plan.grid
     blocks = export.num_samples * len(export.epochs)
     pixels = grid.height * grid.width
     cells = atlas.Stream(f"{layer.name}", grid.cells, blocks)
     summaries = [atlas.Stream(f"{layer.name}/{stream}", pixels, blocks)
                  for stream in layer_nodes.SUMMARY_STREAMS.values()] if _summaries(layer_plan) else []
-    kinds = evidence.overlay_kinds(export) if overlay is not None else []
-    cams = {kind: atlas.Stream(_cam_key(layer.name, kind), pixels, blocks) for kind in kinds}
+    shown = [(map_name, kind) for map_name in (overlay.maps if overlay is not None else ())
+             for kind in evidence.overlay_kinds(export, map_name)]  # (map, kind) pairs
+    maps = {pair: atlas.Stream(_overlay_key(layer.name, *pair), pixels, blocks) for pair in shown}
 
     def values():
         epochs = len(export.epochs)
         for epoch_index, epoch in enumerate(export.epochs):
             per_sample = layer_plan.display_values(epoch.activations[layer.name]).reshape(
                 export.num_samples, -1, grid.channels)
-            maps = {kind: evidence.overlay_maps(export, layer_plan, overlay, epoch_index, kind)
-                    for kind in cams} if overlay is not None else {}
+            evidence_maps = {pair: evidence.overlay_maps(export, layer_plan, overlay, epoch_index,
+                                                         *pair)
+                             for pair in maps} if overlay is not None else {}
             for sample in range(export.num_samples):
                 block = {cells.key: per_sample[sample]}
                 if summaries:  # per pixel over the channels (NaN if one is)
                     block[summaries[0].key] = np.max(per_sample[sample], axis=1)
                     block[summaries[1].key] = np.mean(per_sample[sample], axis=1)
-                block.update({stream.key: maps[kind][sample] for kind, stream in cams.items()})
+                block.update({stream.key: evidence_maps[pair][sample]
+                              for pair, stream in maps.items()})
                 yield sample * epochs + epoch_index, block
 
-    return atlas_images.StreamGroup([cells, *summaries, *cams.values()], values)
+    return atlas_images.StreamGroup([cells, *summaries, *maps.values()], values)
 
 
-def _cam_key(unit: str, kind: str) -> str:
-    return f"{unit}/{layer_nodes.GRADCAM_STREAMS[kind]}"
+def _overlay_key(unit: str, map_name: str, kind: str) -> str:
+    return f"{unit}/{layer_nodes.OVERLAY_STREAMS[map_name][kind]}"
+
+
+def _overlay_maps(unit: str, values: value_atlas.Atlases) -> tuple[str, ...]:
+    """The class evidence maps a unit shows (core/evidence.py MAPS): those with streams."""
+    return tuple(map_name for map_name in evidence.MAPS
+                 if any(_overlay_key(unit, map_name, kind) in values.places
+                        for kind in evidence.KINDS))
 
 
 def _set_overlay(obj: bpy.types.Object, root: bpy.types.Object, unit: str,
                  values: value_atlas.Atlases) -> None:
-    """Tell a unit's material where its Grad-CAM maps lie (the true label's falls back to the
-    predicted class's when none was recorded) and drive its mix and choice from the root."""
-    kinds = [kind for kind in evidence.KINDS if _cam_key(unit, kind) in values.places]
-    for kind, prefix in layer_nodes.GRADCAM_STREAMS.items():
-        values.set_properties(obj, prefix, _cam_key(unit, kind if kind in kinds else kinds[0]))
-    for key in (names.GRADCAM_STRENGTH, names.GRADCAM_OF_LABEL):
+    """Tell a unit's material where its class evidence maps lie (the true label's falls back to
+    the predicted class's when none was recorded) and drive its mix and choices from the root."""
+    for map_name in _overlay_maps(unit, values):
+        kinds = [kind for kind in evidence.KINDS
+                 if _overlay_key(unit, map_name, kind) in values.places]
+        for kind, prefix in layer_nodes.OVERLAY_STREAMS[map_name].items():
+            values.set_properties(obj, prefix, _overlay_key(unit, map_name,
+                                                            kind if kind in kinds else kinds[0]))
+    for key in (names.GRADCAM_STRENGTH, names.GRADCAM_OF_LABEL, names.EVIDENCE_MAP):
         obj[key] = 0.0
         writers.add_driver(obj, f'["{key}"]', "var", {"var": ("OBJECT", root, f'["{key}"]')})
 
@@ -331,7 +346,7 @@ def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
     obj[atlas_nodes.RECORDED_PROPERTY] = (float(export.num_samples), float(len(export.epochs)), 0.0)
     modifier = compat.add_nodes_modifier(obj, MODIFIER_NAME, group)
     shading = (values.places[layer.name].atlas, layer_plan.picture,
-               any(_cam_key(layer.name, kind) in values.places for kind in evidence.KINDS))
+               _overlay_maps(layer.name, values))
     inputs = {
         "Map Height": grid.height, "Map Width": grid.width, "Channels": grid.channels,
         "Grid Layout": layer_plan.grid_layout, "Channel Gap": layer_plan.channel_gap,

@@ -135,24 +135,39 @@ def shown_cells(layer: bpy.types.Object, attributes: dict[str, np.ndarray],
             "activation_norm": np.clip(norm, 0.0, 1.0).astype(np.float32)}
 
 
-def shown_gradcam(layer: bpy.types.Object, attributes: dict[str, np.ndarray],
+def shown_overlay(layer: bpy.types.Object, attributes: dict[str, np.ndarray],
                   material: bpy.types.Material | None) -> dict[str, np.ndarray]:
-    """What the cell material shows of the Grad-CAM overlay on a layer's evaluated instances:
-    ``gradcam`` (the map value, 0..1, of the predicted class or the true label as the object's
-    ``nnvis_gradcam_of_label`` says) and ``gradcam_mix`` (how much of the heat colour covers the
-    cell), computed as the shader does; empty for a unit without the overlay."""
+    """What the cell material shows of the class evidence overlay on a layer's evaluated
+    instances, computed as the shader does (geometry_nodes/materials.py ``_evidence_overlay``):
+    ``overlay`` (the shown map's value, 0..1: Grad-CAM or saliency as the object's
+    ``nnvis_evidence_map`` picks, blended between; of the predicted class or the true label as
+    its ``nnvis_gradcam_of_label`` says), ``overlay_invalid`` and ``overlay_mix`` (how much of
+    the heat colour covers the cell); empty for a unit without the overlay."""
     image = _atlas_image(material)
-    predicted, label = (layer_nodes.GRADCAM_STREAMS[kind] for kind in ("predicted", "label"))
-    if image is None or f"{predicted}_place" not in layer.keys():
+    maps = [name for name, streams in layer_nodes.OVERLAY_STREAMS.items()
+            if f"{streams['predicted']}_place" in layer.keys()]
+    if image is None or not maps:
         return {}
     evaluated = layer.evaluated_get(bpy.context.evaluated_depsgraph_get())
-    prefix = label if float(evaluated[names.GRADCAM_OF_LABEL]) > 0.5 else predicted
-    value, invalid = _stream(layer, prefix, image_array(image),
-                             attributes[layer_nodes.MAP_CELL_ATTRIBUTE], _shown_control(layer))
+    kind = "label" if float(evaluated[names.GRADCAM_OF_LABEL]) > 0.5 else "predicted"
+    pixels, shown = image_array(image), _shown_control(layer)
+    read = {name: _stream(layer, layer_nodes.OVERLAY_STREAMS[name][kind], pixels,
+                          attributes[layer_nodes.MAP_CELL_ATTRIBUTE], shown) for name in maps}
+    pick = np.float32(evaluated[names.EVIDENCE_MAP])
+    strength = np.float32(evaluated[names.GRADCAM_STRENGTH])
+    if "gradcam" not in read:            # saliency only: shown whatever the pick
+        value, invalid = read["saliency"]
+    elif "saliency" not in read:         # the Grad-CAM layer's unit: fades out towards saliency
+        value, invalid = read["gradcam"]
+        strength = strength * _mix(np.float32(1.0), np.float32(0.0), pick)
+    else:
+        (cam, cam_invalid), (saliency, saliency_invalid) = read["gradcam"], read["saliency"]
+        value = _mix(cam, saliency, pick)
+        invalid = (cam_invalid & (pick < 1.0)) | (saliency_invalid & (pick > 0.0))
     cover = value * np.float32(materials.GRADCAM_GAIN) + np.float32(materials.GRADCAM_BASE)
-    mix = np.float32(evaluated[names.GRADCAM_STRENGTH]) * cover * (1.0 - invalid)
-    return {"gradcam": value, "gradcam_invalid": invalid.astype(np.float32),
-            "gradcam_mix": mix.astype(np.float32)}
+    mix = strength * cover * (1.0 - invalid)
+    return {"overlay": value, "overlay_invalid": invalid.astype(np.float32),
+            "overlay_mix": mix.astype(np.float32)}
 
 
 def shown_answer(bars: bpy.types.Object) -> dict[str, np.ndarray]:

@@ -27,7 +27,8 @@ EDGE_THRESHOLD = "nnvis_edge_threshold"
 BUNDLE_STRENGTH = "nnvis_bundle_strength"
 TRACE_STRENGTH = names.TRACE_STRENGTH  # also the property the materials read on each object
 GRADCAM = names.GRADCAM_STRENGTH       # also the property the overlaid units' material reads
-GRADCAM_OF_LABEL = names.GRADCAM_OF_LABEL
+GRADCAM_OF_LABEL = names.GRADCAM_OF_LABEL  # (these two keep their names from before saliency)
+EVIDENCE_MAP = names.EVIDENCE_MAP
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class NetworkControl:
     # of theirs the materials read (geometry_nodes/atlas_nodes.py SHOWN_PROPERTY), if any.
     shown_index: int | None = None
     section: str = "network"          # panel section: "network", "edges" or "explain"
+    # What its whole values 0, 1, ... mean, for a control that picks one of a few things (the
+    # panel names the nearest beside the label); fractions blend between them.
+    choices: tuple[str, ...] = ()
 
 
 NETWORK_CONTROLS: tuple[NetworkControl, ...] = (
@@ -71,11 +75,17 @@ NETWORK_CONTROLS: tuple[NetworkControl, ...] = (
                    "How strongly a traced cell's field and contributing paths are highlighted and "
                    "the rest dimmed (0: not at all); keyframe it to fade the trace in and out",
                    min=0.0, max=1.0, section="explain"),
-    NetworkControl(GRADCAM, "Grad-CAM", 0.0,
-                   "Mix of the Grad-CAM class evidence map over the input picture and the last "
-                   "convolution (0: none); it plays with the epochs; keyframe it to fade it in",
+    NetworkControl(GRADCAM, "Class Evidence", 0.0,
+                   "How strongly the class evidence map (Evidence Map: Grad-CAM or saliency) "
+                   "covers the input picture, and Grad-CAM the last convolution (0: not at all); "
+                   "it plays with the epochs; keyframe it to fade it in",
                    min=0.0, max=1.0, section="explain"),
-    NetworkControl(GRADCAM_OF_LABEL, "Grad-CAM of True Label", False,
+    NetworkControl(EVIDENCE_MAP, "Evidence Map", 0.0,
+                   "Which map the input picture shows: 0 Grad-CAM, 1 saliency (input gradients); "
+                   "fractions blend. The last convolution's Grad-CAM fades out towards 1; a model "
+                   "without Grad-CAM shows saliency whatever this says",
+                   min=0.0, max=1.0, section="explain", choices=("Grad-CAM", "Saliency")),
+    NetworkControl(GRADCAM_OF_LABEL, "Evidence of True Label", False,
                    "Show the evidence for each sample's true label instead of the predicted "
                    "class (when the export recorded labels)", section="explain"),
 )
@@ -101,6 +111,16 @@ def connection_drivers() -> dict[str, str]:
 def shown_drivers() -> dict[str, int]:
     """Control key -> its index in the shown (sample, epoch, step) of layers and connections."""
     return {c.key: c.shown_index for c in NETWORK_CONTROLS if c.shown_index is not None}
+
+
+def choice_label(key: str, value) -> str:
+    """A control's label, with the choice its value is nearest to when it picks between a few
+    (``"Evidence Map: Saliency"``)."""
+    control = CONTROLS_BY_KEY[key]
+    if not control.choices:
+        return control.label
+    index = min(max(round(float(value)), 0), len(control.choices) - 1)
+    return f"{control.label}: {control.choices[index]}"
 
 
 def panel_rows(section: str) -> list[tuple[str, str]]:

@@ -1,11 +1,15 @@
 """Class evidence and the answer, as the scene shows them (bpy-free).
 
-* **Grad-CAM overlay** (format 1.1 ``epochs[].explanations``): the exporter's raw maps of the
-  last convolution are scaled to each map's own maximum (0..1; an all-zero map stays 0), and
-  shown on the unit holding that convolution (at its drawn resolution) and on the input picture
-  (bilinearly resized to the input's size, the usual Grad-CAM overlay, then drawn like the
-  picture). :func:`overlay_targets` says which units show it, :func:`overlay_maps` gives the
-  values of one unit for one epoch, for the predicted class or the true label.
+* **The class evidence overlay** (format 1.1 ``epochs[].explanations``): two kinds of map
+  (:data:`MAPS`), each for the predicted class and the true label (:data:`KINDS`).
+  *Grad-CAM* of the last convolution is shown on the unit holding that convolution (at its drawn
+  resolution) and on the input picture (bilinearly resized to the input's size, the usual
+  Grad-CAM overlay); *saliency* (input gradients, an input-space map) only on the input picture,
+  also when the model has no Grad-CAM layer. Each map is scaled by its own
+  :data:`SCALE_PERCENTILE` (Grad-CAM its maximum, saliency its 99th percentile, above which it
+  saturates: :func:`normalised`), so 0..1. :func:`overlay_targets` says which units show which
+  maps, :func:`overlay_maps` gives the values of one unit for one epoch, map and kind. Which map
+  the input shows is the root's *Evidence Map* control (core/controls.py), read by the material.
 * **The answer**: the output's class probabilities (:func:`class_probabilities`: the output
   vector itself when it already is a distribution, else its softmax, or for one sigmoid unit
   ``(1 - p, p)``) and which classes the answer panel lists (:func:`answer_classes`).
@@ -20,20 +24,28 @@ import numpy as np
 from .export_format import NetworkExport
 from .layout import LayerPlan, NetworkPlan, downsample_maps
 
-KINDS = ("predicted", "label")       # Grad-CAM for the predicted class, for the true label
+KINDS = ("predicted", "label")       # evidence for the predicted class, for the true label
+MAPS = ("gradcam", "saliency")       # the overlay's maps: the export's "<map>_<kind>" arrays
+# Each map is divided by this percentile of its own finite values (100: its maximum); values
+# above it saturate at 1. Input-gradient saliency is peaky: a few pixels would otherwise take the
+# whole colour scale (SmoothGrad, Smilkov et al. 2017, caps its pictures the same way).
+SCALE_PERCENTILE = {"gradcam": 100.0, "saliency": 99.0}
 MAX_ANSWER_CLASSES = 12              # classes listed beside the output (the likeliest ones)
 DISTRIBUTION_TOLERANCE = 1e-2        # |sum - 1| of an output that is taken as probabilities
 
 
-def normalised(maps: np.ndarray) -> np.ndarray:
-    """(S, ...) maps, each divided by its own finite maximum (0 where that is not positive);
+def normalised(maps: np.ndarray, percentile: float = 100.0) -> np.ndarray:
+    """(S, ...) maps, each divided by ``percentile`` of its own finite values (numpy's linear
+    interpolation; 100: its maximum) and capped at 1 (0 where that scale is not positive);
     NaN/Inf stay invalid."""
     maps = np.asarray(maps, dtype=np.float32)
     flat = maps.reshape(len(maps), -1)
-    finite = np.where(np.isfinite(flat), flat, -np.inf)
-    peak = finite.max(axis=1, initial=-np.inf) if flat.size else np.zeros(len(maps))
+    finite = np.isfinite(flat)
+    peak = np.array([np.percentile(row[ok], percentile) if ok.any() else 0.0
+                     for row, ok in zip(flat, finite)], np.float64)
     scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0).astype(np.float32)
-    return (flat * scale[:, None]).reshape(maps.shape)
+    scaled = flat * scale[:, None]
+    return np.where(finite, np.minimum(scaled, 1.0), scaled).reshape(maps.shape)
 
 
 def resize_bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -57,17 +69,29 @@ def resize_bilinear(maps: np.ndarray, height: int, width: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class OverlayTarget:
-    """A unit that shows the Grad-CAM overlay: the convolution's own unit, or the input."""
+    """A unit that shows the class evidence overlay: the Grad-CAM layer's own unit (Grad-CAM),
+    or the input (Grad-CAM and/or saliency)."""
 
     unit: str
     picture: bool                    # the input: the map resized to the input's size
+    maps: tuple[str, ...] = ("gradcam",)  # which of MAPS it shows, in MAPS order
+
+
+def overlay_kinds(export: NetworkExport, map_name: str) -> list[str]:
+    """The kinds (``predicted``, ``label``) of map ``map_name`` every epoch has."""
+    return [kind for kind in KINDS if export.epochs
+            and all(f"{map_name}_{kind}" in e.explanations for e in export.epochs)]
+
+
+def _recorded(export: NetworkExport, map_name: str) -> list[np.ndarray]:
+    return [e.explanations[f"{map_name}_{kind}"] for e in export.epochs
+            for kind in overlay_kinds(export, map_name)]
 
 
 def gradcam_unit(export: NetworkExport, plan: NetworkPlan) -> str | None:
     """The drawn unit that holds the export's Grad-CAM layer (itself or folded into one)."""
     layer = export.explain.gradcam_layer if export.explain is not None else None
-    maps = [e.explanations[f"gradcam_{kind}"] for e in export.epochs for kind in KINDS
-            if f"gradcam_{kind}" in e.explanations]
+    maps = _recorded(export, "gradcam")
     # Maps of a 2D convolution (samples, H, W) only: a Conv1D's maps are not overlaid.
     if layer is None or not maps or any(m.ndim != 3 for m in maps):
         return None
@@ -78,33 +102,40 @@ def gradcam_unit(export: NetworkExport, plan: NetworkPlan) -> str | None:
     return None
 
 
-def overlay_targets(export: NetworkExport, plan: NetworkPlan) -> list[OverlayTarget]:
-    """The units that show the overlay: the Grad-CAM layer's unit and an input drawn as a
-    picture (or as maps of the input's size)."""
-    unit = gradcam_unit(export, plan)
-    if unit is None:
-        return []
-    targets = [OverlayTarget(unit, picture=False)]
+def _input_maps(export: NetworkExport, plan: NetworkPlan, cam_unit: str | None) -> tuple[str, ...]:
+    """The maps the first unit shows: none unless it is the model's input drawn as maps of
+    pixels (H x W x C, not in a block); Grad-CAM when a unit has it; saliency when recorded as
+    (S, H, W) of the input's size."""
     first = plan.layers[0]
-    if first.layer.type == "InputLayer" and len(first.layer.output_shape) == 3 \
-            and not first.block and first.layer.name != unit:
-        targets.append(OverlayTarget(first.layer.name, picture=True))
+    shape = first.layer.output_shape
+    if first.layer.type != "InputLayer" or len(shape) != 3 or first.block \
+            or first.layer.name == cam_unit:
+        return ()
+    saliency = _recorded(export, "saliency")
+    fits = bool(saliency) and all(m.shape[1:] == tuple(shape[:2]) for m in saliency)
+    return tuple(name for name, shown in zip(MAPS, (cam_unit is not None, fits)) if shown)
+
+
+def overlay_targets(export: NetworkExport, plan: NetworkPlan) -> list[OverlayTarget]:
+    """The units that show the overlay: the Grad-CAM layer's unit (Grad-CAM) and an input drawn
+    as a picture or as maps of the input's size (Grad-CAM resized to it, and saliency)."""
+    unit = gradcam_unit(export, plan)
+    targets = [OverlayTarget(unit, picture=False)] if unit is not None else []
+    maps = _input_maps(export, plan, unit)
+    if maps:
+        targets.append(OverlayTarget(plan.layers[0].layer.name, picture=True, maps=maps))
     return targets
 
 
-def overlay_kinds(export: NetworkExport) -> list[str]:
-    """The Grad-CAM kinds every epoch has (``predicted``, ``label``)."""
-    return [kind for kind in KINDS
-            if export.epochs and all(f"gradcam_{kind}" in e.explanations for e in export.epochs)]
-
-
 def overlay_maps(export: NetworkExport, layer_plan: LayerPlan, target: OverlayTarget,
-                 epoch_index: int, kind: str) -> np.ndarray:
-    """(S, drawn pixels) overlay values of one unit for one epoch: the normalised Grad-CAM map
-    (resized to the input for a picture), downsampled as the unit's cells are."""
-    maps = normalised(export.epochs[epoch_index].explanations[f"gradcam_{kind}"])
-    if target.picture:
-        height, width = layer_plan.layer.output_shape[:2]
+                 epoch_index: int, map_name: str, kind: str) -> np.ndarray:
+    """(S, drawn pixels) overlay values of one unit for one epoch: map ``map_name`` of ``kind``
+    scaled (:func:`normalised` at the map's :data:`SCALE_PERCENTILE`), resized to the input for a
+    picture (when it is not of its size already), downsampled as the unit's cells are."""
+    maps = normalised(export.epochs[epoch_index].explanations[f"{map_name}_{kind}"],
+                      SCALE_PERCENTILE[map_name])
+    height, width = layer_plan.layer.output_shape[:2]
+    if target.picture and maps.shape[1:] != (height, width):
         maps = resize_bilinear(maps, height, width)
     maps = maps[..., np.newaxis]
     if layer_plan.stride > 1:

@@ -103,7 +103,9 @@ TRACE_STRENGTH = "nnvis_trace_strength"  # on every layer and connection object:
                                      # the materials show the trace, driven by the root's control
 TRACE_RECORD = "nnvis_traced"        # on the root: what is traced (unit, selection, sample...)
 
-# -- Explain a prediction: class evidence (Grad-CAM overlay, core/evidence.py) -----------------
+# -- Explain a prediction: the class evidence overlay (Grad-CAM, saliency; core/evidence.py) ---
 GRADCAM_STRENGTH = "nnvis_gradcam"   # root control and, on the units showing the overlay, the
-                                     # property the cell material mixes it by (driven by it)
+                                     # property the cell material mixes it by (driven by it);
+                                     # named before saliency came: the strength of either map
 GRADCAM_OF_LABEL = "nnvis_gradcam_of_label"  # the same: 1 shows the true label's map
+EVIDENCE_MAP = "nnvis_evidence_map"  # the same: which map, 0 Grad-CAM .. 1 saliency
