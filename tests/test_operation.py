@@ -110,7 +110,13 @@ def test_windows_frame_the_cells_read_and_written(network):
     bpy.context.view_layer.update()
     top = max((conv1.matrix_world @ Vector(c)).z for c in conv1.bound_box)
     close = _objects(network)[0]
-    assert min((close.matrix_world @ v.co).z for v in close.data.vertices) > top
+    bottom = min((close.matrix_world @ v.co).z for v in close.data.vertices)
+    assert bottom > top
+    # and above conv1's label (sized for the camera, it may reach higher than the lift)
+    label = installed_module("nnvis_addon.blender.labels").label_of(conv1)
+    assert label is not None and not label.hide_render
+    shown = label.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    assert bottom > max((shown.matrix_world @ Vector(c)).z for c in shown.bound_box)
     network.show("conv1", False)
     bpy.context.view_layer.update()
     assert all(obj.hide_render for obj in _objects(network)[:-1])  # not the input's window

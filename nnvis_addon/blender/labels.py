@@ -89,6 +89,18 @@ def label_of(layer: bpy.types.Object) -> bpy.types.Object | None:
 # -- measuring ------------------------------------------------------------------------------
 
 
+def top_over(layer: bpy.types.Object) -> float | None:
+    """How high the layer's label reaches in the layer's own space (its text's highest corner,
+    as placed, sized and turned), or None when no label of it is shown."""
+    label = label_of(layer)
+    if label is None or label.hide_render or label.parent != layer:
+        return None
+    x0, x1, y0, y1 = text_box(label)
+    to_layer = label.matrix_parent_inverse @ label.matrix_basis
+    return max((to_layer @ Vector((x, y, 0.0))).z for x in (x0, x1) for y in (y0, y1))
+
+
+
 def text_box(obj: bpy.types.Object) -> tuple[float, float, float, float]:
     """(x0, x1, y0, y1) of a text object's text at its own size (Blender's own tessellation of
     it; no depsgraph needed, so hidden labels measure too and the user's scene is not

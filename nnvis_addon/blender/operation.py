@@ -26,12 +26,13 @@ from ..core.export_format import read_export
 from ..core.folding import find_folds
 from ..core.layout import CellGrid, cell_centres
 from ..core.operation import Operation, captions, close_up, operation
-from . import compat, lifecycle, network, value_atlas, writers
+from . import compat, labels, lifecycle, network, value_atlas, writers
 
 # The close-up lies in its unit's plane (right is -Y, up +Z) and faces -X, as the maps do.
 FACING = Matrix(((0.0, 0.0, -1.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0))).to_euler()
 CLOSE_UP_CELLS = 3.0    # a close-up cell is this many of its unit's cells
-CLOSE_UP_LIFT = 9.0     # unit cells between the unit's top and the close-up (above its label)
+CLOSE_UP_LIFT = 9.0     # unit cells between the unit's top and the close-up, at least
+LABEL_CLEARANCE = 1.5   # unit cells between the unit's label and the close-up
 WINDOW_LINE = 0.12      # the window frame's thickness, in cells
 WINDOW_OFFSET = 0.05    # how far the window floats in front of the cells, in cells
 
@@ -158,7 +159,11 @@ def _close_up_object(name: str, op: Operation, unit: bpy.types.Object,
     """The close-up's quads above ``unit``, reading ``values`` at the shown step."""
     cell = _cell_size(unit)
     top = float(_centres(unit)[:, 2].max()) + cell / 2
-    layout = close_up(op, CLOSE_UP_CELLS * cell, top + CLOSE_UP_LIFT * cell)
+    bottom = top + CLOSE_UP_LIFT * cell
+    label_top = labels.top_over(unit)  # a label sized for the camera may reach higher
+    if label_top is not None:
+        bottom = max(bottom, label_top + LABEL_CLEARANCE * cell)
+    layout = close_up(op, CLOSE_UP_CELLS * cell, bottom)
     place = values.places[materials.OPERATION_STREAM]
     material = materials.new_operation_material(f"{materials.OPERATION_MATERIAL} {name}",
                                                 values.images[place.atlas],
