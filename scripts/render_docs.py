@@ -91,6 +91,32 @@ def gradcam(scene_api, connections_api, root):
     root["nnvis_gradcam"] = 1.0
 
 
+def saliency(scene_api, connections_api, root):
+    """Digit 5 at the last epoch three times side by side, only its input picture shown, close
+    up: the picture, the Grad-CAM of the predicted class over it (Evidence Map 0), its saliency
+    (Evidence Map 1). The same export imported three times, each moved beside the one before."""
+    import bpy
+    from nnvis.nnvis_addon.blender import labels
+    from nnvis.nnvis_addon.blender.api import Network
+    from nnvis.nnvis_addon.core import names
+
+    roots = [root, *(scene_api.import_network(explained_example(),
+                                              scene_api.ImportOptions(sample=2, stage=False))
+                     for _ in range(2))]
+    step = 1.25 * float(np.ptp(unit_corners(root, "input")[:, 1]))  # its width and a gap
+    for index, (shown, strength, pick) in enumerate(zip(roots, (0.0, 1.0, 1.0), (0.0, 0.0, 1.0))):
+        shown["nnvis_gradcam"], shown["nnvis_evidence_map"] = strength, pick
+        network = Network(shown)
+        for layer in network.layers:
+            network.show(layer, layer["nnvis_layer"] == "input")
+        labels.label_of(network.layer("input"))[names.LABEL_SHOWN] = 0
+        x, y, z = root.location  # -Y is to the right for a camera looking along +X
+        shown.location = (x, y - step * index, z)
+    bpy.context.view_layer.update()
+    close_up(np.concatenate([unit_corners(shown, "input") for shown in roots]),
+             (-1.0, 0.0, 0.0), 1.55)
+
+
 def answer(scene_api, connections_api, root):
     """A close-up of the answer: digit 5 at epoch 1, still answered '6'."""
     from nnvis.nnvis_addon.blender import answer as answer_api
@@ -210,6 +236,7 @@ PICTURES = {
     "digits_cnn_collapsed": (lambda: EXAMPLE, {"map_layout": "linear"}, collapsed_and_grid, False),
     "digits_traced": (lambda: EXAMPLE, {}, traced_cell, False),
     "digits_gradcam": (explained_example, {"sample": 1}, gradcam, False),
+    "digits_saliency": (explained_example, {"sample": 2}, saliency, False),
     "digits_answer": (explained_example, {}, answer, False),
     "digits_operation": (lambda: EXAMPLE, {}, operation, False),
     "tiny_resnet": (lambda: tiny_resnet_export(ROOT / "out" / "tiny_resnet"), {}, None, False),
