@@ -37,6 +37,7 @@ class PanelModel:
     edge_controls: list[Control] = field(default_factory=list)
     explain_controls: list[Control] = field(default_factory=list)
     traced: str = ""                      # what is traced ("" when nothing)
+    no_evidence: bool = False             # the export has no class evidence maps to show
     layers: list = field(default_factory=list)
     active_layer: bpy.types.Object | None = None
     layer_controls: list[Control] = field(default_factory=list)
@@ -90,6 +91,14 @@ def control_range_warnings(root: bpy.types.Object) -> list[str]:
     return warnings
 
 
+def _unused_evidence_controls(maps: list[str]) -> set[str]:
+    """Class evidence controls that would change nothing: all of them without maps, the choice
+    of map with only one kind."""
+    if not maps:
+        return {controls.GRADCAM, controls.EVIDENCE_MAP, controls.GRADCAM_OF_LABEL}
+    return {controls.EVIDENCE_MAP} if len(maps) < 2 else set()
+
+
 def panel_model(context) -> PanelModel:
     model = PanelModel(networks=scene.iter_networks(context.scene))
     root = scene.active_network(context)
@@ -102,8 +111,12 @@ def panel_model(context) -> PanelModel:
     if connections.network_connections(root):
         model.edge_controls = [Control(root, f'["{key}"]', label)
                                for key, label in EDGE_CONTROL_LABELS if key in root.keys()]
+    maps = scene.evidence_maps(root)
+    unused = _unused_evidence_controls(maps)
     model.explain_controls = [Control(root, f'["{key}"]', controls.choice_label(key, root[key]))
-                              for key, _ in EXPLAIN_CONTROL_LABELS if key in root.keys()]
+                              for key, _ in EXPLAIN_CONTROL_LABELS
+                              if key in root.keys() and key not in unused]
+    model.no_evidence = not maps
     record = root.get(names.TRACE_RECORD)
     if record is not None:
         model.traced = f"{record['unit']} (sample {record['sample']}, epoch index " \
@@ -192,6 +205,8 @@ class NNVIS_PT_network(bpy.types.Panel):
         box.label(text="Explain a Prediction", icon="VIEWZOOM")
         for control in model.explain_controls:
             _prop(box, control, slider=True)
+        if model.no_evidence:
+            box.label(text="No class evidence maps in this export", icon="INFO")
         if model.traced:
             box.label(text=f"Traced: {model.traced}")
         row = box.row(align=True)

@@ -217,6 +217,10 @@ def test_dense_only_model_shows_saliency_on_its_input(Network, dense_only, tmp_p
     output = network.layer("output")
     assert "overlay" not in evaluated_instances(output)[1]
     assert not set(output.keys()) & {f"{p}_place" for p in OVERLAY_PREFIXES}
+    model = installed_module("nnvis_addon.panels").panel_model(bpy.context)
+    assert model.root == network.root and not model.no_evidence
+    assert [c.label for c in model.explain_controls] == [  # one map: no choice to offer
+        "Trace", "Class Evidence", "Evidence of True Label"]
 
 
 def test_export_without_explanations_gets_no_overlay(Network, example_export):
@@ -231,3 +235,6 @@ def test_export_without_explanations_gets_no_overlay(Network, example_export):
             for node in material.node_tree.nodes if node.bl_idname == "ShaderNodeAttribute"}
     assert read and not {name for name in read if "gradcam" in name or "evidence" in name
                          or "saliency" in name or "cam_" in name}, sorted(read)
+    model = installed_module("nnvis_addon.panels").panel_model(bpy.context)
+    assert model.root == network.root and model.no_evidence  # the panel says so instead
+    assert [c.label for c in model.explain_controls] == ["Trace"]

@@ -318,6 +318,13 @@ def _set_overlay(obj: bpy.types.Object, root: bpy.types.Object, unit: str,
         writers.add_driver(obj, f'["{key}"]', "var", {"var": ("OBJECT", root, f'["{key}"]')})
 
 
+def evidence_maps(root: bpy.types.Object) -> list[str]:
+    """The class evidence maps (``gradcam``, ``saliency``) some unit of the network shows."""
+    units = network.network_layers(root)
+    return [name for name, prefixes in layer_nodes.OVERLAY_STREAMS.items()
+            if any(f"{prefixes['predicted']}_place" in unit.keys() for unit in units)]
+
+
 def _build_layer(export: NetworkExport, layer_plan, plan: NetworkPlan, group,
                  values: value_atlas.Atlases, cell_materials) -> bpy.types.Object:
     layer = layer_plan.layer
