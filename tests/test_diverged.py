@@ -6,10 +6,7 @@ small Cycles render in a fresh process."""
 
 from __future__ import annotations
 
-import json
 import math
-import subprocess
-import sys
 import warnings
 from types import SimpleNamespace
 
@@ -23,10 +20,9 @@ from blender_utils import (
     evaluated_instances,
     install_extension,
     installed_module,
-    load_pixels,
 )
 from export_factory import make_export
-from test_farm_safe import FRESH_RENDER, fresh_environment
+from test_farm_safe import fresh_renders
 
 from nnvis_addon.core.bundling import bundle_edges
 from nnvis_addon.core.edges import latest_finite_weights
@@ -306,14 +302,9 @@ def test_saved_file_shows_diverged_cells_magenta_without_nnvis(api, network, tmp
     api.playback.animate_epochs(network.root, frames_per_epoch=1, hold_frames=0)
     assert api.playback.farm_safety_problems() == []
     configure_test_render(network.scene, 64, 36, 4)
-    blend = tmp_path / "diverged.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
     frames = [1, 1 + DIVERGED]
-    result = subprocess.run([sys.executable, "-c", FRESH_RENDER, str(blend), json.dumps(frames),
-                             str(tmp_path)], env=fresh_environment(tmp_path), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    finite, diverged = (load_pixels(tmp_path / f"fresh_{frame}.png") for frame in frames)
+    fresh, _ = fresh_renders(tmp_path, frames, "diverged")
+    finite, diverged = (fresh[frame] for frame in frames)
     assert finite[..., :3].max() > 0.3  # the finite epoch is drawn, in viridis
     assert magenta_fraction(finite) == 0.0
     assert magenta_fraction(diverged) > 0.02

@@ -78,6 +78,21 @@ def fresh_environment(tmp_path: Path) -> dict:
     return env
 
 
+def fresh_renders(tmp_path: Path, frames: list[int], name: str) -> tuple[dict, dict]:
+    """Save the open file (a copy, ``<name>.blend``) and render ``frames`` of it in a fresh
+    Blender where nnvis cannot be found: ({frame: pixels}, the fresh process's report: the
+    epoch shown at each frame and the handlers it found)."""
+    blend = tmp_path / f"{name}.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
+    result = subprocess.run([sys.executable, "-c", FRESH_RENDER, str(blend), json.dumps(frames),
+                             str(tmp_path)], env=fresh_environment(tmp_path), cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(next(line for line in result.stdout.splitlines()
+                             if line.startswith("RESULT "))[len("RESULT "):])
+    return {frame: load_pixels(tmp_path / f"fresh_{frame}.png") for frame in frames}, report
+
+
 def test_saved_animation_renders_the_same_without_nnvis(api, example_export, tmp_path):
     scene_api, playback = api
     bpy.ops.wm.read_homefile(use_empty=True)
@@ -94,8 +109,6 @@ def test_saved_animation_renders_the_same_without_nnvis(api, example_export, tmp
             assert fcurve.driver.type != "SCRIPTED" or fcurve.driver.is_simple_expression, \
                 (obj.name, fcurve.data_path, fcurve.driver.expression)
 
-    blend = tmp_path / "playback.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
     with_nnvis, epochs = {}, []
     for frame in frames:
         scene.frame_set(frame)
@@ -105,25 +118,19 @@ def test_saved_animation_renders_the_same_without_nnvis(api, example_export, tmp
         with_nnvis[frame] = load_pixels(tmp_path / f"nnvis_{frame}.png")
     assert epochs == pytest.approx([0.0, 5.5, float(last)])
 
-    result = subprocess.run([sys.executable, "-c", FRESH_RENDER, str(blend), json.dumps(frames),
-                             str(tmp_path)], env=fresh_environment(tmp_path), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(next(line for line in result.stdout.splitlines()
-                             if line.startswith("RESULT "))[len("RESULT "):])
+    fresh, report = fresh_renders(tmp_path, frames, "playback")
     assert report["epochs"] == pytest.approx(epochs)
     assert not any("nnvis" in module for module in report["handlers"])
 
     for frame in frames:
-        fresh = load_pixels(tmp_path / f"fresh_{frame}.png")
-        ok, bad_fraction, diff = compare_images(fresh, with_nnvis[frame])
+        ok, bad_fraction, diff = compare_images(fresh[frame], with_nnvis[frame])
         if not ok:
             RECEIVED.mkdir(exist_ok=True)
-            save_pixels(fresh, RECEIVED / f"farm_fresh_{frame}.png")
+            save_pixels(fresh[frame], RECEIVED / f"farm_fresh_{frame}.png")
             save_pixels(with_nnvis[frame], RECEIVED / f"farm_nnvis_{frame}.png")
             save_pixels(diff, RECEIVED / f"farm_diff_{frame}.png")
         assert ok, f"frame {frame}: {bad_fraction:.1%} of pixels differ without nnvis"
-        assert fresh[..., :3].max() > 0.3, f"frame {frame} is (nearly) black"
+        assert fresh[frame][..., :3].max() > 0.3, f"frame {frame} is (nearly) black"
 
     # The epochs change the picture, so matching renders mean the animation really played.
     first, middle, end = (with_nnvis[f] for f in frames)

@@ -11,9 +11,6 @@ the example model re-exported with class evidence maps (format 1.1, ``explained_
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import warnings
 
 import bpy
@@ -26,7 +23,7 @@ from blender_utils import (
     installed_module,
     load_pixels,
 )
-from test_farm_safe import FRESH_RENDER, fresh_environment
+from test_farm_safe import fresh_renders
 
 from nnvis_addon.core.export_format import read_export
 
@@ -126,15 +123,9 @@ def test_overlay_is_non_destructive_and_renders_without_nnvis(network, tmp_path)
         scene.frame_set(frame)
         with_nnvis[frame] = _render(scene, tmp_path / f"nnvis_{frame}.png")
     assert not compare_images(with_nnvis[13], with_nnvis[25])[0]  # the map plays with the epochs
-    blend = tmp_path / "gradcam.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
-    result = subprocess.run([sys.executable, "-c", FRESH_RENDER, str(blend), json.dumps(frames),
-                             str(tmp_path)], env=fresh_environment(tmp_path), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    fresh, _ = fresh_renders(tmp_path, frames, "gradcam")
     for frame in frames:
-        fresh = load_pixels(tmp_path / f"fresh_{frame}.png")
-        assert compare_images(fresh, with_nnvis[frame])[0], frame
+        assert compare_images(fresh[frame], with_nnvis[frame])[0], frame
 
 
 def test_panel_offers_the_overlay(network):

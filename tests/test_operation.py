@@ -11,9 +11,6 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import warnings
 
 import bpy
@@ -26,7 +23,7 @@ from blender_utils import (
     load_pixels,
 )
 from mathutils import Vector
-from test_farm_safe import FRESH_RENDER, fresh_environment
+from test_farm_safe import fresh_renders
 
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.operation import activate, operation
@@ -191,11 +188,6 @@ def test_steps_render_the_same_without_nnvis(network, tmp_path):
         scene.frame_set(frame)
         renders[frame] = _render(scene, tmp_path / f"ours_{frame}.png")
     assert not compare_images(renders[1], renders[16])[0]  # the steps differ
-    blend = tmp_path / "operation.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
-    result = subprocess.run([sys.executable, "-c", FRESH_RENDER, str(blend), json.dumps(frames),
-                             str(tmp_path)], env=fresh_environment(tmp_path), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    fresh, _ = fresh_renders(tmp_path, frames, "operation")
     for frame in frames:
-        assert compare_images(load_pixels(tmp_path / f"fresh_{frame}.png"), renders[frame])[0]
+        assert compare_images(fresh[frame], renders[frame])[0]

@@ -16,7 +16,6 @@ no Grad-CAM layer, so its export holds saliency only).
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -33,7 +32,7 @@ from blender_utils import (
     installed_module,
     load_pixels,
 )
-from test_farm_safe import FRESH_RENDER, fresh_environment
+from test_farm_safe import fresh_renders
 from test_gradcam import _resize_loop
 
 from nnvis_addon.core.export_format import read_export
@@ -144,14 +143,9 @@ def test_evidence_map_switches_renders_and_plays_without_nnvis(network, tmp_path
         scene.frame_set(frame)
         with_nnvis[frame] = _render(scene, tmp_path / f"nnvis_{frame}.png")
     assert not compare_images(with_nnvis[1], with_nnvis[11])[0]
-    blend = tmp_path / "saliency.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
-    result = subprocess.run([sys.executable, "-c", FRESH_RENDER, str(blend), json.dumps(frames),
-                             str(tmp_path)], env=fresh_environment(tmp_path), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    fresh, _ = fresh_renders(tmp_path, frames, "saliency")
     for frame in frames:
-        assert compare_images(load_pixels(tmp_path / f"fresh_{frame}.png"), with_nnvis[frame])[0]
+        assert compare_images(fresh[frame], with_nnvis[frame])[0]
 
 
 def test_panel_names_the_map_shown(network):

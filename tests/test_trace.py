@@ -11,9 +11,6 @@ installed extension).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import warnings
 
 import bpy
@@ -26,7 +23,7 @@ from blender_utils import (
     installed_module,
     load_pixels,
 )
-from test_farm_safe import FRESH_RENDER, fresh_environment
+from test_farm_safe import fresh_renders
 
 from nnvis_addon.core.export_format import read_export
 from nnvis_addon.core.trace import DrawnGrid, drawn_cells, trace_cell
@@ -105,14 +102,8 @@ def test_trace_is_non_destructive_and_renders_without_nnvis(network, tmp_path):
     network.set(trace_strength=0.0)
     assert compare_images(_render(scene, tmp_path / "off.png"), before, max_bad_fraction=0.0)[0]
     network.set(trace_strength=1.0)
-    blend = tmp_path / "traced.blend"
-    bpy.ops.wm.save_as_mainfile(filepath=str(blend), copy=True)
-    result = subprocess.run([sys.executable, "-c", FRESH_RENDER, str(blend), json.dumps([1]),
-                             str(tmp_path)], env=fresh_environment(tmp_path), cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    fresh = load_pixels(tmp_path / "fresh_1.png")
-    assert compare_images(fresh, _render(scene, tmp_path / "again.png"))[0]
+    fresh, _ = fresh_renders(tmp_path, [1], "traced")
+    assert compare_images(fresh[1], _render(scene, tmp_path / "again.png"))[0]
     network.clear_trace()
     assert compare_images(_render(scene, tmp_path / "cleared.png"), before,
                           max_bad_fraction=0.0)[0]
