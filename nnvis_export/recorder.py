@@ -17,12 +17,15 @@ from .session import ExportSession, check_activation_dtype
 
 
 class EpochRecorder(keras.callbacks.Callback):
-    """Records the network before training and after every epoch; writes one export at the end.
+    """Records the network before training and after every epoch into one export.
 
     ``samples``: the inputs to record (S, *input_shape), e.g. a few test images.
     ``labels``: their classes (or one-hot rows), optional. The export lands in ``out_dir`` as
     ``<name>.nnvis.json`` + ``<name>.bin`` (``name`` defaults to the model's name); its path is
-    ``export_path`` after training. Arrays are written after each epoch, not kept in memory.
+    ``export_path``. Arrays are written after each epoch, not kept in memory, and every epoch
+    leaves a complete export (each later epoch in a sidecar segment of its own,
+    ``<name>.<k>.bin``), so a fit that stops or crashes keeps what it recorded; at the end of
+    ``fit`` the segments are joined into ``<name>.bin``.
 
     Epoch numbers are the ones Keras passes: the network before ``fit``'s first epoch ``e`` is
     epoch ``e`` (0, or ``initial_epoch``), after Keras's epoch ``e`` it is epoch ``e + 1``.
@@ -69,7 +72,7 @@ class EpochRecorder(keras.callbacks.Callback):
         self._fit_started = False
         last = self._session.last_epoch
         if last is None or epoch > last:
-            self._session.record(epoch)  # the network before this fit trains it
+            self._record(epoch)  # the network before this fit trains it
         elif epoch < last:
             self._epoch_shift = last - epoch
             warnings.warn(f"fit() started at epoch {epoch} but this recorder already has epochs "
@@ -80,7 +83,14 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self._session is not None:
-            self._session.record(epoch + 1 + self._epoch_shift, logs)
+            self._record(epoch + 1 + self._epoch_shift, logs)
+
+    def _record(self, epoch: int, logs=None) -> None:
+        """Record an epoch and leave a complete export on disk (``export_path``), so a fit
+        that stops or crashes keeps every epoch recorded before."""
+        assert self._session is not None
+        self._session.record(epoch, logs)
+        self.export_path = self._session.publish()
 
     def on_train_end(self, logs=None):
         if self._session is None:

@@ -159,6 +159,12 @@ class ExportSession:
 
     # -- finishing ---------------------------------------------------------------------------
 
+    def publish(self) -> Path:
+        """A complete export of the epochs recorded so far; more may be recorded after it."""
+        if self.failed:
+            raise ExportError("this export failed earlier and was removed; start a new one")
+        return self.files.publish()
+
     def finish(self) -> Path:
         """Write the structure document, read the export back to validate it, return its path."""
         if self.failed:

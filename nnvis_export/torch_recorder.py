@@ -71,11 +71,24 @@ class TorchEpochRecorder:
         self.epochs.append(epoch)
         return self.export_path
 
+    def finish(self) -> Path:
+        """Join the export's sidecar segments into one (``<name>.bin``) once training is over:
+        a tidy export of two files. Optional (every record's export is complete already); a
+        later ``record`` starts a new session that copies the epochs recorded so far."""
+        if self._session is None:
+            if self.export_path is None:
+                raise ExportError("nothing to finish: no epoch was recorded")
+            return self.export_path
+        session, self._session = self._session, None
+        self.export_path = session.finish()
+        return self.export_path
+
 
 class LightningHooks:
     """What the Lightning callback does, on any trainer with ``current_epoch`` and
-    ``callback_metrics``: record epoch 0 when ``fit`` starts from scratch, and epoch ``e + 1``
-    with the logged metrics after training epoch ``e``."""
+    ``callback_metrics``: record epoch 0 when ``fit`` starts from scratch, epoch ``e + 1``
+    with the logged metrics after training epoch ``e``, and join the sidecar segments when
+    ``fit`` ends."""
 
     def __init__(self, samples, out_dir: os.PathLike | str, labels=None,
                  class_names: Sequence[str] | None = None, **options):
@@ -102,6 +115,10 @@ class LightningHooks:
                    if getattr(v, "numel", lambda: 1)() == 1}
         assert self.recorder is not None, "on_fit_start was not called"
         self.recorder.record(trainer.current_epoch + 1, metrics)
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        if self.recorder is not None and self.recorder.epochs:
+            self.recorder.finish()
 
 
 def _lightning_callback_base():

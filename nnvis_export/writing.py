@@ -208,7 +208,10 @@ class EpochWriter:
         return path
 
     def finish(self) -> Path:
-        """Write the structure document, read the export back to validate it, return its path."""
+        """Write the structure document, read the export back to validate it, return its path.
+        An export published epoch by epoch has its sidecar segments joined into one first."""
+        if self.writer is not None:
+            self.writer.merge_segments()
         path = self._write_document()
         segments, self.writer = self.writer.segments if self.writer else [], None
         try:

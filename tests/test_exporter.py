@@ -594,6 +594,44 @@ def test_second_fit_appends_to_the_export(tmp_path):
     assert read_export(recorder.export_path).epoch_numbers == [0, 1, 2, 3, 4, 5]
 
 
+def test_a_fit_that_crashes_keeps_the_epochs_recorded(tmp_path):
+    """Every epoch leaves a complete export (a sidecar segment an epoch); a fit that raises keeps
+    them, the next fit goes on from them, and a fit that ends joins the segments into one."""
+    keras.utils.set_random_seed(12)
+    layers = keras.layers
+    model = keras.Sequential([layers.Input((6,), name="x"),
+                              layers.Dense(4, activation="relu", name="hidden"),
+                              layers.Dense(2, activation="softmax", name="out")], name="crasher")
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(5)
+    x = rng.random((32, 6), dtype=np.float32)
+    y = (x.sum(axis=1) > 3).astype("int64")
+    recorder = EpochRecorder(x[:3], tmp_path, labels=y[:3], activation_dtype="float32",
+                             verbose=False)
+
+    class Crash(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch == 1:
+                raise KeyboardInterrupt  # Ctrl-C after the second epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, epochs=5, verbose=0, callbacks=[recorder, Crash()])
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["crasher.1.bin", "crasher.2.bin", "crasher.bin", "crasher.nnvis.json"]
+    crashed = read_export(tmp_path / "crasher.nnvis.json")
+    assert crashed.epoch_numbers == [0, 1, 2]
+    kept = np.array(crashed.weights("out", 2)[0])
+    del crashed
+
+    model.fit(x, y, initial_epoch=2, epochs=3, verbose=0, callbacks=[recorder])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["crasher.bin", "crasher.nnvis.json"]
+    export = read_export(recorder.export_path)
+    assert export.epoch_numbers == [0, 1, 2, 3]
+    np.testing.assert_array_equal(export.weights("out", 2)[0], kept)
+    for got, expected in zip(export.weights("out", -1), model.get_layer("out").get_weights()):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_recorder_starts_anew_when_the_earlier_export_cannot_be_extended(tmp_path):
     layers = keras.layers
     x = np.linspace(0, 1, 24, dtype=np.float32).reshape(8, 3)

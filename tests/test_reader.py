@@ -446,3 +446,41 @@ def test_newer_minor_version_with_new_fields_is_read(tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(ExportFormatError, match="unknown field '(description|display_hint)'"):
         read_export(path)
+
+
+def test_published_segments_read_and_merge_into_one_sidecar(tmp_path):
+    """An export published after each step: each publish reads back whole, the arrays added
+    after it go to a segment of their own, and merging leaves one sidecar with the same arrays."""
+    rng = np.random.default_rng(3)
+    writer = ExportWriter(tmp_path, "grow")
+    arrays, refs = [], []
+
+    def add(count):
+        for _ in range(count):
+            arrays.append(rng.random(int(rng.integers(17, 300))).astype(np.float32))
+            refs.append(writer.add_array(arrays[-1]))
+
+    def document():
+        return {"model": {"name": "grow", "input_shape": [3]}, "layers": [], "samples": [],
+                "epochs": [], "generator": "test"}
+
+    def check(path):
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        for ref, array in zip(refs, arrays):
+            spec = raw["arrays"][ref]
+            data = (tmp_path / raw["buffers"][spec["buffer"]]["uri"]).read_bytes()
+            got = np.frombuffer(data, "<f4", count=array.size, offset=spec["byte_offset"])
+            np.testing.assert_array_equal(got, array)
+        return [buffer["uri"] for buffer in raw["buffers"]]
+
+    add(3)
+    assert check(writer.publish(**document())) == ["grow.bin"]
+    add(2)
+    assert check(writer.publish(**document())) == ["grow.bin", "grow.1.bin"]
+    add(4)  # in the open segment
+    writer.merge_segments()
+    add(1)
+    assert check(writer.publish(**document())) == ["grow.bin"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grow.bin", "grow.nnvis.json"]
+    assert all(spec["byte_offset"] % 64 == 0 for spec in
+               json.loads((tmp_path / "grow.nnvis.json").read_text())["arrays"])

@@ -398,6 +398,8 @@ def test_lightning_hooks_record_before_training_and_after_each_epoch(tmp_path):
             module.fc.bias += 1.0
         trainer.callback_metrics = {"loss": torch.tensor(1.0 / (epoch + 1))}
         hooks.on_train_epoch_end(trainer, module)
+    hooks.on_fit_end(trainer, module)
+    assert [p.name for p in tmp_path.glob("*.bin")] == ["SmallResNet.bin"]  # joined at the end
     export = read_export(hooks.export_path)
     assert [e.epoch for e in export.epochs] == [0, 1, 2]
     assert export.epochs[2].metrics == {"loss": 0.5}
@@ -408,7 +410,8 @@ def test_lightning_hooks_record_before_training_and_after_each_epoch(tmp_path):
 def test_the_recorder_writes_each_epoch_once_and_a_failed_record_keeps_the_export(tmp_path):
     """One session for the whole training: a record adds a sidecar segment of its own epoch
     (nothing copied), every record leaves a complete export, and after a failed record the next
-    one starts a fresh export from the last complete one (whose extra segments go)."""
+    one starts a fresh export from the last complete one (whose extra segments go); finish
+    joins the segments."""
     from nnvis_export import TorchEpochRecorder
 
     module = torch_models.SmallResNet()
@@ -439,6 +442,13 @@ def test_the_recorder_writes_each_epoch_once_and_a_failed_record_keeps_the_expor
     assert [e.epoch for e in export.epochs] == [0, 1, 2, 3, 4]
     assert export.epochs[2].metrics == {"loss": pytest.approx(1.0 / 3)}
     assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["net.bin"]  # all copied once
+    recorder.record(5)
+    assert sorted(p.name for p in tmp_path.glob("*.bin")) == ["net.1.bin", "net.bin"]
+    export = read_export(recorder.finish())  # the segments joined: a tidy export of two files
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.bin", "net.nnvis.json"]
+    assert [e.epoch for e in export.epochs] == [0, 1, 2, 3, 4, 5]
+    np.testing.assert_allclose(export.weights("fc", epoch_index=5)[1],
+                               module.fc.bias.detach().numpy(), rtol=1e-6)
 
 
 # -- a saved torch.export program through the command line ----------------------------------------

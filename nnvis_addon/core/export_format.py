@@ -906,12 +906,57 @@ class ExportWriter:
                 (self.folder / uri).unlink(missing_ok=True)
         self._replaced = []
 
+    def merge_segments(self) -> None:
+        """Join the sidecar segments (the published ones and the open one) into one, so that
+        the next :meth:`publish` writes an export of two files: each array is copied once,
+        its reference follows. The segments go once that document replaces the one naming
+        them."""
+        parts = [self.folder / spec["uri"] for spec in self.segments]
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+            parts.append(self._partial)
+        if len(parts) < 2:
+            if parts and parts[-1] == self._partial:  # the only segment is the open one
+                self._file = open(self._partial, "ab")
+            return
+        merged = self.folder / f"{self.name}.bin.merging"
+        starts = []
+        with open(merged, "wb") as out:
+            offset = 0
+            for part in parts:
+                padding = (-offset) % BUFFER_ALIGNMENT
+                out.write(b"\0" * padding)
+                starts.append(offset + padding)
+                with open(part, "rb") as source:
+                    offset = starts[-1] + _copy(source, out)
+        for spec in self.arrays:
+            if "buffer" in spec:
+                spec["byte_offset"] += starts[spec["buffer"]]
+                spec["buffer"] = 0
+        self._replaced = [spec["uri"] for spec in self.segments]
+        if parts[-1] == self._partial:
+            self._partial.unlink()
+        self.segments = []
+        os.replace(merged, self._partial)  # the open segment 0: the next publish names it
+        self._file = open(self._partial, "ab")
+        self._offset = offset
+
     def abort(self) -> None:
         """Remove the open segment's partial file; published files stay."""
         if self._file is not None:
             self._file.close()
             self._file = None
         self._partial.unlink(missing_ok=True)
+
+
+def _copy(source, out, chunk: int = 1 << 24) -> int:
+    """Copy an open file into another, a chunk at a time; the bytes copied."""
+    copied = 0
+    while data := source.read(chunk):
+        out.write(data)
+        copied += len(data)
+    return copied
 
 
 def _sidecars_of(document_path: Path) -> list[str]:
