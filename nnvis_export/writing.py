@@ -198,14 +198,10 @@ class EpochWriter:
                                            weights, activations, explanations))
 
     def publish(self) -> Path:
-        """Write the structure document of the epochs so far (their arrays are on disk already)
-        and read it back without the value check; more epochs may follow (``write_epoch``)."""
-        path = self._write_document()
-        try:
-            read_export(path, check_finite=False)
-        except ExportFormatError as exc:
-            raise ExportError(f"the export just written does not read back: {exc}") from exc
-        return path
+        """Write the structure document of the epochs so far (their arrays are on disk already):
+        compact JSON, not read back (the export :meth:`finish` writes is); more epochs may follow
+        (``write_epoch``)."""
+        return self._write_document(readable=False)
 
     def finish(self) -> Path:
         """Write the structure document, read the export back to validate it, return its path.
@@ -226,7 +222,7 @@ class EpochWriter:
                           f"{time.perf_counter() - self.started:.1f} s")
         return path
 
-    def _write_document(self) -> Path:
+    def _write_document(self, readable: bool = True) -> Path:
         if self.writer is None:
             raise ExportError("nothing to write: no epoch was recorded")
         try:
@@ -234,7 +230,8 @@ class EpochWriter:
             explained = any("explanations" in entry for entry in self.epochs)
             return self.writer.publish(model=self._model_entry(), layers=self.layers,
                                        samples=samples, epochs=self.epochs, generator=GENERATOR,
-                                       explain=self.explain if explained else None)
+                                       explain=self.explain if explained else None,
+                                       readable=readable)
         except BaseException:
             self.abort()
             raise

@@ -863,10 +863,13 @@ class ExportWriter:
         return len(self.arrays) - 1
 
     def publish(self, *, model: dict, layers: list[dict], samples: list[dict],
-                epochs: list[dict], generator: str, explain: dict | None = None) -> Path:
+                epochs: list[dict], generator: str, explain: dict | None = None,
+                readable: bool = True) -> Path:
         """Write the document of everything added so far; return its path. Files appear only
         when complete. ``explain`` (format 1.1) describes the epochs' ``explanations``; the
-        document is version 1.1 with it, 1.0 without. More arrays may be added afterwards."""
+        document is version 1.1 with it, 1.0 without. More arrays may be added afterwards.
+        ``readable``: indented JSON with short lists on one line (else compact, several times
+        faster: for the exports published while recording, which the last one replaces)."""
         if self._replaced is None:
             self._replaced = _sidecars_of(self.document_path)
         if self._file is not None:  # the open segment is complete: it joins the published ones
@@ -891,7 +894,9 @@ class ExportWriter:
         if not self.segments:  # every array inline: an empty sidecar, as the format asks
             (self.folder / f"{self.name}.bin").write_bytes(b"")
         partial = self.document_path.with_suffix(".partial")
-        partial.write_text(_dump_json(document), encoding="utf-8")
+        text = _dump_json(document) if readable else json.dumps(
+            document, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+        partial.write_text(text, encoding="utf-8")
         # The sidecar segments are complete before the document replaces an older export's:
         # the renames are the only window in which an old document could meet a new buffer.
         os.replace(partial, self.document_path)
