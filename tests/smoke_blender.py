@@ -56,6 +56,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", required=True, type=Path, help="folder for the render and summary")
     parser.add_argument("--hostile", type=Path, help="JSON list of broken exports, each "
                         "{name, path, message}: every one must fail with exactly that message")
+    parser.add_argument("--explained", type=Path, help="an export with class evidence maps "
+                        "(format 1.1): Grad-CAM, saliency, the answer and an operation close-up")
     parser.add_argument("--no-render", action="store_true", help="skip the Cycles render")
     parser.add_argument("--size", type=int, nargs=2, default=(32, 18), metavar=("W", "H"),
                         help="render resolution (default 32 18)")
@@ -288,7 +290,8 @@ def main(argv=None) -> int:
             bpy.data.node_groups.remove(group)
         return {"cells": checked, "sample": sample, "epoch": epoch}
 
-    def render():
+    def render_pixels(name: str) -> list[float]:
+        """The scene rendered small (Cycles, CPU, fixed seed) to ``<out>/<name>.png``: RGB."""
         scene = bpy.context.scene
         scene.render.engine = "CYCLES"
         scene.cycles.device = "CPU"
@@ -307,7 +310,7 @@ def main(argv=None) -> int:
         scene.render.use_sequencer = False
         scene.view_settings.view_transform = "Standard"
         scene.render.image_settings.file_format = "PNG"
-        path = args.out / "render.png"
+        path = args.out / f"{name}.png"
         scene.render.filepath = str(path)
         bpy.ops.render.render(write_still=True)
         check(path.exists(), "no image written")
@@ -316,7 +319,11 @@ def main(argv=None) -> int:
             pixels = list(image.pixels)
         finally:
             bpy.data.images.remove(image)
-        rgb = [value for index, value in enumerate(pixels) if index % 4 != 3]
+        return [value for index, value in enumerate(pixels) if index % 4 != 3]
+
+    def render():
+        path = args.out / "render.png"
+        rgb = render_pixels("render")
         brightest, mean = max(rgb), sum(rgb) / len(rgb)
         check(all(math.isfinite(v) for v in rgb), "non-finite pixels")
         check(brightest > 0.2 and mean > 0.005, f"render is (nearly) black: max {brightest:.3f}, "
@@ -401,6 +408,38 @@ def main(argv=None) -> int:
         check((first, last) == (0.0, float(epochs - 1)),
               f"epoch at the first/last frame: {first}/{last}, expected 0/{epochs - 1}")
         return {"frames": [scene.frame_start, scene.frame_end]}
+
+    def explain():
+        """Class evidence on this Blender: Grad-CAM on its convolution and the input, saliency
+        on the input (the keyframable Evidence Map), the answer's bars and an operation
+        close-up build, evaluate and render; removing the network leaves bpy.data as before."""
+        api = importlib.import_module(f"{EXTENSION_MODULE}.nnvis_addon.blender.api")
+        lifecycle = importlib.import_module(f"{EXTENSION_MODULE}.nnvis_addon.blender.lifecycle")
+        bpy.ops.wm.read_homefile(use_empty=True)
+        before = data_names()
+        result = bpy.ops.import_scene.nnvis(filepath=str(args.explained.resolve()))
+        check(result == {"FINISHED"}, f"import of the explained export returned {result}")
+        root = next(obj for obj in bpy.data.objects if obj.get("nnvis_network"))
+        network = api.Network(root)
+        parts = importlib.import_module(f"{EXTENSION_MODULE}.nnvis_addon.blender.network")
+        check(bool(parts.listed_parts(root, "answer")), "no answer bars")
+        pictures = {}
+        for name, strength, choice in (("plain", 0.0, 0.0), ("gradcam", 1.0, 0.0),
+                                       ("saliency", 1.0, 1.0)):
+            network.set(gradcam=strength, evidence_map=choice)
+            pictures[name] = render_pixels(f"explain_{name}")
+        for name in ("gradcam", "saliency"):
+            changed = sum(abs(a - b) > 0.05 for a, b in zip(pictures[name], pictures["plain"]))
+            check(changed > 0, f"the {name} overlay changes no pixel")
+        check(pictures["gradcam"] != pictures["saliency"], "Evidence Map changes nothing")
+        network.show_operation("conv1", channel=3, row=6, col=7)
+        bright = max(render_pixels("explain_operation"))
+        check(bright > 0.2, f"operation render is (nearly) black: max {bright:.3f}")
+        lifecycle.remove_network(root)
+        after = data_names()
+        after["images"] = [name for name in after["images"] if name != "Render Result"]
+        check(after == before, f"removal left data: {differences(before, after)}")
+        return {}
 
     def remove():
         root = state["root"]
@@ -536,6 +575,8 @@ def main(argv=None) -> int:
                 checks.run("render_preset", render_preset)
             checks.run("features", features)
             checks.run("remove_network", remove)
+        if args.explained is not None and not args.no_render:
+            checks.run("explain", explain)
         checks.run("ownership", ownership)
         checks.run("labels", labels)
         checks.run("reregister", reregister)

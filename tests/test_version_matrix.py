@@ -5,8 +5,9 @@ ones come from scripts/env_matrix.sh, which this test runs to create them when m
 ``bash scripts/test.sh`` works from a clean clone). In each, tests/smoke_blender.py installs the
 zip, fails every export of the hostile corpus cleanly, imports the bundled example (one object
 per layer, every cell evaluated and showing its recorded activation), renders a tiny Cycles
-frame, re-bundles, animates epochs, removes the network, checks the labels' pixel sizes in the
-startup scene and cycles disable/enable.
+frame, re-bundles, animates epochs, removes the network, shows the class evidence maps, the
+answer and an operation close-up of the example with maps added (Grad-CAM, saliency), checks
+the labels' pixel sizes in the startup scene and cycles disable/enable.
 The three Blenders run at once, each in its own process.
 """
 
@@ -15,10 +16,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 from blender_utils import ROOT, build_zip
 from hostile_corpus import build_corpus, outcome
@@ -42,6 +45,32 @@ def matrix_pythons() -> dict[str, str]:
     return pythons
 
 
+def explained_example(folder) -> str:
+    """The bundled example with class evidence maps (format 1.1) in a second sidecar: Grad-CAM
+    of conv2 and input saliency, for the predicted class and the true label, per epoch."""
+    shutil.copytree(EXAMPLE.parent, folder, dirs_exist_ok=True)
+    path = folder / EXAMPLE.name
+    document = json.loads(path.read_text(encoding="utf-8"))
+    rng = np.random.default_rng(7)
+    samples = len(document["samples"])
+    maps = bytearray()
+    for epoch in document["epochs"]:
+        epoch["explanations"] = {}
+        for kind, shape in (("gradcam_predicted", (8, 8)), ("gradcam_label", (8, 8)),
+                            ("saliency_predicted", (16, 16)), ("saliency_label", (16, 16))):
+            values = rng.random((samples, *shape)).astype("<f4")
+            document["arrays"].append({"dtype": "float32", "shape": [samples, *shape],
+                                       "buffer": 1, "byte_offset": len(maps)})
+            epoch["explanations"][kind] = len(document["arrays"]) - 1
+            maps += values.tobytes()
+    (folder / "maps.bin").write_bytes(bytes(maps))
+    document["buffers"].append({"uri": "maps.bin", "byte_length": len(maps)})
+    document["version"] = "1.1"
+    document["explain"] = {"gradcam_layer": "conv2", "score": "logit"}
+    path.write_text(json.dumps(document), encoding="utf-8")
+    return str(path)
+
+
 def clean_env() -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
            if key not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")
@@ -59,6 +88,7 @@ def smoke_runs(tmp_path_factory):
              for case in build_corpus(tmp_path_factory.mktemp("hostile")) if case.kind == "error"]
     hostile = tmp_path_factory.mktemp("hostile-list") / "cases.json"
     hostile.write_text(json.dumps(cases))
+    explained = explained_example(tmp_path_factory.mktemp("explained"))
     setup_started = time.perf_counter()
     pythons = matrix_pythons()
     setup_seconds = time.perf_counter() - setup_started
@@ -68,7 +98,7 @@ def smoke_runs(tmp_path_factory):
         log = open(out / "log.txt", "w")
         process = subprocess.Popen(
             [pythons[name], str(SMOKE), "--zip", str(zip_path), "--export", str(EXAMPLE),
-             "--out", str(out), "--hostile", str(hostile)],
+             "--out", str(out), "--hostile", str(hostile), "--explained", explained],
             stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=clean_env())
         runs[name] = {"process": process, "out": out, "log": log, "started": time.perf_counter(),
                       "setup_seconds": setup_seconds}
@@ -105,7 +135,8 @@ def test_extension_works_in_blender(smoke_runs, name):
     assert summary["ok"] and code == 0, (code, summary)
     assert summary["blender"].startswith(MATRIX[name]), summary["blender"]
     expected = {"install", "broken_import", "hostile", "import", "activations", "render",
-                "render_preset", "features", "remove_network", "ownership", "labels", "reregister"}
+                "render_preset", "features", "remove_network", "explain", "ownership", "labels",
+                "reregister"}
     assert set(summary["checks"]) == expected
     assert summary["checks"]["labels"]["min_cap_px"] >= 12.0
     layers = json.loads(EXAMPLE.read_text(encoding="utf-8"))["layers"]
