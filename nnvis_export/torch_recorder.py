@@ -29,6 +29,7 @@ class TorchEpochRecorder:
         for epoch in range(1, 11):
             train_one_epoch(model)
             recorder.record(epoch, {"loss": loss, "accuracy": accuracy})
+        recorder.finish()                                 # optional: one sidecar file
 
     ``samples``: an array or tensor (S, C, H, W) in the module's own layout. The module is
     switched to eval mode (no gradients) for each record and back to its mode afterwards.
