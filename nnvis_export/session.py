@@ -22,7 +22,6 @@ import numpy as np
 from nnvis_addon.core.export_format import NetworkExport
 
 from .activations import ActivationProbe
-from .errors import ExportError
 from .explain import make_class_evidence
 from .graph import (
     build_sequential,
@@ -41,17 +40,16 @@ from .text import log
 from .writing import (
     ACTIVATION_DTYPES,
     EpochWriter,
+    RecordingSession,
     check_activation_dtype,
-    check_epoch_number,
     earlier_export,
-    last_epoch_number,
     predicted_classes,
 )
 
 __all__ = ["ACTIVATION_DTYPES", "ExportSession", "check_activation_dtype", "export_model"]
 
 
-class ExportSession:
+class ExportSession(RecordingSession):
     """Writes one export of a Keras model: samples once, then each recorded epoch's weights and
     activations (through an :class:`~nnvis_export.writing.EpochWriter`).
 
@@ -88,36 +86,15 @@ class ExportSession:
         if self.evidence is not None:
             self.files.explain = self.evidence.description
         self.weighted: dict[str, list] = {}
-        self.failed = False
         self.new_epochs = 0
         self.earlier: NetworkExport | None = None
         if continue_from is not None:
             self.earlier = earlier_export(Path(continue_from), [g.name for g in self.graph],
                                           self.samples, f"model {model.name!r}", stacklevel=4)
 
-    @property
-    def last_epoch(self) -> int | None:
-        """The last epoch number recorded (or in the export being extended), None if none."""
-        return last_epoch_number(self.files, self.earlier)
-
     # -- recording ---------------------------------------------------------------------------
 
-    def record(self, epoch: int, metrics: Mapping | None = None) -> None:
-        """Compute and write the model's current state as epoch number ``epoch``.
-
-        On any error the partial sidecar is removed and the session cannot be finished.
-        """
-        if self.failed:
-            raise ExportError("this export failed earlier and was removed; start a new one")
-        try:
-            self._record(int(epoch), metrics)
-        except BaseException:
-            self.failed = True
-            self.abort()
-            raise
-
     def _record(self, epoch: int, metrics: Mapping | None) -> None:
-        check_epoch_number(epoch, self.last_epoch)
         t0 = time.perf_counter()
         activations, scores = self.probe.run(self.samples, self.batch_size)
         t_predict = time.perf_counter() - t0
@@ -140,7 +117,6 @@ class ExportSession:
                           f"{self.files.bytes_written / 1e6:.2f} MB written"
                           + (f"; {shown}" if shown else ""))
 
-
     def _start(self, activations: dict[str, np.ndarray]) -> None:
         """Open the files with the layer records (at the first epoch, when the activations give
         every layer's output shape), and copy the epochs of the export being extended."""
@@ -152,27 +128,7 @@ class ExportSession:
             variables = layer_variables(g)
             if variables:
                 self.weighted[g.name] = variables
-        self.files.start(layers)
-        if self.earlier is not None:
-            earlier, self.earlier = self.earlier, None  # its memory maps close once copied
-            self.files.copy_epochs(earlier)
-
-    # -- finishing ---------------------------------------------------------------------------
-
-    def publish(self) -> Path:
-        """A complete export of the epochs recorded so far; more may be recorded after it."""
-        if self.failed:
-            raise ExportError("this export failed earlier and was removed; start a new one")
-        return self.files.publish()
-
-    def finish(self) -> Path:
-        """Write the structure document, read the export back to validate it, return its path."""
-        if self.failed:
-            raise ExportError("this export failed earlier and was removed; start a new one")
-        return self.files.finish()
-
-    def abort(self) -> None:
-        self.files.abort()
+        self._open_files(layers)
 
 
 def _frameworks() -> dict[str, str]:

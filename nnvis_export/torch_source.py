@@ -23,10 +23,9 @@ from .text import log
 from .torch_graph import PROBE_BATCH, TorchGraph, static_batch
 from .writing import (
     EpochWriter,
+    RecordingSession,
     check_activation_dtype,
-    check_epoch_number,
     earlier_export,
-    last_epoch_number,
 )
 
 #: Saved programs the command line reads; state dicts and pickled modules are refused.
@@ -79,7 +78,7 @@ def _frameworks(graph: TorchGraph) -> dict[str, str]:
     return {"torch": torch.__version__, "numpy": np.__version__, "traced_by": graph.traced_by}
 
 
-class TorchExportSession:
+class TorchExportSession(RecordingSession):
     """Writes one export of a PyTorch module (or a ``torch.export`` program): samples once,
     then each recorded epoch's weights and activations. Options as for Keras's
     :class:`~nnvis_export.session.ExportSession`; ``continue_from``: an export of the same
@@ -111,36 +110,16 @@ class TorchExportSession:
         self.verbose = verbose
         output = self.graph.by_name[self.graph.output_layer]
         self.sigmoid_output = output.config.get("activation") == "sigmoid"
-        self.failed = False
         self.earlier = None if continue_from is None else earlier_export(
             Path(continue_from), [layer.name for layer in self.graph.layers], self.files.samples,
             "the module", stacklevel + 1)
 
-    @property
-    def last_epoch(self) -> int | None:
-        return last_epoch_number(self.files, self.earlier)
-
-    def record(self, epoch: int, metrics: Mapping | None = None) -> None:
-        """Compute and write the module's current state as epoch number ``epoch``."""
-        if self.failed:
-            raise ExportError("this export failed earlier and was removed; start a new one")
-        try:
-            self._record(int(epoch), metrics)
-        except BaseException:
-            self.failed = True
-            self.files.abort()
-            raise
-
     def _record(self, epoch: int, metrics: Mapping | None) -> None:
-        check_epoch_number(epoch, self.last_epoch)
         started = time.perf_counter()
         activations, scores = self.graph.run(self.samples, self.batch_size, self.activation_dtype)
         t_run = time.perf_counter() - started
         if not self.files.is_open:
-            self.files.start([self.graph.record(layer.name) for layer in self.graph.layers])
-            if self.earlier is not None:
-                earlier, self.earlier = self.earlier, None
-                self.files.copy_epochs(earlier)
+            self._open_files([self.graph.record(layer.name) for layer in self.graph.layers])
         weights = {layer.name: self.graph.weights(layer.name) for layer in self.graph.layers
                    if layer.weights}
         numbers = self.files.write_epoch(epoch, activations, weights, scores, metrics,
@@ -150,20 +129,6 @@ class TorchExportSession:
                           f"{self.samples.shape[0]} samples ({len(weights)} with weights), "
                           f"forward {t_run:.2f} s, {self.files.bytes_written / 1e6:.2f} MB written"
                           + (f"; {shown}" if shown else ""))
-
-    def publish(self) -> Path:
-        """A complete export of the epochs recorded so far; more may be recorded after it."""
-        if self.failed:
-            raise ExportError("this export failed earlier and was removed; start a new one")
-        return self.files.publish()
-
-    def finish(self) -> Path:
-        if self.failed:
-            raise ExportError("this export failed earlier and was removed; start a new one")
-        return self.files.finish()
-
-    def abort(self) -> None:
-        self.files.abort()
 
 
 def export_torch(module, samples, out_dir: os.PathLike | str, labels=None,

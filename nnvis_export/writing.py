@@ -289,11 +289,65 @@ def earlier_export(path: Path, layer_names: Sequence[str], samples: np.ndarray, 
     return earlier
 
 
-def last_epoch_number(files: EpochWriter, earlier: NetworkExport | None) -> int | None:
-    """The last epoch number recorded (or in the export being extended), None if none."""
-    if files.epochs:
-        return files.epochs[-1]["epoch"]
-    return earlier.epoch_numbers[-1] if earlier is not None else None
+class RecordingSession:
+    """What the export sessions of every source share: their files (``files``), the export they
+    extend (``earlier``: its epochs come first), the epoch numbering, and what a failed record
+    leaves: its partial files removed, nothing more to record or finish. A source implements
+    ``_record(epoch, metrics)``, which opens the files at the first record (``_open_files``)."""
+
+    files: EpochWriter
+    earlier: NetworkExport | None = None
+    failed = False
+
+    @property
+    def last_epoch(self) -> int | None:
+        """The last epoch number recorded (or in the export being extended), None if none."""
+        if self.files.epochs:
+            return self.files.epochs[-1]["epoch"]
+        return self.earlier.epoch_numbers[-1] if self.earlier is not None else None
+
+    def record(self, epoch: int, metrics: Mapping | None = None) -> None:
+        """Compute and write the current state as epoch number ``epoch``.
+
+        On any error the partial sidecar is removed and the session cannot be finished.
+        """
+        self._check_usable()
+        try:
+            epoch = int(epoch)
+            check_epoch_number(epoch, self.last_epoch)
+            self._record(epoch, metrics)
+        except BaseException:
+            self.failed = True
+            self.abort()
+            raise
+
+    def _record(self, epoch: int, metrics: Mapping | None) -> None:
+        raise NotImplementedError
+
+    def _open_files(self, layers: list[dict]) -> None:
+        """Open the files with the layer records (at the first record) and copy the epochs of
+        the export being extended into them."""
+        self.files.start(layers)
+        if self.earlier is not None:
+            earlier, self.earlier = self.earlier, None  # its memory maps close once copied
+            self.files.copy_epochs(earlier)
+
+    def publish(self) -> Path:
+        """A complete export of the epochs recorded so far; more may be recorded after it."""
+        self._check_usable()
+        return self.files.publish()
+
+    def finish(self) -> Path:
+        """Write the structure document, read the export back to validate it, return its path."""
+        self._check_usable()
+        return self.files.finish()
+
+    def abort(self) -> None:
+        self.files.abort()
+
+    def _check_usable(self) -> None:
+        if self.failed:
+            raise ExportError("this export failed earlier and was removed; start a new one")
 
 
 def check_epoch_number(epoch: int, last: int | None) -> None:
