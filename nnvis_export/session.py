@@ -153,9 +153,5 @@ def export_model(model, samples, out_dir: os.PathLike | str, labels=None, name: 
                             activation_dtype=activation_dtype, class_names=class_names,
                             sample_names=sample_names, batch_size=batch_size, verbose=verbose,
                             explain=explain)
-    try:
-        session.record(epoch, metrics)
-    except BaseException:
-        session.abort()
-        raise
+    session.record(epoch, metrics)  # a failed record removes its partial files
     return session.finish()

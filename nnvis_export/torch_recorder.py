@@ -65,9 +65,8 @@ class TorchEpochRecorder:
         try:
             self._session.record(epoch, metrics)
             self.export_path = self._session.publish()
-        except BaseException:
-            self._session.abort()  # the export published before stays as it was
-            self._session = None
+        except BaseException:  # the session removed its partial files; the export
+            self._session = None  # published before stays as it was
             raise
         self.epochs.append(epoch)
         return self.export_path

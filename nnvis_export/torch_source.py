@@ -144,11 +144,7 @@ def export_torch(module, samples, out_dir: os.PathLike | str, labels=None,
                                  activation_dtype=activation_dtype, class_names=class_names,
                                  sample_names=sample_names, batch_size=batch_size,
                                  verbose=verbose, stacklevel=3)
-    try:
-        session.record(epoch, metrics)
-    except BaseException:
-        session.abort()
-        raise
+    session.record(epoch, metrics)  # a failed record removes its partial files
     return session.finish()
 
 
