@@ -124,6 +124,13 @@ def configure_test_render(scene, width: int, height: int, samples: int,
         scene.render.filepath = str(path)
 
 
+def render_pixels(scene, path: Path) -> np.ndarray:
+    """Render the scene's current frame to ``path`` and return its pixels (see load_pixels)."""
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    return load_pixels(path)
+
+
 def load_pixels(path: Path) -> np.ndarray:
     """(H, W, 4) float pixels of an image file, decoded by Blender."""
     image = bpy.data.images.load(str(path), check_existing=False)

@@ -19,7 +19,7 @@ from blender_utils import (
     compare_images,
     configure_test_render,
     installed_module,
-    load_pixels,
+    render_pixels,
 )
 from mathutils import Vector
 
@@ -100,9 +100,7 @@ def test_render_shows_the_bars_change(network, tmp_path):
     renders = {}
     for epoch in (0.0, 12.0):
         network.set(epoch=epoch, sample=2)
-        scene.render.filepath = str(tmp_path / f"answer_{epoch}.png")
-        bpy.ops.render.render(write_still=True)
-        renders[epoch] = load_pixels(tmp_path / f"answer_{epoch}.png")
+        renders[epoch] = render_pixels(scene, tmp_path / f"answer_{epoch}.png")
     assert not compare_images(renders[0.0], renders[12.0])[0]
     green = renders[12.0][..., 1] - renders[12.0][..., 0]
     assert green.max() > 0.3  # the true class's marker

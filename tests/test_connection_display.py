@@ -15,7 +15,7 @@ from blender_utils import (
     evaluated_curves,
     install_extension,
     installed_module,
-    load_pixels,
+    render_pixels,
 )
 from export_factory import LayerDef, make_export
 
@@ -68,9 +68,7 @@ def links_by_layers(api, root):
 
 
 def render(scene, path) -> np.ndarray:
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    return load_pixels(path)[..., :3]
+    return render_pixels(scene, path)[..., :3]
 
 
 def changed_pixels(with_them: np.ndarray, without: np.ndarray) -> np.ndarray:

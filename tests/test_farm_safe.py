@@ -25,6 +25,7 @@ from blender_utils import (
     install_extension,
     installed_module,
     load_pixels,
+    render_pixels,
     save_pixels,
 )
 
@@ -113,9 +114,7 @@ def test_saved_animation_renders_the_same_without_nnvis(api, example_export, tmp
     for frame in frames:
         scene.frame_set(frame)
         epochs.append(root["nnvis_epoch"])
-        scene.render.filepath = str(tmp_path / f"nnvis_{frame}.png")
-        bpy.ops.render.render(write_still=True)
-        with_nnvis[frame] = load_pixels(tmp_path / f"nnvis_{frame}.png")
+        with_nnvis[frame] = render_pixels(scene, tmp_path / f"nnvis_{frame}.png")
     assert epochs == pytest.approx([0.0, 5.5, float(last)])
 
     fresh, report = fresh_renders(tmp_path, frames, "playback")

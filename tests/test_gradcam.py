@@ -21,7 +21,7 @@ from blender_utils import (
     configure_test_render,
     evaluated_instances,
     installed_module,
-    load_pixels,
+    render_pixels,
 )
 from test_farm_safe import fresh_renders
 
@@ -97,22 +97,16 @@ def test_overlay_values_equal_the_exported_maps(network, explained_example):
             assert "nnvis_gradcam" not in obj.keys()
 
 
-def _render(scene, path) -> np.ndarray:
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    return load_pixels(path)
-
-
 def test_overlay_is_non_destructive_and_renders_without_nnvis(network, tmp_path):
     scene = bpy.context.scene
     configure_test_render(scene, WIDTH, HEIGHT, SAMPLES)
-    before = _render(scene, tmp_path / "before.png")
+    before = render_pixels(scene, tmp_path / "before.png")
     network.set(gradcam=1.0)
-    overlaid = _render(scene, tmp_path / "overlaid.png")
+    overlaid = render_pixels(scene, tmp_path / "overlaid.png")
     assert not compare_images(overlaid, before)[0]
     network.set(gradcam_of_label=True)
     network.set(gradcam=0.0)
-    assert compare_images(_render(scene, tmp_path / "off.png"), before, max_bad_fraction=0.0)[0]
+    assert compare_images(render_pixels(scene, tmp_path / "off.png"), before, max_bad_fraction=0.0)[0]
     network.animate_epochs(frames_per_epoch=2, hold_frames=0)
     for frame, value in ((1, 0.0), (9, 1.0)):
         network.root["nnvis_gradcam"] = value
@@ -121,7 +115,7 @@ def test_overlay_is_non_destructive_and_renders_without_nnvis(network, tmp_path)
     with_nnvis = {}
     for frame in frames:
         scene.frame_set(frame)
-        with_nnvis[frame] = _render(scene, tmp_path / f"nnvis_{frame}.png")
+        with_nnvis[frame] = render_pixels(scene, tmp_path / f"nnvis_{frame}.png")
     assert not compare_images(with_nnvis[13], with_nnvis[25])[0]  # the map plays with the epochs
     fresh, _ = fresh_renders(tmp_path, frames, "gradcam")
     for frame in frames:

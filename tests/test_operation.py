@@ -20,7 +20,7 @@ from blender_utils import (
     compare_images,
     configure_test_render,
     installed_module,
-    load_pixels,
+    render_pixels,
 )
 from mathutils import Vector
 from test_farm_safe import fresh_renders
@@ -164,12 +164,6 @@ def test_errors_operator_and_panel(network):
     assert '"nnvis.show_operation"' in text and '"nnvis.clear_operation"' in text
 
 
-def _render(scene, path) -> np.ndarray:
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    return load_pixels(path)
-
-
 def test_steps_render_the_same_without_nnvis(network, tmp_path):
     scene = bpy.context.scene
     configure_test_render(scene, 48, 32, 4)
@@ -186,7 +180,7 @@ def test_steps_render_the_same_without_nnvis(network, tmp_path):
     renders = {}
     for frame in frames:
         scene.frame_set(frame)
-        renders[frame] = _render(scene, tmp_path / f"ours_{frame}.png")
+        renders[frame] = render_pixels(scene, tmp_path / f"ours_{frame}.png")
     assert not compare_images(renders[1], renders[16])[0]  # the steps differ
     fresh, _ = fresh_renders(tmp_path, frames, "operation")
     for frame in frames:

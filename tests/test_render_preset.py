@@ -15,7 +15,7 @@ from blender_utils import (
     compare_images,
     install_extension,
     installed_module,
-    load_pixels,
+    render_pixels,
     save_pixels,
 )
 
@@ -101,12 +101,6 @@ def test_render_preset_operator_runs_from_a_script(api, network):
     assert not modifier_input(api, network.links[0], "Render Tubes")
 
 
-def render(scene, path):
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    return load_pixels(path)
-
-
 def psnr(a, b) -> float:
     return float(10 * np.log10(1 / np.mean((a[..., :3] - b[..., :3]) ** 2)))
 
@@ -124,12 +118,12 @@ def test_preset_render_matches_a_default_settings_reference(api, network, tmp_pa
     scene.cycles.samples = 256                   # everything else: Blender's defaults
     scene.render.use_compositing = scene.render.use_sequencer = False
     api.compat.set_image_format(scene.render.image_settings, "PNG")
-    reference = render(scene, tmp_path / "reference.png")
+    reference = render_pixels(scene, tmp_path / "reference.png")
     api.render.apply_render_preset(scene, api.render.RenderPreset(
         samples=256, adaptive_threshold=scene.cycles.adaptive_threshold, adaptive_min_samples=0))
-    simplified = render(scene, tmp_path / "simplified.png")
+    simplified = render_pixels(scene, tmp_path / "simplified.png")
     api.render.apply_render_preset(scene)
-    preset = render(scene, tmp_path / "preset.png")
+    preset = render_pixels(scene, tmp_path / "preset.png")
     ok, bad, diff = compare_images(preset, reference, pixel_threshold=24 / 255,
                                    max_bad_fraction=0.04)
     if not ok:

@@ -30,7 +30,7 @@ from blender_utils import (
     configure_test_render,
     evaluated_instances,
     installed_module,
-    load_pixels,
+    render_pixels,
 )
 from test_farm_safe import fresh_renders
 from test_gradcam import _resize_loop
@@ -106,12 +106,6 @@ def test_input_shows_the_exported_saliency_and_conv2_fades(network, explained_ex
     assert np.abs(cam_16 - saliency).max() > 0.3  # two different maps
 
 
-def _render(scene, path) -> np.ndarray:
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    return load_pixels(path)
-
-
 def _only(network, unit: str) -> None:
     for obj in network.layers:
         network.show(obj, obj["nnvis_layer"] == unit)
@@ -121,16 +115,16 @@ def test_evidence_map_switches_renders_and_plays_without_nnvis(network, tmp_path
     scene = bpy.context.scene
     configure_test_render(scene, WIDTH, HEIGHT, SAMPLES)
     _only(network, "conv2")
-    plain = _render(scene, tmp_path / "conv2_plain.png")
+    plain = render_pixels(scene, tmp_path / "conv2_plain.png")
     network.set(gradcam=1.0)
-    assert not compare_images(_render(scene, tmp_path / "conv2_cam.png"), plain)[0]
+    assert not compare_images(render_pixels(scene, tmp_path / "conv2_cam.png"), plain)[0]
     network.set(evidence_map=1.0)
-    assert compare_images(_render(scene, tmp_path / "conv2_saliency.png"), plain,
+    assert compare_images(render_pixels(scene, tmp_path / "conv2_saliency.png"), plain,
                           max_bad_fraction=0.0)[0]
     _only(network, "input")
-    saliency = _render(scene, tmp_path / "input_saliency.png")
+    saliency = render_pixels(scene, tmp_path / "input_saliency.png")
     network.set(evidence_map=0.0)
-    cam = _render(scene, tmp_path / "input_cam.png")
+    cam = render_pixels(scene, tmp_path / "input_cam.png")
     assert compare_images(saliency, cam)[1] > 0.003  # the small input's pixels (33 of 5184)
     for obj in network.layers:
         network.show(obj, True)
@@ -141,7 +135,7 @@ def test_evidence_map_switches_renders_and_plays_without_nnvis(network, tmp_path
     with_nnvis = {}
     for frame in frames:
         scene.frame_set(frame)
-        with_nnvis[frame] = _render(scene, tmp_path / f"nnvis_{frame}.png")
+        with_nnvis[frame] = render_pixels(scene, tmp_path / f"nnvis_{frame}.png")
     assert not compare_images(with_nnvis[1], with_nnvis[11])[0]
     fresh, _ = fresh_renders(tmp_path, frames, "saliency")
     for frame in frames:
@@ -205,7 +199,7 @@ def test_dense_only_model_shows_saliency_on_its_input(Network, dense_only, tmp_p
     renders = {}
     for name, strength, pick in (("off", 0.0, 0.0), ("pick0", 1.0, 0.0), ("pick1", 1.0, 1.0)):
         network.set(gradcam=strength, evidence_map=pick)
-        renders[name] = _render(scene, tmp_path / f"{name}.png")
+        renders[name] = render_pixels(scene, tmp_path / f"{name}.png")
     assert compare_images(renders["pick0"], renders["off"])[1] > 0.003
     assert compare_images(renders["pick1"], renders["pick0"], max_bad_fraction=0.0)[0]
     output = network.layer("output")

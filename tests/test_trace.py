@@ -21,7 +21,7 @@ from blender_utils import (
     configure_test_render,
     evaluated_instances,
     installed_module,
-    load_pixels,
+    render_pixels,
 )
 from test_farm_safe import fresh_renders
 
@@ -86,26 +86,20 @@ def test_connections_carry_the_contributing_paths(network):
     assert 0 < np.count_nonzero(found["output"]) < found["output"].size
 
 
-def _render(scene, path) -> np.ndarray:
-    scene.render.filepath = str(path)
-    bpy.ops.render.render(write_still=True)
-    return load_pixels(path)
-
-
 def test_trace_is_non_destructive_and_renders_without_nnvis(network, tmp_path):
     scene = bpy.context.scene
     configure_test_render(scene, WIDTH, HEIGHT, SAMPLES)
-    before = _render(scene, tmp_path / "before.png")
+    before = render_pixels(scene, tmp_path / "before.png")
     network.trace("pool2", channel=5, row=1, col=1)
-    traced = _render(scene, tmp_path / "traced.png")
+    traced = render_pixels(scene, tmp_path / "traced.png")
     assert not compare_images(traced, before)[0]
     network.set(trace_strength=0.0)
-    assert compare_images(_render(scene, tmp_path / "off.png"), before, max_bad_fraction=0.0)[0]
+    assert compare_images(render_pixels(scene, tmp_path / "off.png"), before, max_bad_fraction=0.0)[0]
     network.set(trace_strength=1.0)
     fresh, _ = fresh_renders(tmp_path, [1], "traced")
-    assert compare_images(fresh[1], _render(scene, tmp_path / "again.png"))[0]
+    assert compare_images(fresh[1], render_pixels(scene, tmp_path / "again.png"))[0]
     network.clear_trace()
-    assert compare_images(_render(scene, tmp_path / "cleared.png"), before,
+    assert compare_images(render_pixels(scene, tmp_path / "cleared.png"), before,
                           max_bad_fraction=0.0)[0]
     assert all("nnvis_trace" not in obj.data.attributes for obj in network.layers)
 
