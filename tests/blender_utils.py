@@ -10,6 +10,7 @@ from pathlib import Path
 
 import bpy
 import numpy as np
+from mathutils import Vector
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTENSION_MODULE = "bl_ext.user_default.nnvis"
@@ -122,6 +123,18 @@ def configure_test_render(scene, width: int, height: int, samples: int,
     scene.render.image_settings.color_mode = "RGBA"
     if path is not None:
         scene.render.filepath = str(path)
+
+
+def close_up_camera(scene, obj, distance: float = 4.0) -> None:
+    """The scene's camera: a new one ``distance`` in front of ``obj`` (along -X, where units
+    face), aimed at the middle of its box."""
+    bpy.context.view_layer.update()
+    centre = sum((obj.matrix_world @ Vector(c) for c in obj.bound_box), Vector()) / 8
+    camera = bpy.data.objects.new("close-up", bpy.data.cameras.new("close-up"))
+    scene.collection.objects.link(camera)
+    camera.location = centre + Vector((-distance, 0.0, 0.0))
+    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Z").to_euler()
+    scene.camera = camera
 
 
 def render_pixels(scene, path: Path) -> np.ndarray:

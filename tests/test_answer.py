@@ -16,6 +16,7 @@ import bpy
 import numpy as np
 import pytest
 from blender_utils import (
+    close_up_camera,
     compare_images,
     configure_test_render,
     installed_module,
@@ -89,14 +90,7 @@ def test_class_names_belong_to_the_network(network):
 def test_render_shows_the_bars_change(network, tmp_path):
     scene = bpy.context.scene
     configure_test_render(scene, 48, 48, 4)
-    bars = _answer(network)[0]
-    bpy.context.view_layer.update()
-    centre = sum((bars.matrix_world @ Vector(c) for c in bars.bound_box), Vector()) / 8
-    camera = bpy.data.objects.new("close-up", bpy.data.cameras.new("close-up"))
-    scene.collection.objects.link(camera)
-    camera.location = centre + Vector((-4.0, 0.0, 0.0))
-    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Z").to_euler()
-    scene.camera = camera
+    close_up_camera(scene, _answer(network)[0])
     renders = {}
     for epoch in (0.0, 12.0):
         network.set(epoch=epoch, sample=2)

@@ -17,6 +17,7 @@ import bpy
 import numpy as np
 import pytest
 from blender_utils import (
+    close_up_camera,
     compare_images,
     configure_test_render,
     installed_module,
@@ -168,14 +169,7 @@ def test_steps_render_the_same_without_nnvis(network, tmp_path):
     scene = bpy.context.scene
     configure_test_render(scene, 48, 32, 4)
     network.show_operation("conv2", 7, row=3, col=0, frames_per_step=5, frame_start=1)
-    close = _objects(network)[0]
-    bpy.context.view_layer.update()
-    centre = sum((close.matrix_world @ Vector(c) for c in close.bound_box), Vector()) / 8
-    camera = bpy.data.objects.new("close-up", bpy.data.cameras.new("close-up"))
-    scene.collection.objects.link(camera)
-    camera.location = centre + Vector((-4.0, 0.0, 0.0))
-    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Z").to_euler()
-    scene.camera = camera
+    close_up_camera(scene, _objects(network)[0])
     frames = [1, 16]
     renders = {}
     for frame in frames:
