@@ -111,7 +111,8 @@ def panel_model(context) -> PanelModel:
     if connections.network_connections(root):
         model.edge_controls = [Control(root, f'["{key}"]', label)
                                for key, label in EDGE_CONTROL_LABELS if key in root.keys()]
-    maps = scene.evidence_maps(root)
+    model.layers = scene.network_layers(root)
+    maps = scene.evidence_maps(model.layers)
     unused = _unused_evidence_controls(maps)
     model.explain_controls = [Control(root, f'["{key}"]', controls.choice_label(key, root[key]))
                               for key, _ in EXPLAIN_CONTROL_LABELS
@@ -121,7 +122,6 @@ def panel_model(context) -> PanelModel:
     if record is not None:
         model.traced = f"{record['unit']} (sample {record['sample']}, epoch index " \
                        f"{record['epoch_index']})"
-    model.layers = scene.network_layers(root)
     layer = selected_layer(context, model.layers)
     if layer is not None:
         model.active_layer = layer

@@ -318,9 +318,8 @@ def _set_overlay(obj: bpy.types.Object, root: bpy.types.Object, unit: str,
         writers.add_driver(obj, f'["{key}"]', "var", {"var": ("OBJECT", root, f'["{key}"]')})
 
 
-def evidence_maps(root: bpy.types.Object) -> list[str]:
-    """The class evidence maps (``gradcam``, ``saliency``) some unit of the network shows."""
-    units = network.network_layers(root)
+def evidence_maps(units: list[bpy.types.Object]) -> list[str]:
+    """The class evidence maps (``gradcam``, ``saliency``) some of a network's ``units`` show."""
     return [name for name, prefixes in layer_nodes.OVERLAY_STREAMS.items()
             if any(f"{prefixes['predicted']}_place" in unit.keys() for unit in units)]
 
