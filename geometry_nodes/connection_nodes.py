@@ -34,9 +34,13 @@ WEIGHTS_STREAM = "nnvis_edges"
 # radius), and 1 on the curves of a structural link (channel to channel, no weights of its own).
 PEAK_ATTRIBUTE = "nnvis_w_peak"
 STRUCTURAL_ATTRIBUTE = "structural"
+# Where an edge runs: point attributes 0..1 along it and the bundling's offset from the
+# straight line; curve attributes, the first and last drawn cell of each end's unit.
+T_ATTRIBUTE = "nnvis_t"
+OFFSET_ATTRIBUTE = "nnvis_offset"
+ENDPOINT_ATTRIBUTES = ("source_first", "source_last", "target_first", "target_last")
 # Attributes of the imported curves only the modifier's placing and sizing read
-PLACEMENT_ATTRIBUTES = ("nnvis_t", "nnvis_offset", "source_first", "source_last", "target_first",
-                        "target_last", PEAK_ATTRIBUTE)
+PLACEMENT_ATTRIBUTES = (T_ATTRIBUTE, OFFSET_ATTRIBUTE, *ENDPOINT_ATTRIBUTES, PEAK_ATTRIBUTE)
 STRUCTURAL_RADIUS = 0.4  # their radius, relative to a weighted edge's
 # Curve attributes the connection material reads (stored by the group).
 EDGE_ATTRIBUTE = "nnvis_edge"               # the edge's index in the weights stream
@@ -89,10 +93,11 @@ def build_connection_group():
         return b.node("ShaderNodeVectorMath", {0: mid.outputs[0], "Scale": 0.5},
                       operation="SCALE").outputs[0]
 
-    start = endpoint(inp["Source"], "source_first", "source_last")
-    end = endpoint(inp["Target"], "target_first", "target_last")
-    t = b.node("GeometryNodeInputNamedAttribute", {"Name": "nnvis_t"}, data_type="FLOAT").outputs[0]
-    offset = b.node("GeometryNodeInputNamedAttribute", {"Name": "nnvis_offset"},
+    start = endpoint(inp["Source"], *ENDPOINT_ATTRIBUTES[:2])
+    end = endpoint(inp["Target"], *ENDPOINT_ATTRIBUTES[2:])
+    t = b.node("GeometryNodeInputNamedAttribute", {"Name": T_ATTRIBUTE},
+               data_type="FLOAT").outputs[0]
+    offset = b.node("GeometryNodeInputNamedAttribute", {"Name": OFFSET_ATTRIBUTE},
                     data_type="FLOAT_VECTOR").outputs[0]
     straight = b.node("ShaderNodeMix", {"Factor": t, "A": start, "B": end}, data_type="VECTOR",
                       clamp_factor=True)

@@ -174,9 +174,10 @@ def _write_shape(curves_data, curves: np.ndarray, straight: np.ndarray,
     offset = (curves - straight).astype(np.float32)
     if not turn:
         offset[..., 0] = 0.0  # bundling only moves points across the layer axis
-    writers.write_attribute(curves_data, "nnvis_t", "FLOAT", "POINT",
+    writers.write_attribute(curves_data, connection_nodes.T_ATTRIBUTE, "FLOAT", "POINT",
                             np.tile(np.linspace(0.0, 1.0, points, dtype=np.float32), count))
-    writers.write_attribute(curves_data, "nnvis_offset", "FLOAT_VECTOR", "POINT", offset)
+    writers.write_attribute(curves_data, connection_nodes.OFFSET_ATTRIBUTE, "FLOAT_VECTOR", "POINT",
+                            offset)
 
 
 def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: LayerLink,
@@ -186,7 +187,7 @@ def write_curves(curves_data, curves: np.ndarray, straight: np.ndarray, link: La
     count, points, _ = curves.shape
     curves_data.add_curves([points] * count)
     _write_shape(curves_data, curves, straight, turn)
-    for name in ("source_first", "source_last", "target_first", "target_last"):
+    for name in connection_nodes.ENDPOINT_ATTRIBUTES:
         writers.write_attribute(curves_data, name, "INT", "CURVE", getattr(link, name))
     magnitudes = np.abs(link.epoch_weights)
     peak = np.max(np.where(np.isfinite(magnitudes), magnitudes, 0.0), axis=0, initial=0.0)
@@ -309,8 +310,7 @@ def rebundle(obj: bpy.types.Object, params: BundlingParams, bundle: bool = True)
         data.attributes[name].data.foreach_get("value", values)
         return values
 
-    spans = {name: read(name) for name in ("source_first", "source_last", "target_first",
-                                           "target_last")}
+    spans = {name: read(name) for name in connection_nodes.ENDPOINT_ATTRIBUTES}
     # Bundled by the same weights as at import.
     weights = np.zeros(count, np.float32)
     data.attributes[BUNDLED_BY].data.foreach_get("value", weights)
